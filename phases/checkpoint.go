@@ -1,0 +1,47 @@
+package phases
+
+import (
+	"context"
+	"time"
+)
+
+// Checkpoint records that a phase converged with given inputs. It holds nothing secret: a
+// summary is facts like "3 voters", never tokens or keys.
+type Checkpoint struct {
+	Phase     string    `json:"phase"`
+	InputHash string    `json:"inputHash"`
+	Version   string    `json:"vaultctlVersion"`
+	Time      time.Time `json:"time"`
+	Summary   string    `json:"summary,omitempty"`
+}
+
+// CheckpointStore keeps checkpoints where every runner can see them (in-cluster: a ConfigMap).
+type CheckpointStore interface {
+	Get(ctx context.Context) (map[string]Checkpoint, error)
+	Put(ctx context.Context, c Checkpoint) error
+}
+
+// MemoryStore is a CheckpointStore for tests and for runs without a cluster.
+type MemoryStore struct {
+	Items map[string]Checkpoint
+	Puts  int
+}
+
+// Get returns a copy of the stored checkpoints.
+func (m *MemoryStore) Get(context.Context) (map[string]Checkpoint, error) {
+	out := map[string]Checkpoint{}
+	for k, v := range m.Items {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// Put stores c.
+func (m *MemoryStore) Put(_ context.Context, c Checkpoint) error {
+	if m.Items == nil {
+		m.Items = map[string]Checkpoint{}
+	}
+	m.Items[c.Phase] = c
+	m.Puts++
+	return nil
+}

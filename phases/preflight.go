@@ -1,0 +1,241 @@
+package phases
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	authv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Preflight proves the estate can be worked on before anything changes: the cluster answers and
+// its version is known, the caller holds every permission later phases use, the KMS key (or the
+// right to create it) works, and an external Vault answers.
+type Preflight struct{ Env *Env }
+
+func (p *Preflight) Name() string { return "preflight" }
+func (p *Preflight) Description() string {
+	return "cluster reachable, RBAC sufficient, KMS key usable, versions known"
+}
+func (p *Preflight) Inputs() any {
+	c := p.Env.Config
+	return struct {
+		Cluster any
+		Mode    string
+		Address string
+		Seal    any
+		NS      string
+	}{c.Cluster, c.Vault.Mode, c.Vault.Address, c.Vault.Seal, c.Vault.Namespace}
+}
+
+// Apply has nothing to do: preflight only observes.
+func (p *Preflight) Apply(context.Context, Diff) error { return nil }
+
+// Check runs every probe and reports all failures together, so one run shows everything to fix.
+func (p *Preflight) Check(ctx context.Context) (Diff, error) {
+	var d Diff
+	var errs []error
+	if fact, err := p.cluster(ctx); err != nil {
+		errs = append(errs, err)
+	} else {
+		d.Facts = append(d.Facts, fact)
+		if err := p.permissions(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if fact, err := p.kmsKey(ctx); err != nil {
+		errs = append(errs, err)
+	} else {
+		d.Facts = append(d.Facts, fact)
+	}
+	if p.Env.Config.External() {
+		if fact, err := p.vault(ctx); err != nil {
+			errs = append(errs, err)
+		} else {
+			d.Facts = append(d.Facts, fact)
+		}
+	}
+	return d, Failures(errs)
+}
+
+func (p *Preflight) cluster(ctx context.Context) (string, error) {
+	if p.Env.Kube == nil {
+		return "", Fail("pass --kubeconfig/--context or set cluster.kubeconfig", "no Kubernetes connection")
+	}
+	v, err := p.Env.Kube.Discovery().ServerVersion()
+	if err != nil {
+		return "", Fail("check --kubeconfig, --context and that the API server is up ("+p.Env.KubeHost+")",
+			"cannot reach the Kubernetes API at %s: %v", p.Env.KubeHost, err)
+	}
+	return "Kubernetes " + v.GitVersion, nil
+}
+
+// requiredAccess lists what later phases do; checked up front so a run never stops half-way on
+// a 403. Namespaced rules are checked in the Vault namespace.
+var requiredAccess = []struct {
+	group, resource, verb string
+	namespaced            bool
+}{
+	{"", "namespaces", "create", false},
+	{"", "namespaces", "get", false},
+	{"", "configmaps", "create", true},
+	{"", "configmaps", "update", true},
+	{"", "secrets", "create", true},
+	{"", "secrets", "get", true},
+	{"", "serviceaccounts", "create", true},
+	{"", "serviceaccounts/token", "create", true},
+	{"", "services", "create", true},
+	{"", "pods", "list", true},
+	{"", "pods", "delete", true},
+	{"apps", "statefulsets", "create", true},
+	{"apps", "deployments", "create", true},
+	{"policy", "poddisruptionbudgets", "create", true},
+	{"rbac.authorization.k8s.io", "roles", "create", true},
+	{"rbac.authorization.k8s.io", "rolebindings", "create", true},
+	{"rbac.authorization.k8s.io", "clusterroles", "create", false},
+	{"rbac.authorization.k8s.io", "clusterrolebindings", "create", false},
+	{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "create", false},
+	{"networking.k8s.io", "networkpolicies", "create", true},
+	{"coordination.k8s.io", "leases", "create", true},
+}
+
+func (p *Preflight) permissions(ctx context.Context) error {
+	ns := p.Env.Config.Vault.Namespace
+	var missing []string
+	for _, a := range requiredAccess {
+		resource, sub, _ := strings.Cut(a.resource, "/")
+		attrs := &authv1.ResourceAttributes{Group: a.group, Resource: resource, Subresource: sub, Verb: a.verb}
+		if a.namespaced {
+			attrs.Namespace = ns
+		}
+		review := &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: attrs}}
+		res, err := p.Env.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		if err != nil {
+			return Fail("make sure the API server serves authorization.k8s.io/v1", "SelfSubjectAccessReview failed: %v", err)
+		}
+		if !res.Status.Allowed {
+			where := "cluster-wide"
+			if a.namespaced {
+				where = "in namespace " + ns
+			}
+			name := a.resource
+			if a.group != "" {
+				name += "." + a.group
+			}
+			missing = append(missing, fmt.Sprintf("%s %s %s", a.verb, name, where))
+		}
+	}
+	if len(missing) > 0 {
+		return Fail("grant these to the identity in your kubeconfig (cluster-admin during install is simplest) and re-run",
+			"missing Kubernetes permissions: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func (p *Preflight) kmsKey(ctx context.Context) (string, error) {
+	k := p.Env.Config.Vault.Seal.AWSKMS
+	if p.Env.KMS == nil {
+		return "", Fail("check vault.seal.awskms.region and your AWS configuration", "no KMS client")
+	}
+	out, err := describeKey(ctx, p.Env.KMS, k.KMSKeyID)
+	var nf *kmstypes.NotFoundException
+	switch {
+	case errors.As(err, &nf):
+		if k.CreateKey {
+			return fmt.Sprintf("KMS key %s not found; the kms phase will create it", k.KMSKeyID), nil
+		}
+		return "", Fail(createKeySteps(k.KMSKeyID, k.Region)+"; or set vault.seal.awskms.createKey: true",
+			"KMS key %s does not exist at %s", k.KMSKeyID, p.Env.KMSEndpoint)
+	case err != nil:
+		return "", kmsError(err, p.Env.KMSEndpoint)
+	}
+	if err := usableKey(out.KeyMetadata); err != nil {
+		return "", err
+	}
+	if err := roundTrip(ctx, p.Env.KMS, k.KMSKeyID); err != nil {
+		return "", kmsError(err, p.Env.KMSEndpoint)
+	}
+	return fmt.Sprintf("KMS key %s usable (encrypt/decrypt round trip)", aws.ToString(out.KeyMetadata.KeyId)), nil
+}
+
+func (p *Preflight) vault(ctx context.Context) (string, error) {
+	if p.Env.Vault == nil {
+		return "", Fail("set vault.address", "no Vault client")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	h, err := p.Env.Vault.Health(ctx)
+	if err != nil {
+		return "", Fail("check vault.address, vault.tls.caCert (or VAULT_CACERT) and that Vault is listening",
+			"cannot reach Vault at %s: %v", p.Env.VaultAddr, err)
+	}
+	state := "unsealed"
+	switch {
+	case !h.Initialized:
+		state = "uninitialized"
+	case h.Sealed:
+		state = "sealed"
+	}
+	return fmt.Sprintf("Vault %s at %s (%s)", h.Version, p.Env.VaultAddr, state), nil
+}
+
+func describeKey(ctx context.Context, c KMSAPI, id string) (*kms.DescribeKeyOutput, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	return c.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(id)})
+}
+
+func usableKey(m *kmstypes.KeyMetadata) error {
+	id := aws.ToString(m.KeyId)
+	if m.KeyState != kmstypes.KeyStateEnabled {
+		return Fail("enable the key (aws kms enable-key --key-id "+id+") or cancel its deletion", "KMS key %s is %s", id, m.KeyState)
+	}
+	if m.KeyUsage != kmstypes.KeyUsageTypeEncryptDecrypt || m.KeySpec != kmstypes.KeySpecSymmetricDefault {
+		return Fail("point vault.seal.awskms.kmsKeyId at a SYMMETRIC_DEFAULT ENCRYPT_DECRYPT key", "KMS key %s is %s/%s; Vault's awskms seal needs a symmetric encryption key", id, m.KeySpec, m.KeyUsage)
+	}
+	return nil
+}
+
+// roundTrip encrypts and decrypts a probe, which proves both permissions Vault's seal needs.
+func roundTrip(ctx context.Context, c KMSAPI, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	probe := []byte("vaultctl preflight probe")
+	enc, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(id), Plaintext: probe})
+	if err != nil {
+		return fmt.Errorf("kms:Encrypt: %w", err)
+	}
+	dec, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, KeyId: aws.String(id)})
+	if err != nil {
+		return fmt.Errorf("kms:Decrypt: %w", err)
+	}
+	if !bytes.Equal(dec.Plaintext, probe) {
+		return errors.New("kms round trip returned different bytes")
+	}
+	return nil
+}
+
+func kmsError(err error, endpoint string) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "no such host"), strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "deadline exceeded"):
+		return Fail("check vault.seal.awskms.endpoint / AWS_ENDPOINT_URL_KMS and network access to KMS",
+			"KMS endpoint %s is unreachable: %v", endpoint, err)
+	case strings.Contains(msg, "AccessDenied"), strings.Contains(msg, "UnrecognizedClient"), strings.Contains(msg, "InvalidSignature"), strings.Contains(msg, "credentials"):
+		return Fail("give the identity kms:DescribeKey, kms:Encrypt and kms:Decrypt on the key (on EKS via the IRSA role)",
+			"KMS at %s refused the request: %v", endpoint, err)
+	}
+	return Fail("check the KMS key and endpoint", "KMS at %s: %v", endpoint, err)
+}
+
+func createKeySteps(alias, region string) string {
+	return fmt.Sprintf("create it: aws kms create-key --region %s --key-spec SYMMETRIC_DEFAULT --key-usage ENCRYPT_DECRYPT, then aws kms create-alias --region %s --alias-name %s --target-key-id KEY_ID, then aws kms enable-key-rotation --key-id KEY_ID",
+		region, region, alias)
+}
