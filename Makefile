@@ -22,8 +22,9 @@ lint: ## gofmt and go vet
 	  if [[ -n "$$out" ]]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-unit: ## unit tests under the race detector (no sandbox)
+unit: ## unit tests under the race detector (no sandbox), plus the wizard's real-terminal tests
 	$(GO) test -race -short -count=1 ./...
+	$(GO) test -race -count=1 -run 'TUI|Terminal|CtrlC' ./wizard/ ./cmd/vaultctl/
 
 e2e: tools ## end-to-end tests against one real sandbox
 	$(GO) test -count=1 -timeout 45m ./e2e/

@@ -143,11 +143,15 @@ func applyOverrides(cfg *Config, src *Source, ps *problems, environ []string, fl
 		}
 	}
 	for k := range env {
-		if !isKnownEnv(k) && k != EnvPrefix+"_TOOLS_DIR" && k != EnvPrefix+"_SANDBOX_DIR" && !strings.HasPrefix(k, EnvPrefix+"_E2E") {
+		if !isKnownEnv(k) && !nonConfigEnv[strings.TrimPrefix(k, EnvPrefix+"_")] && !strings.HasPrefix(k, EnvPrefix+"_E2E") {
 			ps.warn = append(ps.warn, Problem{Source: "env " + k, Message: "not a known config key; ignored"})
 		}
 	}
 }
+
+// nonConfigEnv are VAULTCTL_* variables that belong to the tooling (sandbox, tests), not the
+// config; they are not typos worth a warning.
+var nonConfigEnv = map[string]bool{"TOOLS_DIR": true, "TOOLS_CACHE": true, "SANDBOX_DIR": true, "PG_URL": true}
 
 func isKnownEnv(name string) bool {
 	for _, l := range overridableLeaves(configType, "", nil) {

@@ -6,6 +6,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	vaultapi "github.com/hashicorp/vault/api"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/vaultctl/vaultctl/config"
 )
@@ -19,6 +20,7 @@ type KMSAPI interface {
 	EnableKeyRotation(ctx context.Context, in *kms.EnableKeyRotationInput, opts ...func(*kms.Options)) (*kms.EnableKeyRotationOutput, error)
 	Encrypt(ctx context.Context, in *kms.EncryptInput, opts ...func(*kms.Options)) (*kms.EncryptOutput, error)
 	Decrypt(ctx context.Context, in *kms.DecryptInput, opts ...func(*kms.Options)) (*kms.DecryptOutput, error)
+	GenerateDataKey(ctx context.Context, in *kms.GenerateDataKeyInput, opts ...func(*kms.Options)) (*kms.GenerateDataKeyOutput, error)
 }
 
 // VaultHealth is how phases learn whether a Vault server answers.
@@ -30,11 +32,23 @@ type VaultHealth interface {
 type Env struct {
 	Config      *config.Config
 	Kube        kubernetes.Interface
+	KubeREST    *rest.Config // for Helm and port-forwarding
 	KubeHost    string
+	KubeCA      []byte // cluster CA (PEM) from the kubeconfig
+	Kubeconfig  string // path, "" = default loading rules
+	KubeContext string
 	KMS         KMSAPI
 	KMSEndpoint string // for messages
 	Vault       VaultHealth
 	VaultAddr   string
+	// InClusterVault opens a way to an in-cluster Vault (a port-forward to a pod) and returns
+	// its address and the CA to trust.
+	InClusterVault func(ctx context.Context) (addr string, caPEM []byte, err error)
+
+	// Prune lets phases delete objects vaultctl created that the config no longer lists.
+	Prune bool
+
+	sess session
 }
 
 // All returns the installer phases in order. Later issues add phases here.
@@ -42,5 +56,14 @@ func All(env *Env) []Phase {
 	return []Phase{
 		&Preflight{Env: env},
 		&KMSKey{Env: env},
+		&ServerTLS{Env: env},
+		&Server{Env: env},
+		&Initialize{Env: env},
+		&Bootstrap{Env: env},
+		&Raft{Env: env},
+		&Policies{Env: env},
+		&Roles{Env: env},
+		&NetworkPolicies{Env: env},
+		&Audit{Env: env},
 	}
 }

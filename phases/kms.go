@@ -14,9 +14,11 @@ import (
 // allows), that automatic rotation is on, and that the key encrypts and decrypts.
 type KMSKey struct{ Env *Env }
 
-func (p *KMSKey) Name() string        { return "kms" }
-func (p *KMSKey) Description() string { return "AWS KMS key and alias for auto-unseal exist, rotate and work" }
-func (p *KMSKey) Inputs() any         { return p.Env.Config.Vault.Seal }
+func (p *KMSKey) Name() string { return "kms" }
+func (p *KMSKey) Description() string {
+	return "AWS KMS key and alias for auto-unseal exist, rotate and work"
+}
+func (p *KMSKey) Inputs() any { return p.Env.Config.Vault.Seal }
 
 // Check observes the key; a missing key without createKey is a failure with the exact steps.
 func (p *KMSKey) Check(ctx context.Context) (Diff, error) {

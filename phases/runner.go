@@ -19,6 +19,7 @@ const (
 	Failed      Status = "failed"
 	Skipped     Status = "skipped"
 	NotRun      Status = "not run" // an earlier phase failed
+	Blocked     Status = "waits"   // plan only: cannot be observed before an earlier phase applies
 )
 
 // Result is the outcome of one phase.
@@ -28,6 +29,7 @@ type Result struct {
 	Changes    []Change      `json:"changes,omitempty"`
 	Facts      []string      `json:"facts,omitempty"`
 	Error      *Error        `json:"failure,omitempty"`
+	WaitsFor   string        `json:"waitsFor,omitempty"`
 	Duration   time.Duration `json:"durationNs"`
 	Checkpoint *Checkpoint   `json:"checkpoint,omitempty"`
 }
@@ -110,6 +112,7 @@ func (r *Runner) run(ctx context.Context, sel Selection, apply bool) ([]Result, 
 	}
 	var results []Result
 	failed := false
+	pendingBefore := "" // plan: the first phase that would change
 	for _, p := range r.Phases {
 		name := p.Name()
 		switch {
@@ -128,8 +131,15 @@ func (r *Runner) run(ctx context.Context, sel Selection, apply bool) ([]Result, 
 			r.Reporter.Started(name, p.Description())
 		}
 		res := r.runPhase(ctx, p, apply, checkpoints)
-		if res.Status == Failed {
+		switch {
+		case res.Status == Failed && !apply && pendingBefore != "":
+			// A later phase often cannot be observed until an earlier one applies (Vault is not
+			// initialized yet, so no login): that is not a failure of the plan.
+			res = Result{Phase: name, Status: Blocked, WaitsFor: pendingBefore, Duration: res.Duration}
+		case res.Status == Failed:
 			failed = true
+		case res.Status == WouldChange && pendingBefore == "":
+			pendingBefore = name
 		}
 		results = append(results, r.report(res))
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -18,12 +19,14 @@ import (
 type phaseFlags struct {
 	only, skip []string
 	from       string
+	prune      bool
 }
 
 func (p *phaseFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringSliceVar(&p.only, "only", nil, "run only these phases (comma-separated)")
 	cmd.Flags().StringSliceVar(&p.skip, "skip", nil, "skip these phases (comma-separated)")
 	cmd.Flags().StringVar(&p.from, "from", "", "start at this phase")
+	cmd.Flags().BoolVar(&p.prune, "prune", false, "delete policies, roles and audit devices vaultctl created that the config no longer lists")
 }
 
 func (p *phaseFlags) selection() phases.Selection {
@@ -40,7 +43,7 @@ It changes nothing. Exit code 3 means there are changes to apply, 0 means everyt
 		Example: "  vaultctl plan\n  vaultctl plan --only preflight,kms\n  vaultctl plan -o json   # exit 3 when apply has work to do",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runPhases(cmd, opts, sel.selection(), false)
+			return runPhases(cmd, opts, sel, false)
 		},
 	}
 	sel.register(cmd)
@@ -62,7 +65,7 @@ the message says and run apply again: finished phases are re-observed, not redon
   vaultctl apply --non-interactive -o json > result.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runPhases(cmd, opts, sel.selection(), true)
+			return runPhases(cmd, opts, sel, true)
 		},
 	}
 	sel.register(cmd)
@@ -75,7 +78,7 @@ the message says and run apply again: finished phases are re-observed, not redon
 			return phaseNames(), cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runPhases(cmd, opts, phases.Selection{Only: args}, true)
+			return runPhases(cmd, opts, phaseFlags{only: args}, true)
 		},
 	})
 	return cmd
@@ -98,7 +101,8 @@ type runResult struct {
 	Errors  []config.Problem `json:"configErrors,omitempty"`
 }
 
-func runPhases(cmd *cobra.Command, opts *rootOptions, sel phases.Selection, apply bool) error {
+func runPhases(cmd *cobra.Command, opts *rootOptions, flags phaseFlags, apply bool) error {
+	sel := flags.selection()
 	name := map[bool]string{true: "apply", false: "plan"}[apply]
 	l, err := loadConfig(cmd, opts)
 	if err != nil {
@@ -123,6 +127,8 @@ func runPhases(cmd *cobra.Command, opts *rootOptions, sel phases.Selection, appl
 	if err != nil {
 		return withCode(exitFailed, err)
 	}
+	env.Prune = flags.prune
+	defer env.Close(context.WithoutCancel(ctx))
 	rep := newReporter(opts, apply)
 	runner := &phases.Runner{
 		Phases:   phases.All(env),

@@ -75,13 +75,16 @@ func (r *reporter) Finished(res phases.Result) {
 		r.stop = nil
 		fmt.Fprint(r.w, "\r\033[K")
 	}
-	mark := map[phases.Status]string{phases.UpToDate: "✓", phases.Changed: "✓", phases.WouldChange: "~", phases.Failed: "✗", phases.Skipped: "-", phases.NotRun: "-"}[res.Status]
+	mark := map[phases.Status]string{phases.UpToDate: "✓", phases.Changed: "✓", phases.WouldChange: "~", phases.Failed: "✗", phases.Skipped: "-", phases.NotRun: "-", phases.Blocked: "…"}[res.Status]
 	line := fmt.Sprintf("%s %-18s %s", mark, res.Phase, res.Status)
 	if res.Status == phases.UpToDate || res.Status == phases.Changed || res.Status == phases.WouldChange || res.Status == phases.Failed {
 		line += fmt.Sprintf(" (%.1fs)", res.Duration.Seconds())
 	}
 	if len(res.Facts) > 0 {
 		line += "  " + joinFacts(res.Facts)
+	}
+	if res.WaitsFor != "" {
+		line += " for " + res.WaitsFor + " to be applied"
 	}
 	fmt.Fprintln(r.w, line)
 	for _, c := range res.Changes {

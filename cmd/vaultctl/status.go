@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,10 +22,11 @@ type phaseStatus struct {
 func newStatusCmd(opts *rootOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Show which phases have been applied, from the in-cluster checkpoints",
+		Short: "Show applied phases and Vault's health (Raft voters, leader, unsealed nodes)",
 		Long: `Status reads the checkpoints in the ConfigMap vaultctl-checkpoints and says, per phase,
-when it last converged, with which vaultctl, and whether the config changed since. It does not
-observe the live estate; run plan for that.`,
+when it last converged, with which vaultctl, and whether the config changed since; then it asks
+Vault's autopilot for the cluster's health: voters against replicas, the leader, and every node.
+Exit code 1 when Vault is degraded or unreachable.`,
 		Example: "  vaultctl status\n  vaultctl status -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -49,8 +52,20 @@ observe the live estate; run plan for that.`,
 				}
 				rows = append(rows, row)
 			}
+			health, herr := env.Health(cmd.Context())
+			defer env.Close(context.WithoutCancel(cmd.Context()))
 			if opts.Output == "json" {
-				return writeJSON(opts.stdout, map[string]any{"phases": rows})
+				out := map[string]any{"phases": rows, "vault": health}
+				if herr != nil {
+					out["vaultError"] = herr.Error()
+				}
+				if err := writeJSON(opts.stdout, out); err != nil {
+					return err
+				}
+				if herr != nil || !health.Healthy {
+					return withCode(exitFailed, nil)
+				}
+				return nil
 			}
 			tw := tabwriter.NewWriter(opts.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "PHASE\tSTATE\tAPPLIED\tBY\tSUMMARY")
@@ -65,7 +80,30 @@ observe the live estate; run plan for that.`,
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Phase, state, r.Checkpoint.Time.Local().Format(time.DateTime), r.Checkpoint.Version, r.Checkpoint.Summary)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			fmt.Fprintln(opts.stdout)
+			if herr != nil {
+				return withCode(exitFailed, fmt.Errorf("vault: %w", herr))
+			}
+			state := "healthy"
+			if !health.Healthy {
+				state = "DEGRADED: " + strings.Join(health.Problems, "; ")
+			}
+			fmt.Fprintf(opts.stdout, "Vault: %s (%d/%d voters, leader %s, failure tolerance %d)\n", state, health.Voters, health.WantVoters, health.Leader, health.FailureTolerance)
+			tw = tabwriter.NewWriter(opts.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NODE\tADDRESS\tRAFT\tHEALTHY\tSTATUS\tVERSION")
+			for _, n := range health.Nodes {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", n.ID, n.Address, n.Status, n.Healthy, n.Node, n.Version)
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if !health.Healthy {
+				return withCode(exitFailed, nil)
+			}
+			return nil
 		},
 	}
 }

@@ -1,0 +1,352 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vaultctl/vaultctl/phases"
+)
+
+// externalConfig is the origin article's setup against a fresh external Vault cluster: the
+// webapp-production role, its policy on two KV paths, two file audit devices.
+type externalConfig struct {
+	Namespace    string
+	Addr         string
+	AuditDir     string
+	KeepRoot     bool
+	ExtraPolicy  bool // a second policy, dropped later to test --prune
+	ExtraRoleFor string
+}
+
+func writeExternalConfig(t *testing.T, path string, c externalConfig) {
+	t.Helper()
+	extra := ""
+	if c.ExtraPolicy {
+		extra = `
+  - name: scratch-readonly
+    rules:
+      - {path: secret/scratch/notes, capabilities: [read]}`
+	}
+	cfg := fmt.Sprintf(`apiVersion: vaultctl.io/v1alpha1
+kind: Platform
+cluster:
+  kubeconfig: %[1]s
+vault:
+  mode: external
+  address: %[2]s
+  namespace: %[3]s
+  replicas: 3
+  raft:
+    autopilotStabilizationTime: 1s
+  tls:
+    caCert: %[4]s
+  seal:
+    awskms:
+      region: %[5]s
+      kmsKeyId: %[6]s
+      endpoint: %[7]s
+  init:
+    recoveryShares: 3
+    recoveryThreshold: 2
+    keepRootToken: %[8]t
+kubernetesAuth:
+  host: %[9]s
+policies:
+  - name: app-db-readonly
+    rules:
+      - {path: secret/production/db-credentials, capabilities: [read]}
+      - {path: secret/production/api-keys, capabilities: [read]}%[10]s
+roles:
+  - name: webapp-production
+    serviceAccounts: [webapp-sa]
+    namespaces: [production]
+    policies: [app-db-readonly]
+    ttl: 1h
+    maxTTL: 4h
+audit:
+  devices:
+    - {path: file, type: file, options: {file_path: %[11]s/audit.log}}
+    - {path: file-backup, type: file, options: {file_path: %[11]s/audit-backup.log}}
+`, sb.Kubeconfig, c.Addr, c.Namespace, sb.VaultCACert, sb.KMSRegion, sb.KMSKeyAlias, sb.KMSEndpoint, c.KeepRoot, sb.APIServerURL, extra, c.AuditDir)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// adminClient logs in the way vaultctl does on later runs: a TokenRequest for the vaultctl
+// ServiceAccount, exchanged at the Kubernetes auth method for a vaultctl-admin token.
+func adminClient(t *testing.T, addr, ns string) *vaultapi.Client {
+	t.Helper()
+	c := vaultClient(t, addr)
+	s, err := c.Logical().Write("auth/kubernetes/login", map[string]any{"role": phases.AdminRole, "jwt": saToken(t, kube(t), ns, phases.AdminServiceAccount)})
+	if err != nil {
+		t.Fatalf("vaultctl-admin login: %v", err)
+	}
+	c.SetToken(s.Auth.ClientToken)
+	return c
+}
+
+func TestExternalVaultInstallAccessAndIdempotence(t *testing.T) {
+	vc := startVaultCluster(t)
+	const ns = "vault-ext"
+	auditDir := t.TempDir()
+	os.Chmod(auditDir, 0o777)
+	cfgPath := filepath.Join(t.TempDir(), "vaultctl.yaml")
+	writeExternalConfig(t, cfgPath, externalConfig{Namespace: ns, Addr: vc.Addrs[0], AuditDir: auditDir, ExtraPolicy: true})
+	ctx := context.Background()
+
+	plan := vaultctl(t, "plan", "-c", cfgPath)
+	if plan.Code != 3 || !strings.Contains(plan.Stdout, "create Vault initialization") {
+		t.Fatalf("plan on an empty Vault should propose init and exit 3:\n%s", plan)
+	}
+
+	first := vaultctl(t, "apply", "-c", cfgPath, "-o", "json")
+	out := parseRun(t, first)
+	if !out.OK {
+		t.Fatalf("apply from empty failed:\n%s", first)
+	}
+	st := statusOf(out)
+	for _, p := range []string{"initialize", "bootstrap", "policies", "roles", "audit"} {
+		if st[p] != "changed" {
+			t.Errorf("first apply: %s = %q, want changed", p, st[p])
+		}
+	}
+
+	// 3 unsealed voters, as vaultctl status reports them.
+	status := vaultctl(t, "status", "-c", cfgPath, "-o", "json")
+	var sj struct {
+		Vault phases.ClusterHealth `json:"vault"`
+	}
+	if err := json.Unmarshal([]byte(status.Stdout), &sj); err != nil || status.Code != 0 {
+		t.Fatalf("status: %v\n%s", err, status)
+	}
+	if !sj.Vault.Healthy || sj.Vault.Voters != 3 || sj.Vault.Leader == "" {
+		t.Fatalf("want 3 healthy voters and a leader, got %+v", sj.Vault)
+	}
+	for i, a := range vc.Addrs {
+		h, err := vaultClient(t, a).Sys().Health()
+		if err != nil || !h.Initialized || h.Sealed {
+			t.Fatalf("node %d not initialized+unsealed: %+v %v", i, h, err)
+		}
+	}
+
+	// Custody: recovery keys KMS-encrypted in the cluster, the root token gone from it.
+	sec, err := kube(t).CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("custody Secret: %v", err)
+	}
+	if len(sec.Data["recovery-keys.enc"]) == 0 || len(sec.Data["pending-root-token.enc"]) != 0 {
+		t.Fatalf("custody Secret keys: %v", keysOf(sec.Data))
+	}
+
+	second := parseRun(t, vaultctl(t, "apply", "-c", cfgPath, "-o", "json"))
+	if !second.OK || second.Changes != 0 {
+		t.Fatalf("second apply must change nothing: %+v", second)
+	}
+	for p, s := range statusOf(second) {
+		if s != "up to date" {
+			t.Errorf("second apply: %s = %q", p, s)
+		}
+	}
+
+	t.Run("webapp reads only its paths", func(t *testing.T) {
+		admin := adminClient(t, vc.Addrs[0], ns)
+		for _, p := range []string{"production/db-credentials", "production/api-keys", "production/other"} {
+			if _, err := admin.KVv2("secret").Put(ctx, p, map[string]any{"password": "pw-" + strings.ReplaceAll(p, "/", "-")}); err != nil {
+				t.Fatalf("seeding %s: %v", p, err)
+			}
+		}
+		ensureNamespace(t, kube(t), "production")
+		ensureServiceAccount(t, kube(t), "production", "webapp-sa")
+		ensureServiceAccount(t, kube(t), "production", "other-sa")
+		ensureNamespace(t, kube(t), "staging")
+		ensureServiceAccount(t, kube(t), "staging", "webapp-sa")
+
+		app := vaultClient(t, vc.Addrs[1]) // a standby forwards to the leader
+		login, err := app.Logical().Write("auth/kubernetes/login", map[string]any{"role": "webapp-production", "jwt": saToken(t, kube(t), "production", "webapp-sa")})
+		if err != nil {
+			t.Fatalf("webapp-sa login: %v", err)
+		}
+		app.SetToken(login.Auth.ClientToken)
+		for _, p := range []string{"production/db-credentials", "production/api-keys"} {
+			s, err := app.KVv2("secret").Get(ctx, p)
+			if err != nil || s.Data["password"] == nil {
+				t.Errorf("read %s: %v", p, err)
+			}
+		}
+		if _, err := app.KVv2("secret").Get(ctx, "production/other"); !isForbidden(err) {
+			t.Errorf("read production/other must be denied, got %v", err)
+		}
+		if _, err := app.Logical().List("secret/metadata/production"); !isForbidden(err) {
+			t.Errorf("list secret/metadata/production must be denied, got %v", err)
+		}
+		if _, err := app.KVv2("secret").Put(ctx, "production/db-credentials", map[string]any{"password": "x"}); !isForbidden(err) {
+			t.Errorf("write must be denied, got %v", err)
+		}
+		// Vault's own view agrees with the rendered policy.
+		caps, err := admin.Sys().CapabilitiesWithContext(ctx, login.Auth.ClientToken, "secret/data/production/other")
+		if err != nil || len(caps) != 1 || caps[0] != "deny" {
+			t.Errorf("sys/capabilities on production/other = %v (%v), want [deny]", caps, err)
+		}
+		// TTL 1h, and renewal stops at max_ttl 4h.
+		self, err := app.Auth().Token().LookupSelf()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ttl, _ := self.TokenTTL()
+		if ttl < 59*time.Minute || ttl > time.Hour {
+			t.Errorf("token TTL = %s, want 1h", ttl)
+		}
+		renewed, err := app.Auth().Token().RenewSelf(int((10 * time.Hour).Seconds()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Duration(renewed.Auth.LeaseDuration) * time.Second; d > 4*time.Hour {
+			t.Errorf("renewal granted %s, beyond max_ttl 4h", d)
+		}
+
+		for _, bad := range []struct{ ns, sa string }{{"production", "other-sa"}, {"staging", "webapp-sa"}} {
+			_, err := vaultClient(t, vc.Addrs[0]).Logical().Write("auth/kubernetes/login", map[string]any{"role": "webapp-production", "jwt": saToken(t, kube(t), bad.ns, bad.sa)})
+			if !isForbidden(err) {
+				t.Errorf("login as %s/%s must be denied, got %v", bad.ns, bad.sa, err)
+			}
+		}
+
+		// Both audit devices saw the read, with the value HMAC'd.
+		for _, f := range []string{"audit.log", "audit-backup.log"} {
+			b, err := os.ReadFile(filepath.Join(auditDir, f))
+			if err != nil {
+				t.Fatalf("audit device %s: %v", f, err)
+			}
+			if !bytes.Contains(b, []byte(`"path":"secret/data/production/db-credentials"`)) {
+				t.Errorf("%s has no record of the read", f)
+			}
+			if bytes.Contains(b, []byte("pw-production-db-credentials")) || !bytes.Contains(b, []byte(`hmac-sha256:`)) {
+				t.Errorf("%s must hold HMAC'd values only", f)
+			}
+		}
+	})
+
+	t.Run("drift is repaired and prune removes only what vaultctl owns", func(t *testing.T) {
+		admin := adminClient(t, vc.Addrs[0], ns)
+		if _, err := admin.Logical().Delete("auth/kubernetes/role/webapp-production"); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.Sys().PutPolicy("hand-written", `path "secret/data/hand/*" { capabilities = ["read"] }`); err != nil {
+			t.Fatal(err)
+		}
+		fix := parseRun(t, vaultctl(t, "apply", "-c", cfgPath, "-o", "json"))
+		if !fix.OK || statusOf(fix)["roles"] != "changed" {
+			t.Fatalf("apply should restore the deleted role: %+v", fix)
+		}
+		writeExternalConfig(t, cfgPath, externalConfig{Namespace: ns, Addr: vc.Addrs[0], AuditDir: auditDir})
+		keep := parseRun(t, vaultctl(t, "apply", "-c", cfgPath, "-o", "json"))
+		if p, _ := admin.Sys().GetPolicy("scratch-readonly"); !keep.OK || p == "" {
+			t.Fatalf("without --prune a dropped policy stays: ok=%v policy=%q", keep.OK, p)
+		}
+		pruned := parseRun(t, vaultctl(t, "apply", "-c", cfgPath, "--prune", "-o", "json"))
+		if !pruned.OK {
+			t.Fatalf("apply --prune: %+v", pruned)
+		}
+		if p, _ := admin.Sys().GetPolicy("scratch-readonly"); p != "" {
+			t.Error("apply --prune left the dropped policy in Vault")
+		}
+		if p, _ := admin.Sys().GetPolicy("hand-written"); p == "" {
+			t.Error("apply --prune deleted a policy vaultctl did not create")
+		}
+	})
+
+	t.Run("a killed node shows degraded, then healthy after it rejoins", func(t *testing.T) {
+		if err := vc.StopNode(1); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "status reports degraded", func() error {
+			r := vaultctl(t, "status", "-c", cfgPath)
+			if r.Code != 1 || !strings.Contains(r.Stdout, "DEGRADED") {
+				return fmt.Errorf("%s", r)
+			}
+			return nil
+		})
+		if err := vc.StartNode(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 90*time.Second, "status healthy again", func() error {
+			r := vaultctl(t, "status", "-c", cfgPath)
+			if r.Code != 0 || !strings.Contains(r.Stdout, "Vault: healthy (3/3 voters") {
+				return fmt.Errorf("%s", r)
+			}
+			return nil
+		})
+	})
+}
+
+// TestApplyKilledAfterInitializeLosesNothing kills vaultctl the moment the recovery keys land
+// in custody, re-runs it, and checks that Vault is not initialized twice and the keys are the
+// ones first stored. With keepRootToken the root token stays KMS-encrypted in custody, which
+// lets this test know it and scan everything vaultctl produced for it and for the keys.
+func TestApplyKilledAfterInitializeLosesNothing(t *testing.T) {
+	vc := startVaultCluster(t)
+	const ns = "vault-kill"
+	cfgPath := filepath.Join(t.TempDir(), "vaultctl.yaml")
+	auditDir := t.TempDir()
+	writeExternalConfig(t, cfgPath, externalConfig{Namespace: ns, Addr: vc.Addrs[0], AuditDir: auditDir, KeepRoot: true})
+	ctx := context.Background()
+
+	cmd := exec.Command(vaultctlBinary(t), "apply", "-c", cfgPath)
+	cmd.Env = append(append(os.Environ(), sb.Env()...), "CI=true")
+	var killedOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &killedOut, &killedOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var stored []byte
+	eventually(t, 2*time.Minute, "custody Secret written", func() error {
+		s, err := kube(t).CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		stored = s.Data["recovery-keys.enc"]
+		return nil
+	})
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	recordOutput(killedOut.String())
+
+	rerun := vaultctl(t, "apply", "-c", cfgPath, "-o", "json")
+	out := parseRun(t, rerun)
+	if !out.OK {
+		t.Fatalf("re-run after kill failed:\n%s", rerun)
+	}
+	if statusOf(out)["initialize"] != "up to date" {
+		t.Fatalf("re-run re-initialized: initialize = %q", statusOf(out)["initialize"])
+	}
+	s, err := kube(t).CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
+	if err != nil || !bytes.Equal(s.Data["recovery-keys.enc"], stored) {
+		t.Fatalf("recovery keys changed or vanished after the re-run: %v", err)
+	}
+
+	keys, root := openCustody(t, s.Data)
+	if len(keys) != 3 || root == "" {
+		t.Fatalf("custody holds %d keys, root token set=%v", len(keys), root != "")
+	}
+	// The custody copy is the real thing: the root token works.
+	rc := vaultClient(t, vc.Addrs[0])
+	rc.SetToken(root)
+	if _, err := rc.Auth().Token().LookupSelf(); err != nil {
+		t.Fatalf("root token from custody does not work: %v", err)
+	}
+	vaultctl(t, "status", "-c", cfgPath)
+	scanForSecrets(t, ns, append(keys, root))
+}

@@ -1,0 +1,448 @@
+package phases
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vaultctl/vaultctl/config"
+)
+
+// Reviewer identity used by Vault to call TokenReview in reviewer-jwt mode.
+const (
+	ReviewerServiceAccount = "vault-auth"
+	reviewerTokenSecret    = "vault-auth-token"
+	reviewerBinding        = "vaultctl-vault-auth-delegator"
+)
+
+// Bootstrap creates what every later run needs to authenticate without a root token: the
+// Kubernetes auth method, the vaultctl-admin policy and role bound to the vaultctl
+// ServiceAccount, and the KV v2 mounts. Then it revokes the initial root token.
+type Bootstrap struct{ Env *Env }
+
+func (p *Bootstrap) Name() string { return "bootstrap" }
+func (p *Bootstrap) Description() string {
+	return "Kubernetes auth, vaultctl-admin identity and KV mounts exist; root token revoked"
+}
+func (p *Bootstrap) Inputs() any {
+	c := p.Env.Config
+	return struct {
+		Auth any
+		KV   any
+		NS   string
+		Keep bool
+	}{c.KubernetesAuth, c.KV, c.Vault.Namespace, c.Vault.Init.KeepRootToken}
+}
+
+// step is one observed difference and how to remove it.
+type step struct {
+	change Change
+	apply  func(ctx context.Context) error
+}
+
+func (p *Bootstrap) Check(ctx context.Context) (Diff, error) {
+	steps, facts, err := p.observe(ctx)
+	if err != nil {
+		return Diff{}, err
+	}
+	d := Diff{Facts: facts}
+	for _, s := range steps {
+		d.Changes = append(d.Changes, s.change)
+	}
+	return d, nil
+}
+
+// Apply observes again and applies each step: the estate may have moved since plan.
+func (p *Bootstrap) Apply(ctx context.Context, _ Diff) error {
+	steps, _, err := p.observe(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range steps {
+		if err := s.apply(ctx); err != nil {
+			return fmt.Errorf("%s: %w", s.change, err)
+		}
+	}
+	return nil
+}
+
+func (p *Bootstrap) observe(ctx context.Context) ([]step, []string, error) {
+	cfg := p.Env.Config
+	ns := cfg.Vault.Namespace
+	var steps []step
+	kubeSteps, err := p.kubeObjects(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	steps = append(steps, kubeSteps...)
+
+	v, err := p.Env.adminVault(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	path := cfg.KubernetesAuth.Path
+	auths, err := v.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		return nil, nil, vaultErr("listing auth methods", err)
+	}
+	if m, ok := auths[path+"/"]; !ok {
+		steps = append(steps, step{Change{Create, "auth method kubernetes at " + path + "/", ""}, func(ctx context.Context) error {
+			return v.Sys().EnableAuthWithOptionsWithContext(ctx, path, &vaultapi.EnableAuthOptions{Type: "kubernetes", Description: "Kubernetes auth managed by vaultctl"})
+		}})
+	} else if m.Type != "kubernetes" {
+		return nil, nil, Fail("choose another kubernetesAuth.path", "auth path %s/ is taken by a %s auth method", path, m.Type)
+	}
+	if s, err := p.authConfig(ctx, v); err != nil {
+		return nil, nil, err
+	} else if s != nil {
+		steps = append(steps, *s)
+	}
+	if s, err := ensurePolicy(ctx, v, AdminPolicy, adminPolicyHCL(cfg.KubernetesAuth.Path, kvPaths(cfg))); err != nil {
+		return nil, nil, err
+	} else if s != nil {
+		steps = append(steps, *s)
+	}
+	role := map[string]any{
+		"bound_service_account_names":      []string{AdminServiceAccount},
+		"bound_service_account_namespaces": []string{ns},
+		"token_policies":                   []string{AdminPolicy},
+		"token_ttl":                        int64(15 * 60),
+		"token_max_ttl":                    int64(60 * 60),
+	}
+	if s, err := ensureRole(ctx, v, path, AdminRole, role); err != nil {
+		return nil, nil, err
+	} else if s != nil {
+		steps = append(steps, *s)
+	}
+	mounts, err := v.Sys().ListMountsWithContext(ctx)
+	if err != nil {
+		return nil, nil, vaultErr("listing secrets engines", err)
+	}
+	for _, kv := range cfg.KV {
+		m, ok := mounts[kv.Path+"/"]
+		switch {
+		case !ok:
+			kv := kv
+			steps = append(steps, step{Change{Create, "KV v2 secrets engine at " + kv.Path + "/", ""}, func(ctx context.Context) error {
+				return v.Sys().MountWithContext(ctx, kv.Path, &vaultapi.MountInput{Type: "kv", Description: kv.Description, Options: map[string]string{"version": "2"}})
+			}})
+		case m.Type != "kv" || m.Options["version"] != "2":
+			return nil, nil, Fail("use another kv[].path, or migrate the engine to KV v2 by hand (`vault kv enable-versioning`)",
+				"%s/ is a %s engine (version %q), not KV v2", kv.Path, m.Type, m.Options["version"])
+		}
+	}
+	var facts []string
+	if p.Env.sess.rootToken != "" && !cfg.Vault.Init.KeepRootToken {
+		steps = append(steps, step{Change{Delete, "initial root token", "revoke now that vaultctl-admin exists"}, p.revokeRoot})
+	} else if p.Env.sess.rootToken == "" {
+		facts = append(facts, "authenticated as "+AdminRole)
+	}
+	return steps, facts, nil
+}
+
+// revokeRoot revokes the root token and forgets it; the next observation logs in as
+// vaultctl-admin, which proves the identity works before the root token is gone for good.
+func (p *Bootstrap) revokeRoot(ctx context.Context) error {
+	root := p.Env.sess.rootToken
+	probe, err := p.Env.newVault(ctx)
+	if err != nil {
+		return err
+	}
+	if err := p.Env.adminLogin(ctx, probe); err != nil {
+		return Fail("the root token was kept (KMS-encrypted in custody) so a re-run can retry", "vaultctl-admin login does not work yet: %v", err)
+	}
+	_ = probe.Auth().Token().RevokeSelfWithContext(ctx, "")
+	if err := p.Env.sess.admin.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
+		return redact(fmt.Errorf("revoking root token: %w", err), root)
+	}
+	p.Env.sess.rootToken, p.Env.sess.admin = "", nil
+	return (custody{env: p.Env}).dropRootToken(ctx)
+}
+
+func (p *Bootstrap) kubeObjects(ctx context.Context) ([]step, error) {
+	cfg := p.Env.Config
+	ns := cfg.Vault.Namespace
+	k := p.Env.Kube
+	labels := map[string]string{ManagedByLabel: "vaultctl"}
+	var steps []step
+	if err := (&ConfigMapStore{Client: k, Namespace: ns}).ensureNamespace(ctx); err != nil {
+		return nil, err
+	}
+	sas := []string{AdminServiceAccount}
+	if cfg.KubernetesAuth.TokenReviewer == "reviewer-jwt" {
+		sas = append(sas, ReviewerServiceAccount)
+	}
+	for _, name := range sas {
+		name := name
+		if _, err := k.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			steps = append(steps, step{Change{Create, "ServiceAccount " + ns + "/" + name, ""}, func(ctx context.Context) error {
+				_, err := k.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels}}, metav1.CreateOptions{})
+				return ignoreExists(err)
+			}})
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	// In reviewer-jwt mode the reviewer may call TokenReview; in client-jwt mode each client's own
+	// JWT is the bearer, so the admin ServiceAccount needs it instead.
+	subject := ReviewerServiceAccount
+	if cfg.KubernetesAuth.TokenReviewer != "reviewer-jwt" {
+		subject = AdminServiceAccount
+	}
+	crb, err := k.RbacV1().ClusterRoleBindings().Get(ctx, reviewerBinding, metav1.GetOptions{})
+	want := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: reviewerBinding, Labels: labels},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:auth-delegator"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: subject, Namespace: ns}},
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		steps = append(steps, step{Change{Create, "ClusterRoleBinding " + reviewerBinding, subject + " may review tokens"}, func(ctx context.Context) error {
+			_, err := k.RbacV1().ClusterRoleBindings().Create(ctx, want, metav1.CreateOptions{})
+			return ignoreExists(err)
+		}})
+	case err != nil:
+		return nil, err
+	case !slices.Equal(crb.Subjects, want.Subjects):
+		steps = append(steps, step{Change{Update, "ClusterRoleBinding " + reviewerBinding, "subject " + subject}, func(ctx context.Context) error {
+			crb.Subjects = want.Subjects
+			_, err := k.RbacV1().ClusterRoleBindings().Update(ctx, crb, metav1.UpdateOptions{})
+			return err
+		}})
+	}
+	if cfg.KubernetesAuth.TokenReviewer == "reviewer-jwt" {
+		if _, err := k.CoreV1().Secrets(ns).Get(ctx, reviewerTokenSecret, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			steps = append(steps, step{Change{Create, "Secret " + ns + "/" + reviewerTokenSecret, "long-lived reviewer JWT"}, func(ctx context.Context) error {
+				_, err := k.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+					ObjectMeta: metav1.ObjectMeta{Name: reviewerTokenSecret, Namespace: ns, Labels: labels,
+						Annotations: map[string]string{corev1.ServiceAccountNameKey: ReviewerServiceAccount}},
+					Type: corev1.SecretTypeServiceAccountToken,
+				}, metav1.CreateOptions{})
+				return ignoreExists(err)
+			}})
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return steps, nil
+}
+
+// authConfig compares auth/<path>/config with the cluster; a rotated cluster CA shows up here.
+func (p *Bootstrap) authConfig(ctx context.Context, v *vaultapi.Client) (*step, error) {
+	cfg := p.Env.Config
+	host := cfg.KubernetesAuth.Host
+	if host == "" {
+		host = p.Env.KubeHost
+	}
+	ca := string(p.Env.KubeCA)
+	if f := cfg.KubernetesAuth.CACert; f != "" {
+		b, err := readFile(f)
+		if err != nil {
+			return nil, Fail("kubernetesAuth.caCert must be a readable PEM file", "reading %s: %v", f, err)
+		}
+		ca = string(b)
+	}
+	path := "auth/" + cfg.KubernetesAuth.Path + "/config"
+	reviewer := cfg.KubernetesAuth.TokenReviewer == "reviewer-jwt"
+	var why []string
+	cur, err := v.Logical().ReadWithContext(ctx, path)
+	if err != nil && !isNotFound(err) {
+		return nil, vaultErr("reading "+path, err)
+	}
+	if cur == nil || cur.Data == nil {
+		why = append(why, "not configured")
+	} else {
+		if cur.Data["kubernetes_host"] != host {
+			why = append(why, fmt.Sprintf("host %v, want %s", cur.Data["kubernetes_host"], host))
+		}
+		if strings.TrimSpace(fmt.Sprint(cur.Data["kubernetes_ca_cert"])) != strings.TrimSpace(ca) {
+			why = append(why, "cluster CA differs (rotated?)")
+		}
+		if set, _ := cur.Data["token_reviewer_jwt_set"].(bool); set != reviewer {
+			why = append(why, fmt.Sprintf("token reviewer JWT set=%v, want %v", set, reviewer))
+		}
+	}
+	if len(why) == 0 {
+		return nil, nil
+	}
+	return &step{Change{Update, path, strings.Join(why, "; ")}, func(ctx context.Context) error {
+		data := map[string]any{"kubernetes_host": host, "kubernetes_ca_cert": ca, "disable_local_ca_jwt": true}
+		if reviewer {
+			jwt, err := p.reviewerJWT(ctx)
+			if err != nil {
+				return err
+			}
+			data["token_reviewer_jwt"] = jwt
+		} else {
+			data["token_reviewer_jwt"] = ""
+		}
+		_, err := v.Logical().WriteWithContext(ctx, path, data)
+		return err
+	}}, nil
+}
+
+// reviewerJWT waits for the token controller to fill the reviewer Secret.
+func (p *Bootstrap) reviewerJWT(ctx context.Context) (string, error) {
+	ns := p.Env.Config.Vault.Namespace
+	deadline := time.Now().Add(time.Minute)
+	for {
+		s, err := p.Env.Kube.CoreV1().Secrets(ns).Get(ctx, reviewerTokenSecret, metav1.GetOptions{})
+		if err == nil && len(s.Data[corev1.ServiceAccountTokenKey]) > 0 {
+			return string(s.Data[corev1.ServiceAccountTokenKey]), nil
+		}
+		if time.Now().After(deadline) {
+			return "", Fail("check that kube-controller-manager runs its token controller", "Secret %s/%s got no token within a minute", ns, reviewerTokenSecret)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+func kvPaths(cfg *config.Config) []string {
+	out := make([]string, len(cfg.KV))
+	for i, m := range cfg.KV {
+		out[i] = m.Path
+	}
+	return out
+}
+
+// adminPolicyHCL scopes vaultctl-admin to what vaultctl manages: its auth mount, ACL policies,
+// the KV and database mounts, audit devices and Raft health. Anyone who can get a token for
+// the vaultctl ServiceAccount holds these rights: guard that with cluster RBAC.
+func adminPolicyHCL(authPath string, kv []string) string {
+	var b strings.Builder
+	rule := func(path string, caps ...string) {
+		fmt.Fprintf(&b, "path %q {\n  capabilities = [%s]\n}\n\n", path, quoteList(caps))
+	}
+	b.WriteString("# Managed by vaultctl: the rights of the vaultctl-admin role.\n\n")
+	rule("sys/auth", "read")
+	rule("sys/auth/"+authPath, "create", "read", "update", "sudo")
+	rule("auth/"+authPath+"/*", "create", "read", "update", "delete", "list")
+	rule("sys/policies/acl", "list")
+	rule("sys/policies/acl/*", "create", "read", "update", "delete", "list")
+	rule("sys/capabilities", "update")
+	rule("sys/mounts", "read")
+	for _, m := range kv {
+		rule("sys/mounts/"+m, "create", "read", "update")
+		rule(m+"/*", "create", "read", "update", "patch", "delete", "list")
+	}
+	rule("sys/mounts/database", "create", "read", "update")
+	rule("database/*", "create", "read", "update", "delete", "list")
+	rule("sys/audit", "read", "sudo")
+	rule("sys/audit/*", "create", "read", "update", "delete", "sudo")
+	rule("sys/storage/raft/configuration", "read")
+	rule("sys/storage/raft/autopilot/*", "read", "update")
+	rule("sys/leases/lookup/*", "list", "sudo")
+	rule("sys/leases/revoke-prefix/*", "update", "sudo")
+	return strings.TrimRight(b.String(), "\n") + "\n"
+}
+
+func quoteList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// ensurePolicy returns a step when the named ACL policy differs from want.
+func ensurePolicy(ctx context.Context, v *vaultapi.Client, name, want string) (*step, error) {
+	cur, err := v.Sys().GetPolicyWithContext(ctx, name)
+	if err != nil && !isNotFound(err) {
+		return nil, vaultErr("reading policy "+name, err)
+	}
+	if strings.TrimSpace(cur) == strings.TrimSpace(want) {
+		return nil, nil
+	}
+	action := Update
+	if cur == "" {
+		action = Create
+	}
+	return &step{Change{action, "policy " + name, ""}, func(ctx context.Context) error {
+		return v.Sys().PutPolicyWithContext(ctx, name, want)
+	}}, nil
+}
+
+// ensureRole returns a step when the Kubernetes auth role differs from want on any key in want.
+func ensureRole(ctx context.Context, v *vaultapi.Client, mount, name string, want map[string]any) (*step, error) {
+	path := "auth/" + mount + "/role/" + name
+	cur, err := v.Logical().ReadWithContext(ctx, path)
+	if err != nil && !isNotFound(err) {
+		return nil, vaultErr("reading "+path, err)
+	}
+	action := Create
+	var diffs []string
+	if cur != nil && cur.Data != nil {
+		action = Update
+		for k, w := range want {
+			if !sameValue(cur.Data[k], w) {
+				diffs = append(diffs, k)
+			}
+		}
+		slices.Sort(diffs)
+		if len(diffs) == 0 {
+			return nil, nil
+		}
+	}
+	return &step{Change{action, "Kubernetes auth role " + name, strings.Join(diffs, ", ")}, func(ctx context.Context) error {
+		_, err := v.Logical().WriteWithContext(ctx, path, want)
+		return err
+	}}, nil
+}
+
+// sameValue compares a value Vault returned (JSON-decoded) with the one we would write.
+func sameValue(got, want any) bool {
+	norm := func(v any) string {
+		switch x := v.(type) {
+		case []string:
+			s := slices.Clone(x)
+			slices.Sort(s)
+			return strings.Join(s, ",")
+		case []any:
+			s := make([]string, len(x))
+			for i, e := range x {
+				s[i] = fmt.Sprint(e)
+			}
+			slices.Sort(s)
+			return strings.Join(s, ",")
+		case nil:
+			return ""
+		}
+		return fmt.Sprint(v)
+	}
+	return norm(got) == norm(want)
+}
+
+func isNotFound(err error) bool {
+	var re *vaultapi.ResponseError
+	if ok := asResponseError(err, &re); ok {
+		return re.StatusCode == 404
+	}
+	return false
+}
+
+func vaultErr(what string, err error) error {
+	var re *vaultapi.ResponseError
+	if asResponseError(err, &re) && re.StatusCode == 403 {
+		return Fail("the token in use lacks the right; vaultctl-admin's policy covers what vaultctl manages (or set VAULT_TOKEN)", "%s: permission denied", what)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func ignoreExists(err error) error {
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,244 @@
+package phases
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// CustodySecret holds, KMS-envelope-encrypted, the recovery keys from operator init and, only
+// until the admin identity exists, the initial root token. Keeping it in the cluster (not only
+// in a file) matters: a file on a throwaway CI runner vanishes with the job.
+const CustodySecret = "vault-recovery-keys"
+
+const (
+	custodyRecoveryKey = "recovery-keys.enc"
+	custodyRootKey     = "pending-root-token.enc"
+)
+
+// envelope is data encrypted under a fresh AES-256 data key, itself encrypted by KMS. Only
+// someone allowed kms:Decrypt on the seal key can open it.
+type envelope struct {
+	KMSKeyID         string    `json:"kmsKeyId"`
+	EncryptedDataKey []byte    `json:"encryptedDataKey"`
+	Nonce            []byte    `json:"nonce"`
+	Ciphertext       []byte    `json:"ciphertext"`
+	Purpose          string    `json:"purpose"` // bound as AES-GCM additional data
+	Created          time.Time `json:"created"`
+}
+
+func sealEnvelope(ctx context.Context, c KMSAPI, keyID, purpose string, plaintext []byte) ([]byte, error) {
+	dk, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(keyID), KeySpec: kmstypes.DataKeySpecAes256,
+		EncryptionContext: map[string]string{"vaultctl:purpose": purpose}})
+	if err != nil {
+		return nil, fmt.Errorf("kms:GenerateDataKey: %w", err)
+	}
+	defer clear(dk.Plaintext)
+	block, err := aes.NewCipher(dk.Plaintext)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	e := envelope{KMSKeyID: aws.ToString(dk.KeyId), EncryptedDataKey: dk.CiphertextBlob, Nonce: nonce,
+		Ciphertext: gcm.Seal(nil, nonce, plaintext, []byte(purpose)), Purpose: purpose, Created: time.Now().UTC()}
+	return json.Marshal(e)
+}
+
+func openEnvelope(ctx context.Context, c KMSAPI, data []byte) ([]byte, error) {
+	var e envelope
+	if err := json.Unmarshal(data, &e); err != nil {
+		return nil, fmt.Errorf("custody data is not an envelope: %w", err)
+	}
+	dk, err := c.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: e.EncryptedDataKey, KeyId: aws.String(e.KMSKeyID),
+		EncryptionContext: map[string]string{"vaultctl:purpose": e.Purpose}})
+	if err != nil {
+		return nil, fmt.Errorf("kms:Decrypt of the data key: %w", err)
+	}
+	defer clear(dk.Plaintext)
+	block, err := aes.NewCipher(dk.Plaintext)
+	if err != nil {
+		return nil, err
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	return gcm.Open(nil, e.Nonce, e.Ciphertext, []byte(e.Purpose))
+}
+
+// recoveryMaterial is what operator init returns that must survive: never printed.
+type recoveryMaterial struct {
+	Keys      []string `json:"keysBase64"`
+	Shares    int      `json:"shares"`
+	Threshold int      `json:"threshold"`
+	PGP       bool     `json:"pgpEncrypted"` // each key is already encrypted to a PGP key
+}
+
+type custody struct {
+	env *Env
+}
+
+func (c custody) secrets() corev1SecretClient {
+	return c.env.Kube.CoreV1().Secrets(c.env.Config.Vault.Namespace)
+}
+
+type corev1SecretClient interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (*corev1.Secret, error)
+	Create(ctx context.Context, s *corev1.Secret, opts metav1.CreateOptions) (*corev1.Secret, error)
+	Update(ctx context.Context, s *corev1.Secret, opts metav1.UpdateOptions) (*corev1.Secret, error)
+}
+
+// get returns the custody Secret, or nil when it does not exist.
+func (c custody) get(ctx context.Context) (*corev1.Secret, error) {
+	s, err := c.secrets().Get(ctx, CustodySecret, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	return s, err
+}
+
+// store writes the init result at once: this is the dangerous window, so it retries, and falls
+// back to a local 0600 file rather than lose the keys.
+func (c custody) store(ctx context.Context, m recoveryMaterial, rootToken string) error {
+	cfg := c.env.Config
+	keyID := cfg.Vault.Seal.AWSKMS.KMSKeyID
+	rec, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	recEnc, err := sealEnvelope(ctx, c.env.KMS, keyID, "recovery-keys", rec)
+	if err != nil {
+		return err
+	}
+	data := map[string][]byte{custodyRecoveryKey: recEnc}
+	if rootToken != "" {
+		rootEnc, err := sealEnvelope(ctx, c.env.KMS, keyID, "root-token", []byte(rootToken))
+		if err != nil {
+			return err
+		}
+		data[custodyRootKey] = rootEnc
+	}
+	if f := cfg.Vault.Init.RecoveryKeysFile; f != "" {
+		if err := writePrivateFile(f, recEnc); err != nil {
+			return Fail("check vault.init.recoveryKeysFile; the keys are still stored in Secret "+cfg.Vault.Namespace+"/"+CustodySecret, "writing %s: %v", f, err)
+		}
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: CustodySecret, Namespace: cfg.Vault.Namespace,
+			Labels:      map[string]string{ManagedByLabel: "vaultctl"},
+			Annotations: map[string]string{"vaultctl.io/contents": "KMS envelope-encrypted Vault recovery keys; open with `vaultctl recovery-keys show`"}},
+		Type: corev1.SecretTypeOpaque,
+		Data: data,
+	}
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		if _, lastErr = c.secrets().Create(ctx, secret, metav1.CreateOptions{}); lastErr == nil || apierrors.IsAlreadyExists(lastErr) {
+			if apierrors.IsAlreadyExists(lastErr) {
+				return c.update(ctx, data)
+			}
+			return nil
+		}
+		time.Sleep(time.Duration(attempt+1) * 500 * time.Millisecond)
+	}
+	fallback := filepath.Join(".", "vaultctl-recovery-keys.enc")
+	if err := writePrivateFile(fallback, recEnc); err == nil {
+		return Fail("the KMS-encrypted recovery keys were saved to "+fallback+"; move them somewhere safe, then fix cluster access and re-run",
+			"storing recovery keys in Secret %s/%s failed: %v", cfg.Vault.Namespace, CustodySecret, lastErr)
+	}
+	return Fail("Vault is initialized but its recovery keys could not be stored anywhere; do not restart vaultctl before recovering them from this process", "storing recovery keys: %v", lastErr)
+}
+
+func (c custody) update(ctx context.Context, data map[string][]byte) error {
+	s, err := c.secrets().Get(ctx, CustodySecret, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	for k, v := range data {
+		s.Data[k] = v
+	}
+	_, err = c.secrets().Update(ctx, s, metav1.UpdateOptions{})
+	return err
+}
+
+// pendingRootToken returns the root token kept from init when bootstrap has not finished.
+func (c custody) pendingRootToken(ctx context.Context) (string, error) {
+	s, err := c.get(ctx)
+	if err != nil || s == nil || len(s.Data[custodyRootKey]) == 0 {
+		return "", err
+	}
+	b, err := openEnvelope(ctx, c.env.KMS, s.Data[custodyRootKey])
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// dropRootToken removes the root token envelope once the token is revoked.
+func (c custody) dropRootToken(ctx context.Context) error {
+	s, err := c.get(ctx)
+	if err != nil || s == nil {
+		return err
+	}
+	if _, ok := s.Data[custodyRootKey]; !ok {
+		return nil
+	}
+	delete(s.Data, custodyRootKey)
+	_, err = c.secrets().Update(ctx, s, metav1.UpdateOptions{})
+	return err
+}
+
+func writePrivateFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// OpenCustody decrypts the custody Secret's data with KMS: the recovery keys (base64, or
+// PGP-encrypted base64 when PGP keys were configured) and the pending root token, if any. It is
+// the way back for an operator (and for tests); nothing here is ever printed by apply.
+func OpenCustody(ctx context.Context, c KMSAPI, data map[string][]byte) (keys []string, rootToken string, err error) {
+	if b := data[custodyRecoveryKey]; len(b) > 0 {
+		pt, err := openEnvelope(ctx, c, b)
+		if err != nil {
+			return nil, "", err
+		}
+		var m recoveryMaterial
+		if err := json.Unmarshal(pt, &m); err != nil {
+			return nil, "", err
+		}
+		keys = m.Keys
+	}
+	if b := data[custodyRootKey]; len(b) > 0 {
+		pt, err := openEnvelope(ctx, c, b)
+		if err != nil {
+			return nil, "", err
+		}
+		rootToken = string(pt)
+	}
+	return keys, rootToken, nil
+}
