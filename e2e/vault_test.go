@@ -3,8 +3,15 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,6 +92,22 @@ audit:
 	}
 }
 
+// otherCA returns a fresh self-signed CA certificate: valid PEM, but not the cluster's.
+func otherCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "rotated-cluster-ca"},
+		NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
+
 // adminClient logs in the way vaultctl does on later runs: a TokenRequest for the vaultctl
 // ServiceAccount, exchanged at the Kubernetes auth method for a vaultctl-admin token.
 func adminClient(t *testing.T, addr, ns string) *vaultapi.Client {
@@ -118,7 +141,7 @@ func TestExternalVaultInstallAccessAndIdempotence(t *testing.T) {
 		t.Fatalf("apply from empty failed:\n%s", first)
 	}
 	st := statusOf(out)
-	for _, p := range []string{"initialize", "bootstrap", "policies", "roles", "audit"} {
+	for _, p := range []string{"initialize", "kubernetes-auth", "bootstrap", "policies", "roles", "audit"} {
 		if st[p] != "changed" {
 			t.Errorf("first apply: %s = %q, want changed", p, st[p])
 		}
@@ -265,6 +288,43 @@ func TestExternalVaultInstallAccessAndIdempotence(t *testing.T) {
 		}
 		if p, _ := admin.Sys().GetPolicy("hand-written"); p == "" {
 			t.Error("apply --prune deleted a policy vaultctl did not create")
+		}
+	})
+
+	t.Run("a stale cluster CA is detected and repaired", func(t *testing.T) {
+		admin := adminClient(t, vc.Addrs[0], ns)
+		cur, err := admin.Logical().Read("auth/kubernetes/config")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What a cluster upgrade that rotated the API server CA looks like from Vault's side.
+		if _, err := admin.Logical().Write("auth/kubernetes/config", map[string]any{
+			"kubernetes_host": cur.Data["kubernetes_host"], "kubernetes_ca_cert": otherCA(t),
+			"token_reviewer_jwt": "keep-set-so-only-the-CA-differs",
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// Logins now fail, so vaultctl's own identity fails too: it says how to get in.
+		locked := vaultctl(t, "plan", "-c", cfgPath)
+		if locked.Code != 1 || !strings.Contains(locked.Stdout, "VAULT_TOKEN") {
+			t.Fatalf("plan with a broken auth config should fail and name VAULT_TOKEN:\n%s", locked)
+		}
+		cmd := exec.Command(vaultctlBinary(t), "apply", "-c", cfgPath, "-o", "json")
+		cmd.Env = append(append(os.Environ(), sb.Env()...), "CI=true", "VAULT_TOKEN="+admin.Token())
+		var buf bytes.Buffer
+		cmd.Stdout = &buf
+		cmd.Run()
+		recordOutput(buf.String())
+		fixed := parseRun(t, cliResult{Stdout: buf.String()})
+		if !fixed.OK || statusOf(fixed)["kubernetes-auth"] != "changed" {
+			t.Fatalf("apply with VAULT_TOKEN should repair the CA: %s", buf.String())
+		}
+		if !strings.Contains(buf.String(), "cluster CA differs") {
+			t.Errorf("the change should say why: %s", buf.String())
+		}
+		after := parseRun(t, vaultctl(t, "apply", "-c", cfgPath, "-o", "json"))
+		if !after.OK || after.Changes != 0 {
+			t.Fatalf("after the repair vaultctl-admin logs in again and nothing changes: %+v", after)
 		}
 	})
 

@@ -5,41 +5,31 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vaultctl/vaultctl/config"
 )
 
-// Reviewer identity used by Vault to call TokenReview in reviewer-jwt mode.
-const (
-	ReviewerServiceAccount = "vault-auth"
-	reviewerTokenSecret    = "vault-auth-token"
-	reviewerBinding        = "vaultctl-vault-auth-delegator"
-)
-
 // Bootstrap creates what every later run needs to authenticate without a root token: the
-// Kubernetes auth method, the vaultctl-admin policy and role bound to the vaultctl
-// ServiceAccount, and the KV v2 mounts. Then it revokes the initial root token.
+// vaultctl-admin policy and role bound to the vaultctl ServiceAccount (on the auth method the
+// kubernetes-auth phase set up), and the KV v2 mounts. Then it revokes the initial root token,
+// after proving that the vaultctl-admin login works.
 type Bootstrap struct{ Env *Env }
 
 func (p *Bootstrap) Name() string { return "bootstrap" }
 func (p *Bootstrap) Description() string {
-	return "Kubernetes auth, vaultctl-admin identity and KV mounts exist; root token revoked"
+	return "vaultctl-admin identity and KV v2 mounts exist; initial root token revoked"
 }
 func (p *Bootstrap) Inputs() any {
 	c := p.Env.Config
 	return struct {
-		Auth any
+		Path string
 		KV   any
 		NS   string
 		Keep bool
-	}{c.KubernetesAuth, c.KV, c.Vault.Namespace, c.Vault.Init.KeepRootToken}
+	}{c.KubernetesAuth.Path, c.KV, c.Vault.Namespace, c.Vault.Init.KeepRootToken}
 }
 
 // step is one observed difference and how to remove it.
@@ -78,34 +68,20 @@ func (p *Bootstrap) observe(ctx context.Context) ([]step, []string, error) {
 	cfg := p.Env.Config
 	ns := cfg.Vault.Namespace
 	var steps []step
-	kubeSteps, err := p.kubeObjects(ctx)
-	if err != nil {
+	if err := (&ConfigMapStore{Client: p.Env.Kube, Namespace: ns}).ensureNamespace(ctx); err != nil {
 		return nil, nil, err
 	}
-	steps = append(steps, kubeSteps...)
-
+	if s, err := ensureServiceAccount(ctx, p.Env, ns, AdminServiceAccount); err != nil {
+		return nil, nil, err
+	} else if s != nil {
+		steps = append(steps, *s)
+	}
 	v, err := p.Env.adminVault(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
 	path := cfg.KubernetesAuth.Path
-	auths, err := v.Sys().ListAuthWithContext(ctx)
-	if err != nil {
-		return nil, nil, vaultErr("listing auth methods", err)
-	}
-	if m, ok := auths[path+"/"]; !ok {
-		steps = append(steps, step{Change{Create, "auth method kubernetes at " + path + "/", ""}, func(ctx context.Context) error {
-			return v.Sys().EnableAuthWithOptionsWithContext(ctx, path, &vaultapi.EnableAuthOptions{Type: "kubernetes", Description: "Kubernetes auth managed by vaultctl"})
-		}})
-	} else if m.Type != "kubernetes" {
-		return nil, nil, Fail("choose another kubernetesAuth.path", "auth path %s/ is taken by a %s auth method", path, m.Type)
-	}
-	if s, err := p.authConfig(ctx, v); err != nil {
-		return nil, nil, err
-	} else if s != nil {
-		steps = append(steps, *s)
-	}
-	if s, err := ensurePolicy(ctx, v, AdminPolicy, adminPolicyHCL(cfg.KubernetesAuth.Path, kvPaths(cfg))); err != nil {
+	if s, err := ensurePolicy(ctx, v, AdminPolicy, adminPolicyHCL(path, kvPaths(cfg))); err != nil {
 		return nil, nil, err
 	} else if s != nil {
 		steps = append(steps, *s)
@@ -165,148 +141,6 @@ func (p *Bootstrap) revokeRoot(ctx context.Context) error {
 	}
 	p.Env.sess.rootToken, p.Env.sess.admin = "", nil
 	return (custody{env: p.Env}).dropRootToken(ctx)
-}
-
-func (p *Bootstrap) kubeObjects(ctx context.Context) ([]step, error) {
-	cfg := p.Env.Config
-	ns := cfg.Vault.Namespace
-	k := p.Env.Kube
-	labels := map[string]string{ManagedByLabel: "vaultctl"}
-	var steps []step
-	if err := (&ConfigMapStore{Client: k, Namespace: ns}).ensureNamespace(ctx); err != nil {
-		return nil, err
-	}
-	sas := []string{AdminServiceAccount}
-	if cfg.KubernetesAuth.TokenReviewer == "reviewer-jwt" {
-		sas = append(sas, ReviewerServiceAccount)
-	}
-	for _, name := range sas {
-		name := name
-		if _, err := k.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-			steps = append(steps, step{Change{Create, "ServiceAccount " + ns + "/" + name, ""}, func(ctx context.Context) error {
-				_, err := k.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels}}, metav1.CreateOptions{})
-				return ignoreExists(err)
-			}})
-		} else if err != nil {
-			return nil, err
-		}
-	}
-	// In reviewer-jwt mode the reviewer may call TokenReview; in client-jwt mode each client's own
-	// JWT is the bearer, so the admin ServiceAccount needs it instead.
-	subject := ReviewerServiceAccount
-	if cfg.KubernetesAuth.TokenReviewer != "reviewer-jwt" {
-		subject = AdminServiceAccount
-	}
-	crb, err := k.RbacV1().ClusterRoleBindings().Get(ctx, reviewerBinding, metav1.GetOptions{})
-	want := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: reviewerBinding, Labels: labels},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:auth-delegator"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: subject, Namespace: ns}},
-	}
-	switch {
-	case apierrors.IsNotFound(err):
-		steps = append(steps, step{Change{Create, "ClusterRoleBinding " + reviewerBinding, subject + " may review tokens"}, func(ctx context.Context) error {
-			_, err := k.RbacV1().ClusterRoleBindings().Create(ctx, want, metav1.CreateOptions{})
-			return ignoreExists(err)
-		}})
-	case err != nil:
-		return nil, err
-	case !slices.Equal(crb.Subjects, want.Subjects):
-		steps = append(steps, step{Change{Update, "ClusterRoleBinding " + reviewerBinding, "subject " + subject}, func(ctx context.Context) error {
-			crb.Subjects = want.Subjects
-			_, err := k.RbacV1().ClusterRoleBindings().Update(ctx, crb, metav1.UpdateOptions{})
-			return err
-		}})
-	}
-	if cfg.KubernetesAuth.TokenReviewer == "reviewer-jwt" {
-		if _, err := k.CoreV1().Secrets(ns).Get(ctx, reviewerTokenSecret, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-			steps = append(steps, step{Change{Create, "Secret " + ns + "/" + reviewerTokenSecret, "long-lived reviewer JWT"}, func(ctx context.Context) error {
-				_, err := k.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-					ObjectMeta: metav1.ObjectMeta{Name: reviewerTokenSecret, Namespace: ns, Labels: labels,
-						Annotations: map[string]string{corev1.ServiceAccountNameKey: ReviewerServiceAccount}},
-					Type: corev1.SecretTypeServiceAccountToken,
-				}, metav1.CreateOptions{})
-				return ignoreExists(err)
-			}})
-		} else if err != nil {
-			return nil, err
-		}
-	}
-	return steps, nil
-}
-
-// authConfig compares auth/<path>/config with the cluster; a rotated cluster CA shows up here.
-func (p *Bootstrap) authConfig(ctx context.Context, v *vaultapi.Client) (*step, error) {
-	cfg := p.Env.Config
-	host := cfg.KubernetesAuth.Host
-	if host == "" {
-		host = p.Env.KubeHost
-	}
-	ca := string(p.Env.KubeCA)
-	if f := cfg.KubernetesAuth.CACert; f != "" {
-		b, err := readFile(f)
-		if err != nil {
-			return nil, Fail("kubernetesAuth.caCert must be a readable PEM file", "reading %s: %v", f, err)
-		}
-		ca = string(b)
-	}
-	path := "auth/" + cfg.KubernetesAuth.Path + "/config"
-	reviewer := cfg.KubernetesAuth.TokenReviewer == "reviewer-jwt"
-	var why []string
-	cur, err := v.Logical().ReadWithContext(ctx, path)
-	if err != nil && !isNotFound(err) {
-		return nil, vaultErr("reading "+path, err)
-	}
-	if cur == nil || cur.Data == nil {
-		why = append(why, "not configured")
-	} else {
-		if cur.Data["kubernetes_host"] != host {
-			why = append(why, fmt.Sprintf("host %v, want %s", cur.Data["kubernetes_host"], host))
-		}
-		if strings.TrimSpace(fmt.Sprint(cur.Data["kubernetes_ca_cert"])) != strings.TrimSpace(ca) {
-			why = append(why, "cluster CA differs (rotated?)")
-		}
-		if set, _ := cur.Data["token_reviewer_jwt_set"].(bool); set != reviewer {
-			why = append(why, fmt.Sprintf("token reviewer JWT set=%v, want %v", set, reviewer))
-		}
-	}
-	if len(why) == 0 {
-		return nil, nil
-	}
-	return &step{Change{Update, path, strings.Join(why, "; ")}, func(ctx context.Context) error {
-		data := map[string]any{"kubernetes_host": host, "kubernetes_ca_cert": ca, "disable_local_ca_jwt": true}
-		if reviewer {
-			jwt, err := p.reviewerJWT(ctx)
-			if err != nil {
-				return err
-			}
-			data["token_reviewer_jwt"] = jwt
-		} else {
-			data["token_reviewer_jwt"] = ""
-		}
-		_, err := v.Logical().WriteWithContext(ctx, path, data)
-		return err
-	}}, nil
-}
-
-// reviewerJWT waits for the token controller to fill the reviewer Secret.
-func (p *Bootstrap) reviewerJWT(ctx context.Context) (string, error) {
-	ns := p.Env.Config.Vault.Namespace
-	deadline := time.Now().Add(time.Minute)
-	for {
-		s, err := p.Env.Kube.CoreV1().Secrets(ns).Get(ctx, reviewerTokenSecret, metav1.GetOptions{})
-		if err == nil && len(s.Data[corev1.ServiceAccountTokenKey]) > 0 {
-			return string(s.Data[corev1.ServiceAccountTokenKey]), nil
-		}
-		if time.Now().After(deadline) {
-			return "", Fail("check that kube-controller-manager runs its token controller", "Secret %s/%s got no token within a minute", ns, reviewerTokenSecret)
-		}
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
 }
 
 func kvPaths(cfg *config.Config) []string {

@@ -59,6 +59,7 @@ func All(env *Env) []Phase {
 		&ServerTLS{Env: env},
 		&Server{Env: env},
 		&Initialize{Env: env},
+		&KubernetesAuth{Env: env},
 		&Bootstrap{Env: env},
 		&Raft{Env: env},
 		&Policies{Env: env},

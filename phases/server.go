@@ -32,7 +32,7 @@ import (
 // OnDelete also means that a changed pod template (config, image, resources) restarts nothing.
 // Check reports each pod whose revision is older than the StatefulSet's as a fact "restart
 // pending: pod vault-N runs an older config" rather than as a Restart change: Apply must not
-// restart Vault pods (that is `vaultctl upgrade`'s job: standbys first, the leader last, after
+// restart Vault pods (that belongs to an upgrade command: standbys first, the leader last, after
 // a snapshot), so a Restart change would survive every apply and the runner's verify-after-apply
 // would fail forever. PendingRestarts returns the same information as Restart changes for the
 // commands that do act on it.
@@ -170,6 +170,9 @@ func (p *Server) Check(ctx context.Context) (Diff, error) {
 	}
 	for _, c := range pods.restarts {
 		d.Facts = append(d.Facts, c.Detail)
+	}
+	if len(pods.restarts) > 0 {
+		d.Facts = append(d.Facts, fmt.Sprintf("OnDelete updates restart nothing: restart the pods one at a time, standbys first and the leader (label vault-active=true) last, with `kubectl delete pod -n %s POD`, waiting for each to rejoin", cfg.Vault.Namespace))
 	}
 	return d, nil
 }
@@ -356,7 +359,7 @@ func restartPending(sts *appsv1.StatefulSet, pod *corev1.Pod) (Change, bool) {
 		return Change{}, false
 	}
 	return Change{Action: Restart, Object: "pod " + pod.Namespace + "/" + pod.Name,
-		Detail: fmt.Sprintf("restart pending: pod %s runs an older config (%s); `vaultctl upgrade` restarts the standbys first and the leader last", pod.Name, why)}, true
+		Detail: fmt.Sprintf("restart pending: pod %s runs an older config (%s)", pod.Name, why)}, true
 }
 
 // podProblem explains why a pod does not run, and what to do.

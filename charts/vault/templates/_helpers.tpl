@@ -120,3 +120,19 @@ component: webhook
   port: 8201
   targetPort: 8201
 {{- end -}}
+
+{{/* Name of a cluster-scoped object: the plain name when the namespace is the base name (the
+usual "vault" in "vault"), else suffixed with the namespace, so installs in two namespaces of one
+cluster do not fight over the same ClusterRoleBinding or webhook. */}}
+{{- define "vault.clusterName" -}}
+{{- $ns := include "vault.namespace" .ctx -}}
+{{- if eq $ns (include "vault.fullname" .ctx) -}}
+{{- .name -}}
+{{- else -}}
+{{- printf "%s-%s" .name $ns -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "vault.injector.webhookName" -}}
+{{- include "vault.clusterName" (dict "name" (printf "%s-agent-injector-cfg" (include "vault.fullname" .)) "ctx" .) -}}
+{{- end -}}

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Times a no-op `vaultctl apply --only tls,server` against a no-op Helm upgrade of the same chart
+# and values done directly through the Helm SDK, on a running sandbox, and prints the ratio.
+#
+#   vaultctl sandbox up --vault=false --postgres=false   # once; Kubernetes and KMS are enough
+#   bench/server-noop.sh
+#   BENCH_RUNS=15 bench/server-noop.sh
+#   VAULTCTL_SANDBOX_DIR=/tmp/sb bench/server-noop.sh     # another sandbox
+#   BENCH_NAMESPACE=vault-bench2 bench/server-noop.sh     # default vault-bench
+#
+# The first apply installs release "vault" in BENCH_NAMESPACE if needed (tls + server phases); the
+# timed vaultctl runs must then report both phases "up to date" and write no Helm revision. The
+# Helm SDK side writes a revision per run (Helm has no no-op detection), at most 10 are kept.
+# Remove the bench install with: kubectl delete namespace vault-bench
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+runs=${BENCH_RUNS:-7}
+namespace=${BENCH_NAMESPACE:-vault-bench}
+work=$(mktemp -d "${TMPDIR:-/tmp}/vaultctl-server-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+cd "$repo"
+go build -o "$work/vaultctl" ./cmd/vaultctl
+go build -o "$work/servernoop" ./bench/servernoop
+
+sbdir_args=()
+if [[ -n "${VAULTCTL_SANDBOX_DIR:-}" ]]; then
+  sbdir_args=(--dir "$VAULTCTL_SANDBOX_DIR")
+fi
+if ! env_out=$("$work/vaultctl" sandbox env "${sbdir_args[@]}" 2>&1); then
+  echo "no running sandbox: start one with \`vaultctl sandbox up --vault=false --postgres=false\`" >&2
+  echo "$env_out" >&2
+  exit 1
+fi
+eval "$env_out"
+
+cat >"$work/vaultctl.yaml" <<EOF
+apiVersion: vaultctl.io/v1alpha1
+kind: Platform
+cluster:
+  kubeconfig: ${KUBECONFIG}
+vault:
+  mode: in-cluster
+  namespace: ${namespace}
+  replicas: 3
+  seal:
+    type: awskms
+    awskms:
+      region: ${AWS_REGION:-us-east-1}
+      kmsKeyId: alias/vault-unseal-key
+      endpoint: ${AWS_ENDPOINT_URL_KMS}
+audit:
+  devices:
+    - {path: file, type: file, options: {file_path: /vault/audit/audit.log}}
+    - {path: file-2, type: file, options: {file_path: /vault/audit/audit-2.log}}
+EOF
+
+echo "sandbox: ${VAULTCTL_SANDBOX_DIR:-default}, namespace ${namespace}, ${runs} runs each"
+"$work/servernoop" -config "$work/vaultctl.yaml" -vaultctl "$work/vaultctl" -n "$runs"
