@@ -141,7 +141,10 @@ func TestExternalVaultInstallAccessAndIdempotence(t *testing.T) {
 		t.Fatalf("apply from empty failed:\n%s", first)
 	}
 	st := statusOf(out)
-	for _, p := range []string{"initialize", "kubernetes-auth", "bootstrap", "policies", "roles", "audit"} {
+	if st["server"] != "up to date" {
+		t.Errorf("external mode installs no server: server = %q", st["server"])
+	}
+	for _, p := range []string{"initialize", "kubernetes-auth", "bootstrap", "injector", "policies", "roles", "audit"} {
 		if st[p] != "changed" {
 			t.Errorf("first apply: %s = %q, want changed", p, st[p])
 		}

@@ -62,6 +62,7 @@ func All(env *Env) []Phase {
 		&KubernetesAuth{Env: env},
 		&Bootstrap{Env: env},
 		&Raft{Env: env},
+		&Injector{Env: env},
 		&Policies{Env: env},
 		&Roles{Env: env},
 		&NetworkPolicies{Env: env},
