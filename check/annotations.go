@@ -1,6 +1,10 @@
 package check
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/vaultctl/vaultctl/internal/textdist"
+)
 
 // Annotation names the Vault Agent Injector (vault-k8s) reads from a pod. The list follows
 // vault-k8s's agent-inject/agent/annotations.go; anything else under vault.hashicorp.com/ is
@@ -127,7 +131,7 @@ func suggestAnnotation(key string) string {
 	best, bestD := "", 4 // suggest only near misses
 	try := func(cand string) {
 		// Ties go to the smaller name so the suggestion does not depend on map order.
-		if d := editDistance(name, cand); d < bestD || (d == bestD && best != "" && cand < best) {
+		if d := textdist.Levenshtein(name, cand); d < bestD || (d == bestD && best != "" && cand < best) {
 			best, bestD = cand, d
 		}
 	}
@@ -142,7 +146,7 @@ func suggestAnnotation(key string) string {
 		}
 		for _, p := range knownAnnotationPrefixes {
 			cand := p + name[i:]
-			if d := editDistance(name[:i], p); d < bestD || (d == bestD && best != "" && cand < best) {
+			if d := textdist.Levenshtein(name[:i], p); d < bestD || (d == bestD && best != "" && cand < best) {
 				best, bestD = cand, d
 			}
 		}
@@ -151,26 +155,4 @@ func suggestAnnotation(key string) string {
 		return ""
 	}
 	return annPrefix + best
-}
-
-// editDistance is the Levenshtein distance; names are short so the quadratic table is fine.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			c := prev[j-1]
-			if a[i-1] != b[j-1] {
-				c++
-			}
-			c = min(c, prev[j]+1, cur[j-1]+1)
-			cur[j] = c
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

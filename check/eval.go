@@ -3,6 +3,7 @@ package check
 import (
 	"bytes"
 	"fmt"
+	"github.com/vaultctl/vaultctl/config"
 	"io"
 	"os"
 	"regexp"
@@ -398,7 +399,7 @@ func (fc *fileChecker) workload(o *object) {
 	for _, p := range paths {
 		if fixed, bad := fc.kvPathFix(p.path); bad {
 			fc.add(o, RuleKVPath, p.node,
-				fmt.Sprintf("%s reads %s, which is on the KV v2 mount %s/ but lacks data/", p.annotation, p.path, kvMountOf(fc.s.kvMounts, p.path)),
+				fmt.Sprintf("%s reads %s, which is on the KV v2 mount %s/ but lacks data/", p.annotation, p.path, config.KVMountOf(fc.s.kvMounts, p.path)),
 				fmt.Sprintf("use %s", fixed))
 		}
 	}
@@ -488,19 +489,9 @@ func injectedPaths(ann map[string]annotation) []injectedPath {
 	return out
 }
 
-// kvMountOf returns the KV v2 mount a path is on, or "".
-func kvMountOf(mounts []string, p string) string {
-	for _, m := range mounts { // longest first
-		if p == m || strings.HasPrefix(p, m+"/") {
-			return m
-		}
-	}
-	return ""
-}
-
 // kvPathFix reports whether p is on a KV v2 mount without data/, and the path with it.
 func (fc *fileChecker) kvPathFix(p string) (string, bool) {
-	m := kvMountOf(fc.s.kvMounts, p)
+	m := config.KVMountOf(fc.s.kvMounts, p)
 	if m == "" {
 		return "", false
 	}
@@ -515,7 +506,7 @@ func (fc *fileChecker) kvPathFix(p string) (string, bool) {
 // apiPath is the path the agent actually reads: on a KV v2 mount, data/ inserted after the mount
 // if missing (the template engine does that when it can; kv-path reports the omission).
 func apiPath(mounts []string, p string) string {
-	m := kvMountOf(mounts, p)
+	m := config.KVMountOf(mounts, p)
 	if m == "" {
 		return p
 	}

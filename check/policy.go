@@ -9,25 +9,15 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/policy"
 )
 
-// acl is the set of Vault policy rules a token of one role carries, as vaultctl writes them,
-// evaluated the way Vault evaluates them.
-type acl struct {
-	exact   map[string]*aclEntry
-	globs   []*aclEntry
-	missing []string // policies the role names that the config does not define
-}
-
-type aclEntry struct {
-	pattern string
-	caps    map[string]bool
-}
-
-// roleACL is a config role and what its token may do.
+// roleACL is a config role and what its token may do, evaluated by the same code that writes
+// the policies (package policy), so check and Vault cannot disagree.
 type roleACL struct {
-	role *config.Role
-	acl  *acl
+	role    *config.Role
+	acl     *policy.ACL
+	missing []string // policies the role names that the config does not define
 }
 
 // buildRoles precomputes every role's ACL once; workers share the result read-only.
@@ -39,171 +29,20 @@ func buildRoles(cfg *config.Config, mounts []string) map[string]*roleACL {
 	out := make(map[string]*roleACL, len(cfg.Roles))
 	for i := range cfg.Roles {
 		r := &cfg.Roles[i]
-		a := &acl{exact: map[string]*aclEntry{}}
+		ra := &roleACL{role: r, acl: policy.NewACL()}
 		for _, name := range r.Policies {
 			p, ok := policies[name]
 			if !ok {
 				if name != "default" { // Vault's built-in default policy grants no secret paths
-					a.missing = append(a.missing, name)
+					ra.missing = append(ra.missing, name)
 				}
 				continue
 			}
-			for _, rule := range p.Rules {
-				logical := strings.Trim(rule.Path, "/")
-				a.add(expandLogical(mounts, logical), rule.Capabilities)
-				if p.DenyParentEnabled() && !strings.ContainsAny(logical, "*+") {
-					// vaultctl follows each rule with a deny on its parent prefix, so that a broad grant
-					// elsewhere cannot be used to enumerate siblings (see the origin article).
-					if parent := path.Dir(logical); parent != "." && parent != "/" {
-						a.add(expandLogical(mounts, parent+"/*"), []string{"deny"})
-					}
-				}
-			}
+			ra.acl.AddPolicy(*p, mounts)
 		}
-		out[r.Name] = &roleACL{role: r, acl: a}
+		out[r.Name] = ra
 	}
 	return out
-}
-
-// expandLogical turns a logical path (as the CLI shows it) into the API path that holds the
-// values: secret/app becomes secret/data/app on a KV v2 mount.
-func expandLogical(mounts []string, logical string) string {
-	m := kvMountOf(mounts, logical)
-	if m == "" {
-		return logical
-	}
-	rest := strings.TrimPrefix(strings.TrimPrefix(logical, m), "/")
-	return m + "/data/" + rest
-}
-
-// add merges a rule; rules with the same path in several policies combine their capabilities.
-func (a *acl) add(pattern string, caps []string) {
-	wild := strings.HasSuffix(pattern, "*") || hasPlusSegment(pattern)
-	var e *aclEntry
-	if !wild {
-		e = a.exact[pattern]
-		if e == nil {
-			e = &aclEntry{pattern: pattern, caps: map[string]bool{}}
-			a.exact[pattern] = e
-		}
-	} else {
-		for _, g := range a.globs {
-			if g.pattern == pattern {
-				e = g
-				break
-			}
-		}
-		if e == nil {
-			e = &aclEntry{pattern: pattern, caps: map[string]bool{}}
-			a.globs = append(a.globs, e)
-		}
-	}
-	for _, c := range caps {
-		e.caps[strings.ToLower(c)] = true
-	}
-}
-
-// allows reports whether capability is granted on p, and if not, why. Vault picks one rule per
-// request: an exact path if there is one, else the highest-priority glob; a deny there refuses.
-func (a *acl) allows(p, capability string) (bool, string) {
-	e := a.exact[p]
-	if e == nil {
-		for _, g := range a.globs {
-			if globMatch(g.pattern, p) && (e == nil || higherPriority(g.pattern, e.pattern)) {
-				e = g
-			}
-		}
-	}
-	switch {
-	case e == nil:
-		return false, "no policy rule covers it"
-	case e.caps["deny"]:
-		return false, fmt.Sprintf("the rule that decides is %q, which denies it", e.pattern)
-	case e.caps[capability]:
-		return true, ""
-	}
-	caps := make([]string, 0, len(e.caps))
-	for c := range e.caps {
-		caps = append(caps, c)
-	}
-	sort.Strings(caps)
-	return false, fmt.Sprintf("the rule that decides is %q, which grants only %s", e.pattern, strings.Join(caps, ", "))
-}
-
-func hasPlusSegment(p string) bool {
-	for _, s := range strings.Split(p, "/") {
-		if s == "+" {
-			return true
-		}
-	}
-	return false
-}
-
-// globMatch matches a Vault policy path: a trailing * matches any suffix, a + segment one segment.
-func globMatch(pattern, p string) bool {
-	prefix := strings.HasSuffix(pattern, "*")
-	body := strings.TrimSuffix(pattern, "*")
-	if !hasPlusSegment(body) {
-		if prefix {
-			return strings.HasPrefix(p, body)
-		}
-		return p == body
-	}
-	ps, xs := strings.Split(body, "/"), strings.Split(p, "/")
-	for i, seg := range ps {
-		if i >= len(xs) {
-			return false
-		}
-		if prefix && i == len(ps)-1 {
-			if seg == "+" {
-				return xs[i] != ""
-			}
-			return strings.HasPrefix(strings.Join(xs[i:], "/"), seg)
-		}
-		if seg == "+" {
-			if xs[i] == "" {
-				return false
-			}
-			continue
-		}
-		if seg != xs[i] {
-			return false
-		}
-	}
-	return len(xs) == len(ps)
-}
-
-// higherPriority orders two matching globs as Vault documents it: the later first wildcard
-// wins, then no trailing *, then fewer + segments, then the longer, then the lexically larger.
-func higherPriority(a, b string) bool {
-	if fa, fb := firstWildcard(a), firstWildcard(b); fa != fb {
-		return fa > fb
-	}
-	if ea, eb := strings.HasSuffix(a, "*"), strings.HasSuffix(b, "*"); ea != eb {
-		return !ea
-	}
-	if pa, pb := strings.Count("/"+a+"/", "/+/"), strings.Count("/"+b+"/", "/+/"); pa != pb {
-		return pa < pb
-	}
-	if len(a) != len(b) {
-		return len(a) > len(b)
-	}
-	return a > b
-}
-
-func firstWildcard(p string) int {
-	i := len(p)
-	if j := strings.Index(p, "*"); j >= 0 {
-		i = j
-	}
-	off := 0
-	for _, s := range strings.Split(p, "/") {
-		if s == "+" {
-			return min(i, off)
-		}
-		off += len(s) + 1
-	}
-	return i
 }
 
 // boundTo reports whether name matches one of a role's bound names ("*" and globs allowed).
@@ -282,7 +121,7 @@ func (fc *fileChecker) policyMismatch(o *object, t podTemplate, ann map[string]a
 	}
 	for _, p := range paths {
 		api := apiPath(fc.s.kvMounts, p.path)
-		ok, why := ra.acl.allows(api, "read")
+		ok, why := ra.acl.Allows(api, "read")
 		if ok {
 			continue
 		}
@@ -291,17 +130,17 @@ func (fc *fileChecker) policyMismatch(o *object, t podTemplate, ann map[string]a
 			pols = "none"
 		}
 		msg := fmt.Sprintf("role %q (policies: %s) cannot read %s: %s; the agent gets a 403 and the pod stays in Init:0/1", role, pols, api, why)
-		if len(ra.acl.missing) > 0 {
-			msg += fmt.Sprintf("; policies not in the config: %s", strings.Join(ra.acl.missing, ", "))
+		if len(ra.missing) > 0 {
+			msg += fmt.Sprintf("; policies not in the config: %s", strings.Join(ra.missing, ", "))
 		}
 		fc.add(o, RulePolicyMismatch, p.node, msg,
 			fmt.Sprintf("give one of the role's policies a rule with path %s and capabilities [read], or correct the annotation", logicalPath(fc.s.kvMounts, api)))
 	}
 }
 
-// logicalPath is the inverse of expandLogical, for fix texts written in config terms.
+// logicalPath turns an API path back into the logical path the config uses, for fix texts.
 func logicalPath(mounts []string, api string) string {
-	m := kvMountOf(mounts, api)
+	m := config.KVMountOf(mounts, api)
 	if m == "" {
 		return api
 	}

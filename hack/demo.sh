@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin/vaultctl
+export VAULTCTL_TOOLS_DIR=${VAULTCTL_TOOLS_DIR:-$(hack/tools/build.sh --dir)}
 state=${VAULTCTL_SANDBOX_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/vaultctl/sandbox}
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
@@ -13,6 +14,7 @@ step "starting the sandbox in $state"
 eval "$("$bin" sandbox env --dir "$state")"
 
 cfg=$state/vaultctl.yaml
+mkdir -p "$state/audit"
 step "writing $cfg for the sandbox (external Vault, KMS emulator)"
 sed -e "s|^  mode: in-cluster.*|  mode: external|" \
     -e "s|^  address: \"\".*|  address: $VAULT_ADDR|" \
@@ -20,6 +22,7 @@ sed -e "s|^  mode: in-cluster.*|  mode: external|" \
     -e "s|^      region: us-east-1.*|      region: $AWS_REGION|" \
     -e "s|^      endpoint: \"\".*|      endpoint: $AWS_ENDPOINT_URL_KMS|" \
     -e "s|^  kubeconfig: \"\".*|  kubeconfig: $KUBECONFIG|" \
+    -e "s|file_path: /vault/audit/|file_path: $state/audit/|" \
     config.example.yaml > "$cfg"
 "$bin" config validate -c "$cfg"
 

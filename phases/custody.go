@@ -47,11 +47,7 @@ func sealEnvelope(ctx context.Context, c KMSAPI, keyID, purpose string, plaintex
 		return nil, fmt.Errorf("kms:GenerateDataKey: %w", err)
 	}
 	defer clear(dk.Plaintext)
-	block, err := aes.NewCipher(dk.Plaintext)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
+	gcm, err := newGCM(dk.Plaintext)
 	if err != nil {
 		return nil, err
 	}
@@ -75,15 +71,19 @@ func openEnvelope(ctx context.Context, c KMSAPI, data []byte) ([]byte, error) {
 		return nil, fmt.Errorf("kms:Decrypt of the data key: %w", err)
 	}
 	defer clear(dk.Plaintext)
-	block, err := aes.NewCipher(dk.Plaintext)
-	if err != nil {
-		return nil, err
-	}
-	gcm, err := cipher.NewGCM(block)
+	gcm, err := newGCM(dk.Plaintext)
 	if err != nil {
 		return nil, err
 	}
 	return gcm.Open(nil, e.Nonce, e.Ciphertext, []byte(e.Purpose))
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
 }
 
 // recoveryMaterial is what operator init returns that must survive: never printed.

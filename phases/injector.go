@@ -33,16 +33,7 @@ func (p *Injector) Inputs() any {
 	return struct{ I, Path, Mode, Addr, Images, NS any }{c.Injector, c.KubernetesAuth.Path, c.Vault.Mode, c.Vault.Address, c.Vault.Images, c.Vault.Namespace}
 }
 
-func (p *Injector) client() (HelmAPI, error) {
-	if p.helm == nil {
-		h, err := newHelm(p.Env, p.Env.Config.Vault.Namespace)
-		if err != nil {
-			return nil, Fail("check --kubeconfig and --context", "Helm client: %v", err)
-		}
-		p.helm = h
-	}
-	return p.helm, nil
-}
+func (p *Injector) client() (HelmAPI, error) { return cachedHelm(p.Env, &p.helm) }
 
 // caPEM is the CA injected agents trust to reach Vault: from the TLS Secret in-cluster, from
 // vault.tls.caCert for an external Vault. It is public.

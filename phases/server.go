@@ -89,16 +89,19 @@ func (p *Server) Inputs() any {
 	}{v.Mode, v.Address, v.Namespace, v.Replicas, v.Raft, v.Seal, v.TLS.SecretName, v.Images.Vault, v.Resources, v.Storage, chartVersion}
 }
 
-func (p *Server) client() (HelmAPI, error) {
-	if p.helm != nil {
-		return p.helm, nil
+func (p *Server) client() (HelmAPI, error) { return cachedHelm(p.Env, &p.helm) }
+
+// cachedHelm returns *cache, building the Vault namespace's Helm client on first use so that
+// Check, Apply and the verifying Check share one.
+func cachedHelm(env *Env, cache *HelmAPI) (HelmAPI, error) {
+	if *cache == nil {
+		h, err := newHelm(env, env.Config.Vault.Namespace)
+		if err != nil {
+			return nil, Fail("check --kubeconfig and --context", "Helm client: %v", err)
+		}
+		*cache = h
 	}
-	h, err := newHelm(p.Env, p.Env.Config.Vault.Namespace)
-	if err != nil {
-		return nil, Fail("check --kubeconfig and --context", "Helm client: %v", err)
-	}
-	p.helm = h
-	return h, nil
+	return *cache, nil
 }
 
 func (p *Server) release() string {

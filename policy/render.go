@@ -19,8 +19,9 @@ const Header = "# Managed by vaultctl from the config; edits here are overwritte
 // dataCaps are the capabilities that act on a secret's data.
 var dataCaps = []string{"create", "read", "update", "patch", "delete"}
 
-// Render returns the policy's HCL: deterministic, so an unchanged config never rewrites it.
-func Render(p config.Policy, kvMounts []string) string {
+// apiRules translates a policy's logical rules to API paths and capabilities, with the
+// explicit parent denies; Render writes them and ACL evaluates them.
+func apiRules(p config.Policy, kvMounts []string) map[string][]string {
 	rules := map[string][]string{} // API path -> capabilities
 	add := func(path string, caps ...string) {
 		for _, c := range caps {
@@ -67,6 +68,12 @@ func Render(p config.Policy, kvMounts []string) string {
 			rules[d] = []string{"deny"}
 		}
 	}
+	return rules
+}
+
+// Render returns the policy's HCL: deterministic, so an unchanged config never rewrites it.
+func Render(p config.Policy, kvMounts []string) string {
+	rules := apiRules(p, kvMounts)
 	paths := make([]string, 0, len(rules))
 	for p := range rules {
 		paths = append(paths, p)
@@ -97,57 +104,10 @@ func capOrder(c string) int {
 	return len(order)
 }
 
-// Grants reports whether the rendered rules of a policy give capability c on the API path
-// (Vault's matching: exact path over the longest glob prefix; deny wins). check uses it to
-// catch at merge time the 403 a pod would hit at run time.
+// Grants reports whether the rules vaultctl writes for p give capability on the API path.
 func Grants(p config.Policy, kvMounts []string, apiPath, capability string) bool {
-	rules := parse(Render(p, kvMounts))
-	best, bestLen, exact := "", -1, false
-	for path := range rules {
-		switch {
-		case path == apiPath:
-			best, exact = path, true
-		case !exact && strings.HasSuffix(path, "*") && strings.HasPrefix(apiPath, strings.TrimSuffix(path, "*")) && len(path) > bestLen:
-			best, bestLen = path, len(path)
-		case !exact && strings.Contains(path, "+") && segmentMatch(path, apiPath) && len(path) > bestLen:
-			best, bestLen = path, len(path)
-		}
-	}
-	if best == "" {
-		return false
-	}
-	caps := rules[best]
-	return !slices.Contains(caps, "deny") && slices.Contains(caps, capability)
-}
-
-func segmentMatch(pattern, path string) bool {
-	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
-	for i, p := range ps {
-		if p == "*" && i == len(ps)-1 {
-			return true
-		}
-		if i >= len(xs) || (p != "+" && p != xs[i] && !(strings.HasSuffix(p, "*") && i == len(ps)-1 && strings.HasPrefix(xs[i], strings.TrimSuffix(p, "*")))) {
-			return false
-		}
-	}
-	return len(ps) == len(xs)
-}
-
-// parse reads back what Render wrote (it is not a general HCL parser).
-func parse(hcl string) map[string][]string {
-	out := map[string][]string{}
-	var cur string
-	for _, line := range strings.Split(hcl, "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case strings.HasPrefix(line, "path "):
-			cur = strings.Trim(strings.TrimSuffix(strings.TrimPrefix(line, "path "), " {"), `"`)
-		case strings.HasPrefix(line, "capabilities = ["):
-			inner := strings.TrimSuffix(strings.TrimPrefix(line, "capabilities = ["), "]")
-			for _, c := range strings.Split(inner, ",") {
-				out[cur] = append(out[cur], strings.Trim(strings.TrimSpace(c), `"`))
-			}
-		}
-	}
-	return out
+	a := NewACL()
+	a.AddPolicy(p, kvMounts)
+	ok, _ := a.Allows(apiPath, capability)
+	return ok
 }
