@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -232,5 +234,35 @@ func TestBadConfigExitsTwoWithFileAndLine(t *testing.T) {
 		if !strings.Contains(res.Stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, res)
 		}
+	}
+}
+
+func TestConcurrentApplyIsRefused(t *testing.T) {
+	const ns = "vault-e2e-lock"
+	cfg := sandboxConfig(t, ns, sb.KMSEndpoint, sb.KMSKeyAlias, false)
+	ensureNamespace(t, kube(t), ns)
+	holder, secs := "ci-runner-7/4242", int32(900)
+	now := metav1.NewMicroTime(time.Now())
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "vaultctl-apply", Namespace: ns},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, RenewTime: &now}}
+	if _, err := kube(t).CoordinationV1().Leases(ns).Create(context.Background(), lease, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	res := vaultctl(t, "apply", "-c", cfg, "--only", only)
+	if res.Code != 1 || !strings.Contains(res.Stderr, "another vaultctl apply (ci-runner-7/4242)") || !strings.Contains(res.Stderr, "kubectl delete lease") {
+		t.Fatalf("a held lock must refuse apply and say how to recover:\n%s", res)
+	}
+	if plan := vaultctl(t, "plan", "-c", cfg, "--only", only); plan.Code != 0 {
+		t.Fatalf("plan changes nothing and needs no lock:\n%s", plan)
+	}
+	if err := kube(t).CoordinationV1().Leases(ns).Delete(context.Background(), "vaultctl-apply", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if ok := vaultctl(t, "apply", "-c", cfg, "--only", only); ok.Code != 0 {
+		t.Fatalf("apply after the lock is gone:\n%s", ok)
+	}
+	// A finished apply releases the lock, so the next one runs.
+	if again := vaultctl(t, "apply", "-c", cfg, "--only", only); again.Code != 0 {
+		t.Fatalf("second apply blocked by its own released lock:\n%s", again)
 	}
 }

@@ -109,6 +109,16 @@ func Failures(errs []error) error {
 	return &hinted{err: errors.New(strings.Join(msgs, "; ")), hint: strings.Join(hints, "; ")}
 }
 
+// WithHint renders an error with its next step, for errors that reach the user outside a
+// phase (connecting, locking).
+func WithHint(err error) error {
+	var h *hinted
+	if errors.As(err, &h) && h.hint != "" {
+		return fmt.Errorf("%s\n  fix: %s", err, h.hint)
+	}
+	return err
+}
+
 func asPhaseError(phase string, err error) *Error {
 	var pe *Error
 	if errors.As(err, &pe) {

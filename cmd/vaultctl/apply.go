@@ -125,7 +125,7 @@ func runPhases(cmd *cobra.Command, opts *rootOptions, flags phaseFlags, apply bo
 	defer stop()
 	env, err := phases.Connect(ctx, l.Config)
 	if err != nil {
-		return withCode(exitFailed, err)
+		return withCode(exitFailed, phases.WithHint(err))
 	}
 	env.Prune = flags.prune
 	defer env.Close(context.WithoutCancel(ctx))
@@ -138,6 +138,11 @@ func runPhases(cmd *cobra.Command, opts *rootOptions, flags phaseFlags, apply bo
 	}
 	var results []phases.Result
 	if apply {
+		var unlock func()
+		if unlock, err = env.Lock(ctx); err != nil {
+			return withCode(exitFailed, phases.WithHint(err))
+		}
+		defer unlock()
 		results, err = runner.Apply(ctx, sel)
 	} else {
 		results, err = runner.Plan(ctx, sel)
