@@ -6,17 +6,18 @@
 #   bench/server-noop.sh
 #   BENCH_RUNS=15 bench/server-noop.sh
 #   VAULTCTL_SANDBOX_DIR=/tmp/sb bench/server-noop.sh     # another sandbox
-#   BENCH_NAMESPACE=vault-bench2 bench/server-noop.sh     # default vault-bench
+#   BENCH_KEEP=1 bench/server-noop.sh                     # keep the install afterwards
 #
-# The first apply installs release "vault" in BENCH_NAMESPACE if needed (tls + server phases); the
-# timed vaultctl runs must then report both phases "up to date" and write no Helm revision. The
-# Helm SDK side writes a revision per run (Helm has no no-op detection), at most 10 are kept.
-# Remove the bench install with: kubectl delete namespace vault-bench
+# It installs release "vault" (tls + server phases) in a namespace of its own, vault-bench-PID,
+# on hostPath volumes it creates pre-bound to the claims (the sandbox has no provisioner and its
+# own volumes belong to the regular install). The timed vaultctl runs must report both phases "up
+# to date" and write no Helm revision; the Helm SDK side writes a revision per run (Helm has no
+# no-op detection). Afterwards the release, namespace and volumes are removed.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 runs=${BENCH_RUNS:-7}
-namespace=${BENCH_NAMESPACE:-vault-bench}
+namespace=vault-bench-$$
 work=$(mktemp -d "${TMPDIR:-/tmp}/vaultctl-server-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
@@ -44,6 +45,8 @@ vault:
   mode: in-cluster
   namespace: ${namespace}
   replicas: 3
+  storage:
+    storageClass: vaultctl-bench
   seal:
     type: awskms
     awskms:
@@ -57,4 +60,8 @@ audit:
 EOF
 
 echo "sandbox: ${VAULTCTL_SANDBOX_DIR:-default}, namespace ${namespace}, ${runs} runs each"
-"$work/servernoop" -config "$work/vaultctl.yaml" -vaultctl "$work/vaultctl" -n "$runs"
+cleanup=-cleanup
+if [[ "${BENCH_KEEP:-}" == 1 ]]; then
+  cleanup=-cleanup=false
+fi
+"$work/servernoop" -config "$work/vaultctl.yaml" -vaultctl "$work/vaultctl" -n "$runs" -hostpath-pvs "$work/pv" "$cleanup"

@@ -58,6 +58,10 @@ var newHelm = func(env *Env, ns string) (HelmAPI, error) {
 		Context:     env.KubeContext,
 		Namespace:   ns,
 		Description: "vaultctl apply",
+		// A pending revision is a killed run's once the apply Lease is ours again (it expires
+		// or was deleted by someone who knows that run died); a minute still covers a helm
+		// command someone runs by hand at the same moment.
+		PendingGrace: time.Minute,
 	})
 }
 
@@ -234,8 +238,14 @@ func helmFailure(err error, ns string) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return Fail(fmt.Sprintf("see `helm history %s -n %s` and `kubectl get events -n %s`; fix the cause and run vaultctl apply again (a failed install was rolled back)",
-		charts.ServerRelease, ns, ns), "%v", err)
+	var pe *helmclient.PendingError
+	if errors.As(err, &pe) {
+		return Fail(fmt.Sprintf("if no helm command runs against it, run vaultctl apply again in %s: the interrupted revision is then marked failed and replaced (`helm history %s -n %s`)",
+			pe.Wait.Round(time.Second), pe.Release, ns), "%v", err)
+	}
+	// Shared by the server and injector phases: the release is named in err.
+	return Fail(fmt.Sprintf("see `helm list -a -n %s`, `helm history RELEASE -n %s` and `kubectl get events -n %s`; fix the cause and run vaultctl apply again (a failed install is rolled back)",
+		ns, ns, ns), "%v", err)
 }
 
 func (p *Server) tlsSecretExists(ctx context.Context) (bool, error) {
@@ -314,6 +324,7 @@ func (p *Server) observePods(ctx context.Context, sts *appsv1.StatefulSet) (*ser
 		byName[list.Items[i].Name] = &list.Items[i]
 	}
 	out := &serverPods{}
+	var unbound []string
 	for i := range v.Replicas {
 		name := charts.PodName(i)
 		pod := byName[name]
@@ -325,17 +336,23 @@ func (p *Server) observePods(ctx context.Context, sts *appsv1.StatefulSet) (*ser
 		case pod.Status.Phase == corev1.PodRunning:
 			out.running++
 		default:
-			why, hint := p.podProblem(ctx, pod)
+			why, hint, claims := p.podProblem(ctx, pod)
 			out.waiting = append(out.waiting, fmt.Sprintf("%s (%s)", name, why))
 			if hint != "" && !slices.Contains(out.hints, hint) {
 				out.hints = append(out.hints, hint)
 			}
+			unbound = append(unbound, claims...)
 		}
 		if pod != nil && sts != nil {
 			if c, ok := restartPending(sts, pod); ok {
 				out.restarts = append(out.restarts, c)
 			}
 		}
+	}
+	if len(unbound) > 0 {
+		sort.Strings(unbound)
+		out.hints = append(out.hints, fmt.Sprintf("claims %s are not bound: set vault.storage.storageClass to a class with a provisioner, or create PersistentVolumes (data %s, audit %s each)",
+			strings.Join(unbound, ", "), v.Storage.DataSize, v.Storage.AuditSize))
 	}
 	return out, nil
 }
@@ -365,46 +382,41 @@ func restartPending(sts *appsv1.StatefulSet, pod *corev1.Pod) (Change, bool) {
 		Detail: fmt.Sprintf("restart pending: pod %s runs an older config (%s)", pod.Name, why)}, true
 }
 
-// podProblem explains why a pod does not run, and what to do.
-func (p *Server) podProblem(ctx context.Context, pod *corev1.Pod) (why, hint string) {
+// podProblem explains why a pod does not run, what to do, and which of its claims are unbound.
+func (p *Server) podProblem(ctx context.Context, pod *corev1.Pod) (why, hint string, unbound []string) {
 	ns := pod.Namespace
 	for _, cs := range pod.Status.ContainerStatuses {
 		if w := cs.State.Waiting; w != nil {
 			switch w.Reason {
 			case "ErrImagePull", "ImagePullBackOff", "InvalidImageName":
-				return w.Reason, "check vault.images.vault (" + cs.Image + ") and that the nodes can pull it (registry access, imagePullSecrets)"
+				return w.Reason, "check vault.images.vault (" + cs.Image + ") and that the nodes can pull it (registry access, imagePullSecrets)", nil
 			case "CrashLoopBackOff", "CreateContainerConfigError", "RunContainerError":
-				return w.Reason, fmt.Sprintf("read the server log: kubectl logs -n %s %s --previous", ns, pod.Name)
+				return w.Reason, fmt.Sprintf("read the server log: kubectl logs -n %s %s --previous", ns, pod.Name), nil
 			case "":
 			default:
-				return w.Reason, ""
+				return w.Reason, "", nil
 			}
+		}
+	}
+	if pod.Status.Phase == corev1.PodPending || pod.Status.Phase == "" {
+		// Unbound claims are the usual cause, before or after the scheduler says so.
+		if claims := p.unboundClaims(ctx, pod); len(claims) > 0 {
+			return "unbound volume claims", "", claims
 		}
 	}
 	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
-			if strings.Contains(c.Message, "PersistentVolumeClaim") || strings.Contains(c.Message, "persistentvolumeclaim") {
-				return "unbound volume claims", p.claimHint(ctx, pod)
-			}
-			if c.Message != "" {
-				return "unschedulable: " + c.Message, "check node capacity and taints against vault.resources"
-			}
-		}
-	}
-	if pod.Status.Phase == corev1.PodPending {
-		// The scheduler may not have written a condition yet; unbound claims are the usual cause.
-		if hint := p.claimHint(ctx, pod); hint != "" {
-			return "Pending: unbound volume claims", hint
+		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Message != "" {
+			return "unschedulable: " + c.Message, "check node capacity and taints against vault.resources", nil
 		}
 	}
 	if pod.Status.Phase == "" {
-		return "Pending", ""
+		return "Pending", "", nil
 	}
-	return string(pod.Status.Phase), ""
+	return string(pod.Status.Phase), "", nil
 }
 
-// claimHint names the pod's claims that are not Bound.
-func (p *Server) claimHint(ctx context.Context, pod *corev1.Pod) string {
+// unboundClaims names the pod's claims that are not Bound.
+func (p *Server) unboundClaims(ctx context.Context, pod *corev1.Pod) []string {
 	var pending []string
 	for _, vol := range pod.Spec.Volumes {
 		if vol.PersistentVolumeClaim == nil {
@@ -415,12 +427,7 @@ func (p *Server) claimHint(ctx context.Context, pod *corev1.Pod) string {
 			pending = append(pending, vol.PersistentVolumeClaim.ClaimName)
 		}
 	}
-	if len(pending) == 0 {
-		return ""
-	}
-	sort.Strings(pending)
-	return fmt.Sprintf("claims %s are not bound: set vault.storage.storageClass to a class with a provisioner, or create PersistentVolumes of at least %s",
-		strings.Join(pending, ", "), p.Env.Config.Vault.Storage.DataSize)
+	return pending
 }
 
 // waitPods waits until every replica's pod exists and runs, reporting progress as it changes.

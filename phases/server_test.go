@@ -257,7 +257,7 @@ func TestServerWaitExplainsUnboundClaims(t *testing.T) {
 		t.Fatal("want a timeout")
 	}
 	pe := asPhaseError("server", err)
-	if !strings.Contains(pe.What, "vault-0 (unbound volume claims)") || !strings.Contains(pe.Hint, "claims data-vault-0 are not bound") || !strings.Contains(pe.Hint, "vault.storage.storageClass") {
+	if !strings.Contains(pe.What, "vault-0 (unbound volume claims)") || !strings.Contains(pe.Hint, "claims data-vault-0, data-vault-1, data-vault-2 are not bound") || !strings.Contains(pe.Hint, "vault.storage.storageClass") {
 		t.Fatalf("error: %s / hint: %s", pe.What, pe.Hint)
 	}
 }
@@ -291,7 +291,7 @@ func TestServerHelmFailureHasAHint(t *testing.T) {
 	useHelm(t, &fakeHelm{failWith: errors.New("helm install vault: timed out")})
 	p := &Server{Env: &Env{Config: cfg, Kube: fake.NewClientset(tlsSecret())}}
 	err := p.Apply(context.Background(), Diff{})
-	if err == nil || !strings.Contains(asPhaseError("server", err).Hint, "helm history vault -n vault") {
+	if err == nil || !strings.Contains(asPhaseError("server", err).Hint, "helm history RELEASE -n vault") {
 		t.Fatalf("want a hinted failure: %v", err)
 	}
 }

@@ -769,18 +769,3 @@ func minus(a, b []string) []string {
 	}
 	return out
 }
-
-// ServerCA returns the CA bundle (ca.crt) of Vault's server certificate Secret, whatever the
-// TLS mode: what clients, the injector and port-forwards to Vault must trust.
-func ServerCA(ctx context.Context, env *Env) ([]byte, error) {
-	v := env.Config.Vault
-	s, err := env.Kube.CoreV1().Secrets(v.Namespace).Get(ctx, v.TLS.SecretName, metav1.GetOptions{})
-	if err != nil {
-		return nil, Fail("run `vaultctl apply --only tls`", "reading Vault's TLS Secret %s/%s: %v", v.Namespace, v.TLS.SecretName, err)
-	}
-	ca := s.Data["ca.crt"]
-	if len(ca) == 0 {
-		return nil, Fail("put the issuing CA into ca.crt of Secret "+v.Namespace+"/"+v.TLS.SecretName, "TLS Secret %s/%s has no ca.crt", v.Namespace, v.TLS.SecretName)
-	}
-	return ca, nil
-}

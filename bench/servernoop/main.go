@@ -11,17 +11,24 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/vaultctl/vaultctl/charts"
 	"github.com/vaultctl/vaultctl/config"
@@ -31,14 +38,16 @@ func main() {
 	cfgPath := flag.String("config", "", "vaultctl.yaml of the cluster to measure (required)")
 	bin := flag.String("vaultctl", "bin/vaultctl", "vaultctl binary")
 	runs := flag.Int("n", 7, "timed runs of each side")
+	pvDir := flag.String("hostpath-pvs", "", "create hostPath PersistentVolumes under this directory, pre-bound to the server's claims (clusters without a provisioner)")
+	cleanup := flag.Bool("cleanup", false, "uninstall the release and delete its namespace, claims and the volumes created here afterwards")
 	flag.Parse()
-	if err := run(*cfgPath, *bin, *runs); err != nil {
+	if err := run(*cfgPath, *bin, *runs, *pvDir, *cleanup); err != nil {
 		fmt.Fprintln(os.Stderr, "servernoop:", err)
 		os.Exit(1)
 	}
 }
 
-func run(cfgPath, bin string, runs int) error {
+func run(cfgPath, bin string, runs int, pvDir string, cleanup bool) (err error) {
 	if cfgPath == "" || runs < 1 {
 		return errors.New("usage: servernoop -config vaultctl.yaml [-vaultctl bin/vaultctl] [-n 7]")
 	}
@@ -50,6 +59,22 @@ func run(cfgPath, bin string, runs int) error {
 		return errors.New("the config is in external mode: there is no server release to measure")
 	}
 	ns := cfg.Vault.Namespace
+	kube, err := clientset(cfg)
+	if err != nil {
+		return err
+	}
+	if pvDir != "" {
+		if err := createVolumes(kube, cfg, pvDir); err != nil {
+			return err
+		}
+	}
+	if cleanup {
+		defer func() {
+			if cerr := tearDown(kube, cfg, pvDir != ""); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+	}
 
 	// Warm up and converge: the first apply may install; the next one must change nothing.
 	if _, err := vaultctlApply(bin, cfgPath, false); err != nil {
@@ -188,4 +213,74 @@ func maxDur(d []time.Duration) time.Duration {
 		m = max(m, x)
 	}
 	return m
+}
+
+func clientset(cfg *config.Config) (kubernetes.Interface, error) {
+	f := genericclioptions.NewConfigFlags(false)
+	f.KubeConfig, f.Context = &cfg.Cluster.Kubeconfig, &cfg.Cluster.Context
+	rc, err := f.ToRESTConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(rc)
+}
+
+// createVolumes makes one hostPath PersistentVolume per claim of the server StatefulSet,
+// pre-bound to that claim, so the bench neither needs a provisioner nor takes volumes meant for
+// other installs.
+func createVolumes(kube kubernetes.Interface, cfg *config.Config, dir string) error {
+	ctx := context.Background()
+	v := cfg.Vault
+	sizes := map[string]string{"data": v.Storage.DataSize, "audit": v.Storage.AuditSize}
+	for i := range v.Replicas {
+		for _, claim := range []string{"data", "audit"} {
+			pvc := fmt.Sprintf("%s-%s", claim, charts.PodName(i))
+			hostPath := filepath.Join(dir, v.Namespace, pvc)
+			pv := &corev1.PersistentVolume{
+				ObjectMeta: metav1.ObjectMeta{Name: volumeName(v.Namespace, pvc), Labels: map[string]string{"app.kubernetes.io/managed-by": "vaultctl-bench"}},
+				Spec: corev1.PersistentVolumeSpec{
+					Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(sizes[claim])},
+					AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+					StorageClassName:              v.Storage.StorageClass,
+					ClaimRef:                      &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: v.Namespace, Name: pvc},
+					PersistentVolumeSource:        corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: hostPath}},
+				},
+			}
+			if _, err := kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating PersistentVolume %s: %w", pv.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func volumeName(ns, claim string) string { return "bench-" + ns + "-" + claim }
+
+// tearDown removes what the bench installed.
+func tearDown(kube kubernetes.Interface, cfg *config.Config, volumes bool) error {
+	ctx := context.Background()
+	ns := cfg.Vault.Namespace
+	ac, err := actionConfig(cfg)
+	if err != nil {
+		return err
+	}
+	un := action.NewUninstall(ac)
+	if _, err := un.Run(charts.ServerRelease); err != nil {
+		return fmt.Errorf("uninstalling %s/%s: %w", ns, charts.ServerRelease, err)
+	}
+	if err := kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	if volumes {
+		for i := range cfg.Vault.Replicas {
+			for _, claim := range []string{"data", "audit"} {
+				name := volumeName(ns, fmt.Sprintf("%s-%s", claim, charts.PodName(i)))
+				if err := kube.CoreV1().PersistentVolumes().Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }

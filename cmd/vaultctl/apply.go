@@ -130,6 +130,7 @@ func runPhases(cmd *cobra.Command, opts *rootOptions, flags phaseFlags, apply bo
 	env.Prune = flags.prune
 	defer env.Close(context.WithoutCancel(ctx))
 	rep := newReporter(opts, apply)
+	ctx = phases.WithProgress(ctx, rep.progress)
 	runner := &phases.Runner{
 		Phases:   phases.All(env),
 		Store:    &phases.ConfigMapStore{Client: env.Kube, Namespace: l.Vault.Namespace},

@@ -24,6 +24,22 @@ type reporter struct {
 	stop    chan struct{}
 	done    chan struct{}
 	started time.Time
+	detail  string // latest progress line of the running phase
+}
+
+// progress shows what a long phase is doing: in the live line on a terminal, as an indented
+// line otherwise.
+func (r *reporter) progress(line string) {
+	if r.quiet {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tty {
+		r.detail = line
+		return
+	}
+	fmt.Fprintf(r.w, "    ... %s\n", line)
 }
 
 func newReporter(opts *rootOptions, apply bool) *reporter {
@@ -39,6 +55,7 @@ func (r *reporter) Started(phase, description string) {
 		return
 	}
 	r.started = time.Now()
+	r.detail = ""
 	if !r.tty {
 		fmt.Fprintf(r.w, "--> %s: %s\n", phase, description)
 		return
@@ -55,7 +72,11 @@ func (r *reporter) spin(phase, description string) {
 	defer t.Stop()
 	for i := 0; ; i++ {
 		r.mu.Lock()
-		fmt.Fprintf(r.w, "\r\033[K%c %-18s %s  %.1fs", frames[i%len(frames)], phase, description, time.Since(r.started).Seconds())
+		what := description
+		if r.detail != "" {
+			what = r.detail
+		}
+		fmt.Fprintf(r.w, "\r\033[K%c %-18s %s  %.1fs", frames[i%len(frames)], phase, what, time.Since(r.started).Seconds())
 		r.mu.Unlock()
 		select {
 		case <-r.stop:

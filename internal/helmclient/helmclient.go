@@ -24,6 +24,7 @@ import (
 	"helm.sh/helm/v3/pkg/release"
 	"helm.sh/helm/v3/pkg/releaseutil"
 	"helm.sh/helm/v3/pkg/storage/driver"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/discovery"
@@ -47,6 +48,10 @@ type Options struct {
 	Timeout time.Duration
 	// MaxHistory is how many revisions are kept per release (default 10).
 	MaxHistory int
+	// PendingGrace is how old a pending revision must be before UpgradeOrInstall takes it for
+	// the leftover of a killed run and marks it failed (default: Timeout). Younger, it may be an
+	// install or upgrade still running elsewhere, and UpgradeOrInstall returns a *PendingError.
+	PendingGrace time.Duration
 	// Description is recorded on each revision (helm history shows it).
 	Description string
 	// Log receives Helm's debug lines; nil discards them.
@@ -87,6 +92,9 @@ func New(o Options) (*Client, error) {
 	if o.MaxHistory <= 0 {
 		o.MaxHistory = 10
 	}
+	if o.PendingGrace <= 0 {
+		o.PendingGrace = o.Timeout
+	}
 	if o.Description == "" {
 		o.Description = "applied by vaultctl"
 	}
@@ -121,6 +129,9 @@ func NewWithConfiguration(cfg *action.Configuration, o Options) *Client {
 	}
 	if o.MaxHistory <= 0 {
 		o.MaxHistory = 10
+	}
+	if o.PendingGrace <= 0 {
+		o.PendingGrace = o.Timeout
 	}
 	return &Client{cfg: cfg, opts: o}
 }
@@ -165,11 +176,10 @@ func (c *Client) Status(ctx context.Context, name string, ch *chart.Chart, vals 
 			st.Reason += ": " + d
 		}
 	default:
-		next, err := c.dryRun(ctx, name, ch, vals)
+		st.Objects, st.Reason, err = c.changes(ctx, last, ch, vals)
 		if err != nil {
 			return Status{}, err
 		}
-		st.Objects, st.Reason = compare(last, next)
 		st.Differs = st.Reason != ""
 	}
 	return st, nil
@@ -198,25 +208,40 @@ func (c *Client) UpgradeOrInstall(ctx context.Context, name string, ch *chart.Ch
 			return Result{}, err
 		}
 	case s == release.StatusDeployed:
-		next, err := c.dryRun(ctx, name, ch, vals)
+		_, why, err := c.changes(ctx, last, ch, vals)
 		if err != nil {
 			return Result{}, err
 		}
-		if _, why := compare(last, next); why == "" {
+		if why == "" {
 			return Result{Revision: last.Version}, nil
 		}
 	}
 	return c.upgrade(ctx, name, ch, vals)
 }
 
+// PendingError says that the last revision is pending and too young to be taken for the
+// leftover of a killed run.
+type PendingError struct {
+	Release  string
+	Revision int
+	Status   string
+	Age      time.Duration // since the pending operation started
+	Wait     time.Duration // until UpgradeOrInstall will take over
+}
+
+func (e *PendingError) Error() string {
+	return fmt.Sprintf("release %s revision %d is %s since %s ago: another install or upgrade may be running",
+		e.Release, e.Revision, e.Status, e.Age.Round(time.Second))
+}
+
 // recoverPending marks a revision left pending by a killed run as failed, so the upgrade can
-// proceed (Helm refuses to upgrade a pending release). A pending revision younger than the
-// timeout may belong to an operation still running elsewhere: that is refused instead.
+// proceed (Helm refuses to upgrade a pending release). A pending revision younger than
+// PendingGrace may belong to an operation still running elsewhere: that is refused instead.
 func (c *Client) recoverPending(last *release.Release) error {
 	age := time.Since(last.Info.LastDeployed.Time)
-	if age < c.opts.Timeout {
-		return fmt.Errorf("release %s revision %d is %s since %s ago: another install or upgrade may be running; wait %s and retry",
-			last.Name, last.Version, last.Info.Status, age.Round(time.Second), (c.opts.Timeout - age).Round(time.Second))
+	if age < c.opts.PendingGrace {
+		return &PendingError{Release: last.Name, Revision: last.Version, Status: last.Info.Status.String(),
+			Age: age, Wait: c.opts.PendingGrace - age}
 	}
 	last.SetStatus(release.StatusFailed, fmt.Sprintf("interrupted while %s; marked failed by vaultctl", last.Info.Status))
 	if err := c.cfg.Releases.Update(last); err != nil {
@@ -252,9 +277,58 @@ func (c *Client) upgrade(ctx context.Context, name string, ch *chart.Chart, vals
 	return Result{Changed: true, Revision: rel.Version}, nil
 }
 
+// changes compares the deployed revision with what an upgrade would write, and checks that the
+// deployed objects still exist: an object deleted behind Helm's back is drift the upgrade repairs
+// (Helm recreates what is missing). The empty reason means "nothing to do".
+func (c *Client) changes(ctx context.Context, last *release.Release, ch *chart.Chart, vals map[string]any) ([]string, string, error) {
+	next, err := c.dryRun(ctx, last.Name, ch, vals)
+	if err != nil {
+		return nil, "", err
+	}
+	objects, why := compare(last, next)
+	if why != "" {
+		return objects, why, nil
+	}
+	missing, err := c.missing(last.Manifest)
+	if err != nil {
+		return nil, "", fmt.Errorf("checking the objects of release %s: %w", last.Name, err)
+	}
+	if len(missing) > 0 {
+		return missing, "deleted outside Helm: " + strings.Join(missing, ", "), nil
+	}
+	return nil, "", nil
+}
+
+// missing lists the objects of a manifest that do not exist in the cluster.
+func (c *Client) missing(manifest string) ([]string, error) {
+	list, err := c.cfg.KubeClient.Build(bytes.NewBufferString(manifest), false)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, info := range list {
+		err := info.Get()
+		switch {
+		case apierrors.IsNotFound(err):
+			key := info.Mapping.GroupVersionKind.Kind + "/" + info.Name
+			if info.Namespace != "" {
+				key = info.Mapping.GroupVersionKind.Kind + "/" + info.Namespace + "/" + info.Name
+			}
+			out = append(out, key)
+		case err != nil:
+			return nil, err
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 func (c *Client) dryRun(ctx context.Context, name string, ch *chart.Chart, vals map[string]any) (*release.Release, error) {
 	up := c.newUpgrade()
 	up.DryRun = true
+	// Fetching the OpenAPI schemas is three quarters of a dry run's time. The comparison needs
+	// only the rendered manifest; the real install or upgrade still validates against them.
+	up.DisableOpenAPIValidation = true
 	rel, err := up.RunWithContext(ctx, name, ch, vals)
 	if err != nil {
 		return nil, fmt.Errorf("helm upgrade --dry-run %s: %w", name, err)

@@ -2,6 +2,7 @@ package helmclient
 
 import (
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -121,7 +122,9 @@ func TestUpgradeOrInstallRecoversAnInterruptedRun(t *testing.T) {
 		t.Fatalf("status of a pending release: %+v %v", st, err)
 	}
 	// Young: it may be someone else's upgrade in flight.
-	if _, err := c.UpgradeOrInstall(ctx, "demo", testChart("0.1.0"), vals); err == nil || !strings.Contains(err.Error(), "another install or upgrade") {
+	_, err = c.UpgradeOrInstall(ctx, "demo", testChart("0.1.0"), vals)
+	var pe *PendingError
+	if !errors.As(err, &pe) || pe.Revision != 2 || pe.Wait <= 0 || !strings.Contains(err.Error(), "another install or upgrade") {
 		t.Fatalf("want a refusal for a recent pending revision, got %v", err)
 	}
 	// Older than the timeout: marked failed, then upgraded.
