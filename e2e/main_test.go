@@ -25,7 +25,13 @@ var sb *sandbox.Sandbox
 // keepEnv keeps the sandbox directory (logs, data) after the run for debugging.
 const keepEnv = "VAULTCTL_E2E_KEEP"
 
-func TestMain(m *testing.M) { os.Exit(runE2E(m)) }
+func TestMain(m *testing.M) {
+	// The sandbox's in-cluster runner is this binary, re-executed by sandbox.Up.
+	if sandbox.RunnerMain() {
+		return
+	}
+	os.Exit(runE2E(m))
+}
 
 func runE2E(m *testing.M) int {
 	flag.Parse()

@@ -50,9 +50,9 @@ roles:
     maxTTL: 4h
 audit:
   devices:
-    - {path: file, type: file, options: {file_path: /vault/audit/audit.log}}
+    - {path: file, type: file, options: {file_path: %s/audit.log}}
     - {path: file-stdout, type: file, options: {file_path: stdout}}
-`, sb.Kubeconfig, sb.VaultAddrs[0], namespace, sb.VaultCACert, sb.KMSRegion, keyAlias, kmsEndpoint, createKey)
+`, sb.Kubeconfig, sb.VaultAddrs[0], namespace, sb.VaultCACert, sb.KMSRegion, keyAlias, kmsEndpoint, createKey, t.TempDir())
 	p := filepath.Join(t.TempDir(), "vaultctl.yaml")
 	if err := os.WriteFile(p, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

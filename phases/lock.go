@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -37,7 +40,7 @@ func (e *Env) Lock(ctx context.Context) (func(), error) {
 	case err != nil:
 	default:
 		if cur.Spec.HolderIdentity != nil && *cur.Spec.HolderIdentity != "" && cur.Spec.RenewTime != nil &&
-			time.Since(cur.Spec.RenewTime.Time) < applyLeaseDuration {
+			time.Since(cur.Spec.RenewTime.Time) < applyLeaseDuration && !deadLocalHolder(*cur.Spec.HolderIdentity, host) {
 			return nil, Fail(fmt.Sprintf("wait for it to finish; if it died, the lock expires at %s, or delete it: kubectl delete lease -n %s %s",
 				cur.Spec.RenewTime.Add(applyLeaseDuration).Format(time.RFC3339), ns, ApplyLease),
 				"another vaultctl apply (%s) has held the lock since %s", *cur.Spec.HolderIdentity, cur.Spec.RenewTime.Format(time.RFC3339))
@@ -60,4 +63,18 @@ func (e *Env) Lock(ctx context.Context) (func(), error) {
 			_, _ = leases.Update(ctx, l, metav1.UpdateOptions{})
 		}
 	}, nil
+}
+
+// deadLocalHolder reports whether holder ("host/pid") is a process of this host that no longer
+// exists: a killed apply on the same machine need not wait for its lock to expire.
+func deadLocalHolder(holder, host string) bool {
+	h, pidText, ok := strings.Cut(holder, "/")
+	if !ok || h != host {
+		return false
+	}
+	pid, err := strconv.Atoi(pidText)
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == syscall.ESRCH
 }

@@ -2,8 +2,15 @@
 // secrets in HashiCorp Vault, and keeps it there.
 package main
 
-import "os"
+import (
+	"os"
+
+	"github.com/vaultctl/vaultctl/internal/sandbox"
+)
 
 func main() {
+	if sandbox.RunnerMain() {
+		return
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

@@ -204,6 +204,12 @@ func (u *upper) startKube(ctx context.Context) error {
 	}
 	comps = append(comps, comp{sched, httpProbe(insecureLoopbackClient, fmt.Sprintf("https://127.0.0.1:%d/healthz", ports.port(compScheduler)), "ok")})
 
+	// kwok reads its PortForward and Logs resources (the runner's way in to Vault pods) from the
+	// API: their CRDs must be served before it starts.
+	if err := u.installKwokCRDs(ctx); err != nil {
+		return &ComponentError{Component: "kwok CRDs", Err: err}
+	}
+
 	stages := filepath.Join(l.kwokHome(), "stages.yaml")
 	if err := writeFileAtomic(stages, kwokStages, 0o600); err != nil {
 		return err
@@ -220,7 +226,9 @@ func (u *upper) startKube(ctx context.Context) error {
 			"--manage-nodes-with-annotation-selector=" + KwokNodeAnnotation + "=fake",
 			"--manage-nodes-with-label-selector=",
 			"--disregard-status-with-annotation-selector=" + KwokStatusAnnotation + "=custom",
-			"--disregard-status-with-label-selector=",
+			// Vault server pods are real processes: their status is the runner's (runner.go).
+			"--disregard-status-with-label-selector=" + RunnerSelector,
+			"--enable-crds=" + kwokEnableCRDs(),
 			"--cidr=" + podCIDR,
 			// 127.0.0.1, not a made-up node IP: the API server reaches the fake kubelet (logs,
 			// port-forward) at the node's InternalIP.
@@ -252,7 +260,7 @@ func (u *upper) startKube(ctx context.Context) error {
 	if err := createVolumes(ctx, cs, l); err != nil {
 		return &ComponentError{Component: "persistent volumes", Err: err}
 	}
-	return waitFor(ctx, kwok, u.o.ReadyTimeout, func(ctx context.Context) error {
+	err = waitFor(ctx, kwok, u.o.ReadyTimeout, func(ctx context.Context) error {
 		if err := nodesReady(ctx, cs); err != nil {
 			return err
 		}
@@ -263,6 +271,10 @@ func (u *upper) startKube(ctx context.Context) error {
 		}
 		return nil
 	}, func() { u.logf("%d fake nodes Ready, %d PersistentVolumes available", fakeNodeCount, pvCount) })
+	if err != nil {
+		return err
+	}
+	return u.startRunner(ctx)
 }
 
 // kubeClient builds a clientset from a kubeconfig, with API warnings silenced (they would

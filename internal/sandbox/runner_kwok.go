@@ -33,6 +33,10 @@ var (
 	logsGVR        = schema.GroupVersionResource{Group: kwokGroup, Version: "v1alpha1", Resource: "logs"}
 )
 
+func kwokObjectGVRs() []schema.GroupVersionResource {
+	return []schema.GroupVersionResource{portForwardGVR, logsGVR}
+}
+
 // kwokEnableCRDs is the value of kwok's --enable-crds.
 func kwokEnableCRDs() string {
 	s := ""

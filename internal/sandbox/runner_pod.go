@@ -40,10 +40,14 @@ const (
 // ipBlock is 127.A.B.0/24.
 type ipBlock struct{ a, b byte }
 
-func (b ipBlock) String() string         { return fmt.Sprintf("127.%d.%d.0/24", b.a, b.b) }
-func (b ipBlock) ip(last byte) string    { return fmt.Sprintf("127.%d.%d.%d", b.a, b.b, last) }
-func (b ipBlock) lockAddr() string       { return net.JoinHostPort(b.ip(blockLockOctet), strconv.Itoa(blockLockPort)) }
-func (b ipBlock) contains(ip string) bool { return strings.HasPrefix(ip, fmt.Sprintf("127.%d.%d.", b.a, b.b)) }
+func (b ipBlock) String() string      { return fmt.Sprintf("127.%d.%d.0/24", b.a, b.b) }
+func (b ipBlock) ip(last byte) string { return fmt.Sprintf("127.%d.%d.%d", b.a, b.b, last) }
+func (b ipBlock) lockAddr() string {
+	return net.JoinHostPort(b.ip(blockLockOctet), strconv.Itoa(blockLockPort))
+}
+func (b ipBlock) contains(ip string) bool {
+	return strings.HasPrefix(ip, fmt.Sprintf("127.%d.%d.", b.a, b.b))
+}
 
 // parseIPBlock reads "127.A.B.0/24".
 func parseIPBlock(s string) (ipBlock, error) {

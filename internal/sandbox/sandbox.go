@@ -1,8 +1,10 @@
 // Package sandbox starts a throwaway, container-less test estate on 127.0.0.1: a Kubernetes
 // control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok with three
 // fake nodes), an AWS KMS emulator, PostgreSQL and an uninitialized three-node Vault cluster that
-// auto-unseals through the emulator. Every process, port and file is recorded in one directory
-// (state.json), so another process can find, inspect and stop exactly what was started.
+// auto-unseals through the emulator, plus a runner that turns the server pods of a Vault
+// StatefulSet (vaultctl's chart in in-cluster mode) into real Vault processes (runner.go).
+// Every process, port and file is recorded in one directory (state.json), so another process
+// can find, inspect and stop exactly what was started.
 package sandbox
 
 import (
@@ -224,6 +226,9 @@ func (u *upper) logf(format string, args ...any) {
 // stopped sandbox (after Down without purge, or a reboot) is started again on its recorded
 // ports with its data. On failure everything Up started is stopped again.
 func Up(ctx context.Context, o Options) (*Sandbox, error) {
+	if os.Getenv(runnerEnv) != "" {
+		return nil, errors.New("sandbox: Up called in the sandbox runner's process: call sandbox.RunnerMain first thing in main (or TestMain)")
+	}
 	o, err := o.withDefaults()
 	if err != nil {
 		return nil, err

@@ -1,0 +1,322 @@
+package e2e
+
+// Issue 4's "Done when" in in-cluster mode: vaultctl Helm-installs its chart into the sandbox
+// cluster and the sandbox runner turns each server pod into a real Vault process (the HCL the
+// chart rendered, listener addresses mapped to the pod's loopback address).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/vaultctl/vaultctl/internal/sandbox"
+	"github.com/vaultctl/vaultctl/phases"
+)
+
+// writeInClusterConfig is the origin article's setup with Vault installed by vaultctl: three
+// replicas, KMS auto-unseal through the sandbox's emulator, the webapp-production role and its
+// policy, two file audit devices on the pods' audit volumes.
+func writeInClusterConfig(t *testing.T, path, ns string, keepRoot bool) {
+	t.Helper()
+	cfg := fmt.Sprintf(`apiVersion: vaultctl.io/v1alpha1
+kind: Platform
+cluster:
+  kubeconfig: %[1]s
+vault:
+  mode: in-cluster
+  namespace: %[2]s
+  replicas: 3
+  raft:
+    autopilotStabilizationTime: 1s
+  seal:
+    awskms:
+      region: %[3]s
+      kmsKeyId: %[4]s
+      endpoint: %[5]s
+  init:
+    recoveryShares: 3
+    recoveryThreshold: 2
+    keepRootToken: %[6]t
+kubernetesAuth:
+  host: %[7]s
+policies:
+  - name: app-db-readonly
+    rules:
+      - {path: secret/production/db-credentials, capabilities: [read]}
+      - {path: secret/production/api-keys, capabilities: [read]}
+roles:
+  - name: webapp-production
+    serviceAccounts: [webapp-sa]
+    namespaces: [production]
+    policies: [app-db-readonly]
+    ttl: 1h
+    maxTTL: 4h
+audit:
+  devices:
+    - {path: file, type: file, options: {file_path: /vault/audit/audit.log}}
+    - {path: file-backup, type: file, options: {file_path: /vault/audit/audit-backup.log}}
+`, sb.Kubeconfig, ns, sb.KMSRegion, sb.KMSKeyAlias, sb.KMSEndpoint, keepRoot, sb.APIServerURL)
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inClusterClaims are the volume claims of the chart's StatefulSet for 3 replicas.
+func inClusterClaims() []string {
+	var c []string
+	for i := range 3 {
+		c = append(c, fmt.Sprintf("data-vault-%d", i), fmt.Sprintf("audit-vault-%d", i))
+	}
+	return c
+}
+
+// statusJSON runs `vaultctl status -o json`.
+func statusJSON(t *testing.T, cfgPath string) (phases.ClusterHealth, cliResult) {
+	t.Helper()
+	r := vaultctl(t, "status", "-c", cfgPath, "-o", "json")
+	var sj struct {
+		Vault *phases.ClusterHealth `json:"vault"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &sj); err != nil || sj.Vault == nil {
+		return phases.ClusterHealth{}, r
+	}
+	return *sj.Vault, r
+}
+
+// serverCA reads the CA vaultctl put in the server TLS Secret.
+func serverCA(t *testing.T, cs kubernetes.Interface, ns string) []byte {
+	t.Helper()
+	s, err := cs.CoreV1().Secrets(ns).Get(context.Background(), "vault-server-tls", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("server TLS Secret: %v", err)
+	}
+	return s.Data["ca.crt"]
+}
+
+func setNodesUnschedulable(t *testing.T, cs kubernetes.Interface, on bool) {
+	t.Helper()
+	patch := []byte(fmt.Sprintf(`{"spec":{"unschedulable":%t}}`, on))
+	for i := range 3 {
+		if _, err := cs.CoreV1().Nodes().Patch(context.Background(), sandbox.FakeNodeName(i), types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatalf("cordon=%t %s: %v", on, sandbox.FakeNodeName(i), err)
+		}
+	}
+}
+
+func TestInClusterVaultInstallAndIdempotence(t *testing.T) {
+	const ns = "vault-ic"
+	cs := kube(t)
+	ctx := context.Background()
+	claimPVs(t, cs, ns, inClusterClaims())
+	t.Cleanup(func() { deleteNamespace(t, cs, ns) })
+	cfgPath := filepath.Join(t.TempDir(), "vaultctl.yaml")
+	writeInClusterConfig(t, cfgPath, ns, false)
+
+	t0 := time.Now()
+	first := vaultctl(t, "apply", "-c", cfgPath, "-o", "json")
+	out := parseRun(t, first)
+	if !out.OK {
+		t.Fatalf("apply from empty failed:\n%s", first)
+	}
+	t.Logf("apply from empty: %s", time.Since(t0).Round(100*time.Millisecond))
+	st := statusOf(out)
+	for _, p := range []string{"tls", "server", "initialize", "kubernetes-auth", "bootstrap", "policies", "roles", "audit"} {
+		if st[p] != "changed" {
+			t.Errorf("first apply: %s = %q, want changed", p, st[p])
+		}
+	}
+
+	// Three pods, each a real Vault process, initialized and unsealed (KMS), 3 Raft voters.
+	ca := serverCA(t, cs, ns)
+	for i := range 3 {
+		pod := fmt.Sprintf("vault-%d", i)
+		if pid := sandbox.PodPID(sb.Dir, ns, pod); pid == 0 || !processAlive(pid) {
+			t.Fatalf("%s has no Vault process", pod)
+		}
+		h, err := portForwardVault(t, ns, pod, ca).Sys().Health()
+		if err != nil || !h.Initialized || h.Sealed {
+			t.Fatalf("%s not initialized+unsealed: %+v %v", pod, h, err)
+		}
+	}
+	health, r := statusJSON(t, cfgPath)
+	if r.Code != 0 || !health.Healthy || health.Voters != 3 || health.Leader == "" {
+		t.Fatalf("want 3 healthy voters and a leader:\n%s", r)
+	}
+	// Service registration runs in every pod (ServiceAccount mount, API server): one is active.
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "vault-active=true"})
+	if err != nil || len(pods.Items) != 1 {
+		t.Errorf("want exactly one pod labelled vault-active=true, got %d (%v)", len(pods.Items), err)
+	}
+
+	second := vaultctl(t, "apply", "-c", cfgPath)
+	if second.Code != 0 || !strings.Contains(second.Stdout, "Nothing to do: 13 phases up to date.") {
+		t.Fatalf("second apply must change nothing and say so:\n%s", second)
+	}
+	again := parseRun(t, vaultctl(t, "apply", "-c", cfgPath, "-o", "json"))
+	if !again.OK || again.Changes != 0 {
+		t.Fatalf("third apply (json) must change nothing: %+v", again)
+	}
+
+	t.Run("audit devices write to the pods' audit volumes", func(t *testing.T) {
+		var found []string
+		eventually(t, 30*time.Second, "audit logs on the audit volumes", func() error {
+			found = nil
+			for i := range 3 {
+				for _, f := range []string{"audit.log", "audit-backup.log"} {
+					p := filepath.Join(sb.Dir, "e2e-pv", ns, fmt.Sprintf("audit-vault-%d", i), f)
+					if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(`"type":"request"`)) {
+						found = append(found, fmt.Sprintf("audit-vault-%d/%s", i, f))
+					}
+				}
+			}
+			if len(found) < 2 {
+				return fmt.Errorf("found %v", found)
+			}
+			return nil
+		})
+		t.Logf("audit logs: %v", found)
+	})
+
+	t.Run("a deleted pod shows degraded, then healthy once it rejoins", func(t *testing.T) {
+		old, err := cs.CoreV1().Pods(ns).Get(ctx, "vault-1", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		oldPID := sandbox.PodPID(sb.Dir, ns, "vault-1")
+		// The StatefulSet recreates the pod within a second and Vault rejoins as fast, quicker
+		// than autopilot's last-contact threshold: keep the replacement Pending (nodes cordoned,
+		// as during node maintenance) until status has seen the cluster degraded.
+		setNodesUnschedulable(t, cs, true)
+		t.Cleanup(func() { setNodesUnschedulable(t, cs, false) })
+		t0 := time.Now()
+		if err := cs.CoreV1().Pods(ns).Delete(ctx, "vault-1", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 30*time.Second, "vault-1's process stopped", func() error {
+			if processAlive(oldPID) {
+				return fmt.Errorf("pid %d still running", oldPID)
+			}
+			return nil
+		})
+		eventually(t, 90*time.Second, "status reports degraded", func() error {
+			r := vaultctl(t, "status", "-c", cfgPath)
+			if r.Code != 1 || !strings.Contains(r.Stdout, "DEGRADED") {
+				return fmt.Errorf("%s", r)
+			}
+			return nil
+		})
+		t.Logf("DEGRADED reported %s after the delete", time.Since(t0).Round(100*time.Millisecond))
+		setNodesUnschedulable(t, cs, false)
+		pod := waitPodRunning(t, cs, ns, "vault-1", old.UID, false)
+		if pod.Status.PodIP != old.Status.PodIP {
+			t.Errorf("replacement pod address %s, was %s", pod.Status.PodIP, old.Status.PodIP)
+		}
+		eventually(t, 90*time.Second, "status healthy again", func() error {
+			r := vaultctl(t, "status", "-c", cfgPath)
+			if r.Code != 0 || !strings.Contains(r.Stdout, "Vault: healthy (3/3 voters") {
+				return fmt.Errorf("%s", r)
+			}
+			return nil
+		})
+		t.Logf("healthy again %s after the delete", time.Since(t0).Round(100*time.Millisecond))
+		h, err := portForwardVault(t, ns, "vault-1", ca).Sys().Health()
+		if err != nil || !h.Initialized || h.Sealed {
+			t.Errorf("the new vault-1 (same data) should be initialized and unsealed: %+v %v", h, err)
+		}
+	})
+
+	t.Run("no recovery key leaks", func(t *testing.T) {
+		sec, err := cs.CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, root := openCustody(t, sec.Data)
+		if len(keys) != 3 || root != "" {
+			t.Fatalf("custody holds %d keys and a root token (%v); want 3 keys and no root token", len(keys), root != "")
+		}
+		scanForSecrets(t, ns, keys)
+	})
+}
+
+// TestInClusterApplyKilledAfterInitializeLosesNothing kills vaultctl the moment the recovery
+// keys land in custody, re-runs it, and checks that Vault is not initialized twice and no key is
+// lost; with keepRootToken the custody also holds the root token, so the scan covers it too.
+func TestInClusterApplyKilledAfterInitializeLosesNothing(t *testing.T) {
+	const ns = "vault-ic-kill"
+	cs := kube(t)
+	ctx := context.Background()
+	claimPVs(t, cs, ns, inClusterClaims())
+	t.Cleanup(func() { deleteNamespace(t, cs, ns) })
+	cfgPath := filepath.Join(t.TempDir(), "vaultctl.yaml")
+	writeInClusterConfig(t, cfgPath, ns, true)
+
+	cmd := exec.Command(vaultctlBinary(t), "apply", "-c", cfgPath)
+	cmd.Env = append(append(os.Environ(), sb.Env()...), "CI=true")
+	var killedOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &killedOut, &killedOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var stored []byte
+	eventually(t, 4*time.Minute, "custody Secret written", func() error {
+		s, err := cs.CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if stored = s.Data["recovery-keys.enc"]; len(stored) == 0 {
+			return fmt.Errorf("no recovery-keys.enc yet")
+		}
+		return nil
+	})
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	recordOutput(killedOut.String())
+
+	rerun := vaultctl(t, "apply", "-c", cfgPath, "-o", "json")
+	if rerun.Code != 0 && strings.Contains(rerun.Stderr, "held the lock") {
+		// The killed run still holds the apply Lease; the error says how to clear it.
+		t.Logf("the killed apply's lock is still held; deleting it as the error says:\n%s", rerun.Stderr)
+		if err := cs.CoordinationV1().Leases(ns).Delete(ctx, "vaultctl-apply", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		rerun = vaultctl(t, "apply", "-c", cfgPath, "-o", "json")
+	}
+	out := parseRun(t, rerun)
+	if !out.OK {
+		t.Fatalf("re-run after kill failed:\n%s", rerun)
+	}
+	if statusOf(out)["initialize"] != "up to date" {
+		t.Fatalf("re-run re-initialized: initialize = %q", statusOf(out)["initialize"])
+	}
+	s, err := cs.CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
+	if err != nil || !bytes.Equal(s.Data["recovery-keys.enc"], stored) {
+		t.Fatalf("recovery keys changed or vanished after the re-run: %v", err)
+	}
+	keys, root := openCustody(t, s.Data)
+	if len(keys) != 3 || root == "" {
+		t.Fatalf("custody holds %d keys, root token set=%v", len(keys), root != "")
+	}
+	// The custody copy is the real thing: the root token works (through a port-forward).
+	vc := portForwardVault(t, ns, "vault-0", serverCA(t, cs, ns))
+	vc.SetToken(root)
+	if _, err := vc.Auth().Token().LookupSelf(); err != nil {
+		t.Fatalf("root token from custody does not work: %v", err)
+	}
+	health, r := statusJSON(t, cfgPath)
+	if !health.Healthy || health.Voters != 3 {
+		t.Errorf("after the re-run: want 3 healthy voters:\n%s", r)
+	}
+	scanForSecrets(t, ns, append(keys, root))
+}
