@@ -296,7 +296,9 @@ func kindName(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "found a list"
 	default:
-		return "found " + describe(n)
+		// Never echo the value: where a mapping was expected (database password: {env: ...})
+		// a user may have pasted the secret itself.
+		return "found a plain value"
 	}
 }
 

@@ -136,6 +136,17 @@ func TestBadConfigs(t *testing.T) {
 	}
 }
 
+func TestInlinePasswordIsNeverEchoed(t *testing.T) {
+	text := strings.Replace(base, "roles:\n", "databases:\n  - name: db\n    password: hunter2-very-secret\nroles:\n", 1)
+	_, err := Parse("config.yaml", []byte(text), LoadOptions{Environ: []string{}})
+	if err == nil || !strings.Contains(err.Error(), "databases[0].password: must be a mapping") {
+		t.Fatalf("want a mapping error for the inline password, got %v", err)
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("the error echoes the secret: %v", err)
+	}
+}
+
 func TestAllErrorsReportedAtOnce(t *testing.T) {
 	text := strings.NewReplacer("replicas: 3", "replicas: 2", "region: us-east-1", "region: moon", "maxTTL: 4h", "maxTTL: 1m").Replace(base)
 	_, err := Parse("config.yaml", []byte(text), LoadOptions{Environ: []string{}})

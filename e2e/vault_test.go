@@ -411,5 +411,17 @@ func TestApplyKilledAfterInitializeLosesNothing(t *testing.T) {
 		t.Fatalf("root token from custody does not work: %v", err)
 	}
 	vaultctl(t, "status", "-c", cfgPath)
+	// The operator's way back: the keys land in a 0600 file, never on stdout.
+	keyFile := filepath.Join(t.TempDir(), "recovery.json")
+	rk := vaultctl(t, "recovery-keys", "-c", cfgPath, "--out", keyFile)
+	if rk.Code != 0 {
+		t.Fatalf("recovery-keys: %s", rk)
+	}
+	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("recovery key file: %v %v", fi, err)
+	}
+	if b, _ := os.ReadFile(keyFile); !bytes.Contains(b, []byte(keys[0])) {
+		t.Fatal("the written file does not hold the recovery keys")
+	}
 	scanForSecrets(t, ns, append(keys, root))
 }

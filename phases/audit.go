@@ -42,7 +42,7 @@ func (p *Audit) observe(ctx context.Context) ([]step, []string, error) {
 		return nil, nil, vaultErr("listing audit devices", err)
 	}
 	var steps []step
-	var want []string
+	var want, created []string
 	for _, d := range p.Env.Config.Audit.Devices {
 		d := d
 		want = append(want, d.Path)
@@ -52,6 +52,7 @@ func (p *Audit) observe(ctx context.Context) ([]step, []string, error) {
 		cur, ok := live[d.Path+"/"]
 		switch {
 		case !ok:
+			created = append(created, d.Path)
 			steps = append(steps, step{Change{Create, "audit device " + d.Path + "/", d.Type + " " + describeOptions(d.Options)}, enable})
 		case cur.Type != d.Type || !sameOptions(cur.Options, d.Options):
 			steps = append(steps, step{Change{Update, "audit device " + d.Path + "/", "re-enable with " + d.Type + " " + describeOptions(d.Options)}, func(ctx context.Context) error {
@@ -66,7 +67,7 @@ func (p *Audit) observe(ctx context.Context) ([]step, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	steps = append(steps, pruneSteps(p.Env, "audits", owned, want, func(ctx context.Context, path string) error {
+	steps = append(steps, pruneSteps(p.Env, "audits", owned, want, created, func(ctx context.Context, path string) error {
 		return v.Sys().DisableAuditWithContext(ctx, path)
 	})...)
 	return steps, []string{fmt.Sprintf("%d audit devices: %s", len(want), strings.Join(want, ", "))}, nil

@@ -68,8 +68,10 @@ func (p *Bootstrap) observe(ctx context.Context) ([]step, []string, error) {
 	cfg := p.Env.Config
 	ns := cfg.Vault.Namespace
 	var steps []step
-	if err := (&ConfigMapStore{Client: p.Env.Kube, Namespace: ns}).ensureNamespace(ctx); err != nil {
+	if s, err := p.Env.namespaceStep(ctx); err != nil {
 		return nil, nil, err
+	} else if s != nil {
+		steps = append(steps, *s)
 	}
 	if s, err := ensureServiceAccount(ctx, p.Env, ns, AdminServiceAccount); err != nil {
 		return nil, nil, err
@@ -136,10 +138,12 @@ func (p *Bootstrap) revokeRoot(ctx context.Context) error {
 		return Fail("the root token was kept (KMS-encrypted in custody) so a re-run can retry", "vaultctl-admin login does not work yet: %v", err)
 	}
 	_ = probe.Auth().Token().RevokeSelfWithContext(ctx, "")
+	// Revoke, then forget: root tokens never expire, so a live one must not outlive its record.
+	// A run killed in between leaves a dead token in custody, which adminVault detects and drops.
 	if err := p.Env.sess.admin.Auth().Token().RevokeSelfWithContext(ctx, ""); err != nil {
 		return redact(fmt.Errorf("revoking root token: %w", err), root)
 	}
-	p.Env.sess.rootToken, p.Env.sess.admin = "", nil
+	p.Env.sess.rootToken, p.Env.sess.admin, p.Env.sess.ownsToken = "", nil, false
 	return (custody{env: p.Env}).dropRootToken(ctx)
 }
 

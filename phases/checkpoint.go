@@ -2,6 +2,7 @@ package phases
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -44,4 +45,30 @@ func (m *MemoryStore) Put(_ context.Context, c Checkpoint) error {
 	m.Items[c.Phase] = c
 	m.Puts++
 	return nil
+}
+
+// PhaseStatus is what the checkpoints say about one phase.
+type PhaseStatus struct {
+	Phase      string      `json:"phase"`
+	Applied    bool        `json:"applied"`
+	Stale      bool        `json:"inputsChanged"` // the config changed since it was applied
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
+}
+
+// PhaseStatuses reads the in-cluster checkpoints for every phase, in order.
+func (e *Env) PhaseStatuses(ctx context.Context) ([]PhaseStatus, error) {
+	cps, err := (&ConfigMapStore{Client: e.Kube, Namespace: e.Config.Vault.Namespace}).Get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoints from %s/%s: %w", e.Config.Vault.Namespace, CheckpointConfigMap, err)
+	}
+	var rows []PhaseStatus
+	for _, p := range All(e) {
+		row := PhaseStatus{Phase: p.Name()}
+		if cp, ok := cps[p.Name()]; ok {
+			row.Applied, row.Checkpoint = true, &cp
+			row.Stale = cp.InputHash != InputHash(p.Inputs())
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
 }

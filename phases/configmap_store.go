@@ -90,3 +90,19 @@ func (s *ConfigMapStore) ensureNamespace(ctx context.Context) error {
 	}
 	return nil
 }
+
+// namespaceStep returns a step creating the Vault namespace when it is missing, so that a
+// phase's Check observes without creating anything.
+func (e *Env) namespaceStep(ctx context.Context) (*step, error) {
+	ns := e.Config.Vault.Namespace
+	_, err := e.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err == nil {
+		return nil, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	return &step{Change{Create, "Namespace " + ns, ""}, func(ctx context.Context) error {
+		return (&ConfigMapStore{Client: e.Kube, Namespace: ns}).ensureNamespace(ctx)
+	}}, nil
+}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	vaultapi "github.com/hashicorp/vault/api"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -32,40 +31,7 @@ func Connect(ctx context.Context, cfg *config.Config) (*Env, error) {
 	env.KMS, env.KMSEndpoint = client, awskms.Endpoint(client, k.Region)
 
 	env.InClusterVault = inClusterVault(env)
-	if cfg.External() {
-		vc, err := newVaultClient(cfg)
-		if err != nil {
-			return nil, err
-		}
-		env.Vault, env.VaultAddr = vaultHealth{vc}, cfg.Vault.Address
-	}
 	return env, nil
-}
-
-func newVaultClient(cfg *config.Config) (*vaultapi.Client, error) {
-	vc := vaultapi.DefaultConfig() // honours VAULT_CACERT, VAULT_SKIP_VERIFY...
-	if vc.Error != nil {
-		return nil, fmt.Errorf("vault client config: %w", vc.Error)
-	}
-	vc.Address = cfg.Vault.Address
-	if ca := cfg.Vault.TLS.CACert; ca != "" {
-		if err := vc.ConfigureTLS(&vaultapi.TLSConfig{CACert: ca}); err != nil {
-			return nil, Fail("vault.tls.caCert must be a readable PEM file", "loading %s: %v", ca, err)
-		}
-	}
-	c, err := vaultapi.NewClient(vc)
-	if err != nil {
-		return nil, err
-	}
-	// Never pick up a token from the environment by accident for health checks.
-	c.ClearToken()
-	return c, nil
-}
-
-type vaultHealth struct{ c *vaultapi.Client }
-
-func (v vaultHealth) Health(ctx context.Context) (*vaultapi.HealthResponse, error) {
-	return v.c.Sys().HealthWithContext(ctx)
 }
 
 // inClusterVault reaches Vault in the cluster the way an operator would: a port-forward through

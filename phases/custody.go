@@ -40,14 +40,28 @@ type envelope struct {
 	Created          time.Time `json:"created"`
 }
 
-func sealEnvelope(ctx context.Context, c KMSAPI, keyID, purpose string, plaintext []byte) ([]byte, error) {
+// dataKey is a fresh AES-256 key from kms:GenerateDataKey, in plaintext (memory only) and
+// encrypted (stored). Keys are made before operator init, so that after init nothing but local
+// AES-GCM stands between Vault's answer and the keys being stored.
+type dataKey struct {
+	keyID     string
+	purpose   string
+	plaintext []byte
+	encrypted []byte
+}
+
+func newDataKey(ctx context.Context, c KMSAPI, keyID, purpose string) (*dataKey, error) {
 	dk, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(keyID), KeySpec: kmstypes.DataKeySpecAes256,
 		EncryptionContext: map[string]string{"vaultctl:purpose": purpose}})
 	if err != nil {
 		return nil, fmt.Errorf("kms:GenerateDataKey: %w", err)
 	}
-	defer clear(dk.Plaintext)
-	gcm, err := newGCM(dk.Plaintext)
+	return &dataKey{keyID: aws.ToString(dk.KeyId), purpose: purpose, plaintext: dk.Plaintext, encrypted: dk.CiphertextBlob}, nil
+}
+
+// seal encrypts plaintext into an envelope; it needs no network.
+func (k *dataKey) seal(plaintext []byte) ([]byte, error) {
+	gcm, err := newGCM(k.plaintext)
 	if err != nil {
 		return nil, err
 	}
@@ -55,9 +69,19 @@ func sealEnvelope(ctx context.Context, c KMSAPI, keyID, purpose string, plaintex
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	e := envelope{KMSKeyID: aws.ToString(dk.KeyId), EncryptedDataKey: dk.CiphertextBlob, Nonce: nonce,
-		Ciphertext: gcm.Seal(nil, nonce, plaintext, []byte(purpose)), Purpose: purpose, Created: time.Now().UTC()}
-	return json.Marshal(e)
+	return json.Marshal(envelope{KMSKeyID: k.keyID, EncryptedDataKey: k.encrypted, Nonce: nonce,
+		Ciphertext: gcm.Seal(nil, nonce, plaintext, []byte(k.purpose)), Purpose: k.purpose, Created: time.Now().UTC()})
+}
+
+func (k *dataKey) forget() { clear(k.plaintext) }
+
+func sealEnvelope(ctx context.Context, c KMSAPI, keyID, purpose string, plaintext []byte) ([]byte, error) {
+	k, err := newDataKey(ctx, c, keyID, purpose)
+	if err != nil {
+		return nil, err
+	}
+	defer k.forget()
+	return k.seal(plaintext)
 }
 
 func openEnvelope(ctx context.Context, c KMSAPI, data []byte) ([]byte, error) {
@@ -117,66 +141,102 @@ func (c custody) get(ctx context.Context) (*corev1.Secret, error) {
 	return s, err
 }
 
-// store writes the init result at once: this is the dangerous window, so it retries, and falls
-// back to a local 0600 file rather than lose the keys.
-func (c custody) store(ctx context.Context, m recoveryMaterial, rootToken string) error {
+// custodyKeys are the data keys prepared before init.
+type custodyKeys struct{ recovery, root *dataKey }
+
+// prepare makes the data keys; it fails before init when KMS would not let us store the keys.
+func (c custody) prepare(ctx context.Context) (*custodyKeys, error) {
+	keyID := c.env.Config.Vault.Seal.AWSKMS.KMSKeyID
+	rec, err := newDataKey(ctx, c.env.KMS, keyID, "recovery-keys")
+	if err != nil {
+		return nil, kmsError(err, c.env.KMSEndpoint)
+	}
+	root, err := newDataKey(ctx, c.env.KMS, keyID, "root-token")
+	if err != nil {
+		rec.forget()
+		return nil, kmsError(err, c.env.KMSEndpoint)
+	}
+	return &custodyKeys{recovery: rec, root: root}, nil
+}
+
+func (k *custodyKeys) forget() {
+	k.recovery.forget()
+	k.root.forget()
+}
+
+// store writes the init result at once: this is the dangerous window, so it ignores
+// cancellation, retries, and falls back to a local 0600 file rather than lose the keys. The
+// Secret comes first; the optional file after it.
+func (c custody) store(ctx context.Context, keys *custodyKeys, m recoveryMaterial, rootToken string) error {
+	ctx = context.WithoutCancel(ctx)
 	cfg := c.env.Config
-	keyID := cfg.Vault.Seal.AWSKMS.KMSKeyID
+	where := cfg.Vault.Namespace + "/" + CustodySecret
 	rec, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	recEnc, err := sealEnvelope(ctx, c.env.KMS, keyID, "recovery-keys", rec)
+	recEnc, err := keys.recovery.seal(rec)
 	if err != nil {
 		return err
 	}
 	data := map[string][]byte{custodyRecoveryKey: recEnc}
 	if rootToken != "" {
-		rootEnc, err := sealEnvelope(ctx, c.env.KMS, keyID, "root-token", []byte(rootToken))
-		if err != nil {
+		if data[custodyRootKey], err = keys.root.seal([]byte(rootToken)); err != nil {
 			return err
 		}
-		data[custodyRootKey] = rootEnc
-	}
-	if f := cfg.Vault.Init.RecoveryKeysFile; f != "" {
-		if err := writePrivateFile(f, recEnc); err != nil {
-			return Fail("check vault.init.recoveryKeysFile; the keys are still stored in Secret "+cfg.Vault.Namespace+"/"+CustodySecret, "writing %s: %v", f, err)
-		}
-	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: CustodySecret, Namespace: cfg.Vault.Namespace,
-			Labels:      map[string]string{ManagedByLabel: "vaultctl"},
-			Annotations: map[string]string{"vaultctl.io/contents": "KMS envelope-encrypted Vault recovery keys; open with `vaultctl recovery-keys show`"}},
-		Type: corev1.SecretTypeOpaque,
-		Data: data,
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		if _, lastErr = c.secrets().Create(ctx, secret, metav1.CreateOptions{}); lastErr == nil || apierrors.IsAlreadyExists(lastErr) {
-			if apierrors.IsAlreadyExists(lastErr) {
-				return c.update(ctx, data)
-			}
-			return nil
+		if lastErr = c.write(ctx, data); lastErr == nil {
+			break
 		}
 		time.Sleep(time.Duration(attempt+1) * 500 * time.Millisecond)
 	}
-	fallback := filepath.Join(".", "vaultctl-recovery-keys.enc")
-	if err := writePrivateFile(fallback, recEnc); err == nil {
-		return Fail("the KMS-encrypted recovery keys were saved to "+fallback+"; move them somewhere safe, then fix cluster access and re-run",
-			"storing recovery keys in Secret %s/%s failed: %v", cfg.Vault.Namespace, CustodySecret, lastErr)
+	if lastErr != nil {
+		fallback := filepath.Join(".", "vaultctl-recovery-keys.enc")
+		b, _ := json.Marshal(data)
+		if err := writePrivateFile(fallback, b); err == nil {
+			return Fail("the KMS-encrypted recovery keys (and root token) were saved to "+fallback+"; move it somewhere safe, then fix cluster access and re-run",
+				"storing recovery keys in Secret %s failed: %v", where, lastErr)
+		}
+		return Fail("Vault is initialized but its recovery keys could not be stored anywhere; keep this process's terminal and contact your Vault administrator", "storing recovery keys: %v", lastErr)
 	}
-	return Fail("Vault is initialized but its recovery keys could not be stored anywhere; do not restart vaultctl before recovering them from this process", "storing recovery keys: %v", lastErr)
+	if f := cfg.Vault.Init.RecoveryKeysFile; f != "" {
+		if err := writePrivateFile(f, recEnc); err != nil {
+			return Fail("fix vault.init.recoveryKeysFile and re-run; the keys are stored in Secret "+where, "writing %s: %v", f, err)
+		}
+	}
+	return nil
 }
 
-func (c custody) update(ctx context.Context, data map[string][]byte) error {
-	s, err := c.secrets().Get(ctx, CustodySecret, metav1.GetOptions{})
+// write creates the custody Secret or adds data to the one vaultctl made.
+func (c custody) write(ctx context.Context, data map[string][]byte) error {
+	cfg := c.env.Config
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: CustodySecret, Namespace: cfg.Vault.Namespace,
+			Labels:      map[string]string{ManagedByLabel: "vaultctl"},
+			Annotations: map[string]string{"vaultctl.io/contents": "KMS envelope-encrypted Vault recovery keys; open with `vaultctl recovery-keys --out FILE`"}},
+		Type: corev1.SecretTypeOpaque,
+		Data: data,
+	}
+	_, err := c.secrets().Create(ctx, secret, metav1.CreateOptions{})
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	cur, err := c.secrets().Get(ctx, CustodySecret, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
-	for k, v := range data {
-		s.Data[k] = v
+	if cur.Labels[ManagedByLabel] != "vaultctl" {
+		return fmt.Errorf("Secret %s/%s exists and was not created by vaultctl", cfg.Vault.Namespace, CustodySecret)
 	}
-	_, err = c.secrets().Update(ctx, s, metav1.UpdateOptions{})
+	if cur.Data == nil {
+		cur.Data = map[string][]byte{}
+	}
+	for k, v := range data {
+		cur.Data[k] = v
+	}
+	_, err = c.secrets().Update(ctx, cur, metav1.UpdateOptions{})
 	return err
 }
 
@@ -241,4 +301,33 @@ func OpenCustody(ctx context.Context, c KMSAPI, data map[string][]byte) (keys []
 		rootToken = string(pt)
 	}
 	return keys, rootToken, nil
+}
+
+// RecoveryKeys is the operator's way back to the recovery keys (for generate-root or a seal
+// migration): it reads the custody Secret and opens it with KMS.
+type RecoveryKeys struct {
+	Keys      []string `json:"keysBase64"`
+	Shares    int      `json:"shares"`
+	Threshold int      `json:"threshold"`
+	PGP       bool     `json:"pgpEncrypted"`
+}
+
+// ReadRecoveryKeys opens the recovery keys in custody; the caller decides where they go.
+func (e *Env) ReadRecoveryKeys(ctx context.Context) (*RecoveryKeys, error) {
+	s, err := (custody{env: e}).get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s == nil || len(s.Data[custodyRecoveryKey]) == 0 {
+		return nil, Fail("vaultctl holds keys only for a Vault it initialized", "no recovery keys in Secret %s/%s", e.Config.Vault.Namespace, CustodySecret)
+	}
+	pt, err := openEnvelope(ctx, e.KMS, s.Data[custodyRecoveryKey])
+	if err != nil {
+		return nil, kmsError(err, e.KMSEndpoint)
+	}
+	var m recoveryMaterial
+	if err := json.Unmarshal(pt, &m); err != nil {
+		return nil, err
+	}
+	return &RecoveryKeys{Keys: m.Keys, Shares: m.Shares, Threshold: m.Threshold, PGP: m.PGP}, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
-	vaultapi "github.com/hashicorp/vault/api"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -23,11 +22,6 @@ type KMSAPI interface {
 	GenerateDataKey(ctx context.Context, in *kms.GenerateDataKeyInput, opts ...func(*kms.Options)) (*kms.GenerateDataKeyOutput, error)
 }
 
-// VaultHealth is how phases learn whether a Vault server answers.
-type VaultHealth interface {
-	Health(ctx context.Context) (*vaultapi.HealthResponse, error)
-}
-
 // Env is what phases work with: the config and narrow handles on the live estate.
 type Env struct {
 	Config      *config.Config
@@ -39,8 +33,6 @@ type Env struct {
 	KubeContext string
 	KMS         KMSAPI
 	KMSEndpoint string // for messages
-	Vault       VaultHealth
-	VaultAddr   string
 	// InClusterVault opens a way to an in-cluster Vault (a port-forward to a pod) and returns
 	// its address and the CA to trust.
 	InClusterVault func(ctx context.Context) (addr string, caPEM []byte, err error)

@@ -33,6 +33,12 @@ func (p *Initialize) Check(ctx context.Context) (Diff, error) {
 	}
 	in := p.Env.Config.Vault.Init
 	if !st.Initialized {
+		if s, err := (custody{env: p.Env}).get(ctx); err != nil {
+			return Diff{}, Fail("check that your kube credentials may read Secrets in the Vault namespace", "reading custody Secret: %v", err)
+		} else if s != nil && s.Labels[ManagedByLabel] != "vaultctl" {
+			return Diff{}, Fail("rename or remove that Secret; vaultctl stores the recovery keys there",
+				"Secret %s/%s exists and was not created by vaultctl", p.Env.Config.Vault.Namespace, CustodySecret)
+		}
 		custodyNote := "recovery keys KMS-encrypted into Secret " + p.Env.Config.Vault.Namespace + "/" + CustodySecret
 		if len(in.PGPKeys) > 0 {
 			custodyNote = fmt.Sprintf("recovery keys PGP-encrypted to %d keys, stored in Secret %s/%s", len(in.PGPKeys), p.Env.Config.Vault.Namespace, CustodySecret)
@@ -63,7 +69,7 @@ func (p *Initialize) Check(ctx context.Context) (Diff, error) {
 // checkSealType refuses a running cluster whose seal is not the configured one: adding awskms to
 // a Shamir cluster needs a seal migration that vaultctl will not do silently.
 func checkSealType(st *vaultapi.SealStatusResponse, want string) error {
-	if st.Type == want || (st.RecoverySeal && st.Type == want) {
+	if st.Type == want {
 		return nil
 	}
 	if st.Type == "shamir" && want == "awskms" {
@@ -89,13 +95,19 @@ func (p *Initialize) Apply(ctx context.Context, _ Diff) error {
 		}
 		req.RecoveryPGPKeys = append(req.RecoveryPGPKeys, key)
 	}
+	// Everything that needs KMS happens before init, so nothing after it can fail on KMS.
+	keys, err := (custody{env: p.Env}).prepare(ctx)
+	if err != nil {
+		return err
+	}
+	defer keys.forget()
 	resp, err := c.Sys().InitWithContext(ctx, req)
 	if err != nil {
-		return Fail("check the Vault server logs; nothing was stored", "operator init: %v", redact(err, ""))
+		return Fail("check the Vault server logs; nothing was stored", "operator init: %v", err)
 	}
 	// From here until custody.store returns, the keys exist only in this process.
 	m := recoveryMaterial{Keys: resp.RecoveryKeysB64, Shares: in.RecoveryShares, Threshold: in.RecoveryThreshold, PGP: len(in.PGPKeys) > 0}
-	if err := (custody{env: p.Env}).store(ctx, m, resp.RootToken); err != nil {
+	if err := (custody{env: p.Env}).store(ctx, keys, m, resp.RootToken); err != nil {
 		return err
 	}
 	p.Env.sess.rootToken = resp.RootToken

@@ -3,7 +3,6 @@ package phases
 import (
 	"context"
 	"fmt"
-	"os"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -40,14 +39,8 @@ func (p *Injector) client() (HelmAPI, error) { return cachedHelm(p.Env, &p.helm)
 func (p *Injector) caPEM(ctx context.Context) ([]byte, error) {
 	cfg := p.Env.Config
 	if cfg.External() {
-		if cfg.Vault.TLS.CACert == "" {
-			return nil, nil
-		}
-		b, err := os.ReadFile(cfg.Vault.TLS.CACert)
-		if err != nil {
-			return nil, Fail("vault.tls.caCert must be a readable PEM file", "reading %s: %v", cfg.Vault.TLS.CACert, err)
-		}
-		return b, nil
+		_, ca, err := p.Env.vaultEndpoint(ctx)
+		return ca, err
 	}
 	s, err := p.Env.Kube.CoreV1().Secrets(cfg.Vault.Namespace).Get(ctx, cfg.Vault.TLS.SecretName, metav1.GetOptions{})
 	if err != nil {

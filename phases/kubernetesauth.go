@@ -130,8 +130,10 @@ func (p *KubernetesAuth) kubeObjects(ctx context.Context) ([]step, error) {
 	k := p.Env.Kube
 	labels := map[string]string{ManagedByLabel: "vaultctl"}
 	var steps []step
-	if err := (&ConfigMapStore{Client: k, Namespace: ns}).ensureNamespace(ctx); err != nil {
+	if s, err := p.Env.namespaceStep(ctx); err != nil {
 		return nil, err
+	} else if s != nil {
+		steps = append(steps, *s)
 	}
 	if cfg.KubernetesAuth.TokenReviewer == "reviewer-jwt" {
 		if s, err := ensureServiceAccount(ctx, p.Env, ns, ReviewerServiceAccount); err != nil {

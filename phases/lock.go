@@ -27,7 +27,7 @@ func (e *Env) Lock(ctx context.Context) (func(), error) {
 	if err := (&ConfigMapStore{Client: e.Kube, Namespace: ns}).ensureNamespace(ctx); err != nil {
 		return nil, Fail("check that the cluster is reachable and your credentials may create namespaces", "%v", err)
 	}
-	host, _ := os.Hostname()
+	host := machineID()
 	me := fmt.Sprintf("%s/%d", host, os.Getpid())
 	leases := e.Kube.CoordinationV1().Leases(ns)
 	now := metav1.NewMicroTime(time.Now())
@@ -55,7 +55,26 @@ func (e *Env) Lock(ctx context.Context) (func(), error) {
 	if err != nil {
 		return nil, Fail("check that your credentials may manage coordination.k8s.io Leases in namespace "+ns, "taking the apply lock: %v", err)
 	}
+	// Renew while the run lasts: a long apply (Helm, init, Raft waits) must not lose the lock.
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(applyLeaseDuration / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if l, err := leases.Get(ctx, ApplyLease, metav1.GetOptions{}); err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == me {
+					now := metav1.NewMicroTime(time.Now())
+					l.Spec.RenewTime = &now
+					_, _ = leases.Update(ctx, l, metav1.UpdateOptions{})
+				}
+			}
+		}
+	}()
 	return func() {
+		close(stop)
 		ctx := context.WithoutCancel(ctx)
 		if l, err := leases.Get(ctx, ApplyLease, metav1.GetOptions{}); err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == me {
 			empty := ""
@@ -65,10 +84,22 @@ func (e *Env) Lock(ctx context.Context) (func(), error) {
 	}, nil
 }
 
-// deadLocalHolder reports whether holder ("host/pid") is a process of this host that no longer
-// exists: a killed apply on the same machine need not wait for its lock to expire.
+// machineID names this machine for lock holders: the hostname plus the kernel's boot ID, so
+// containers that share a hostname (CI runners) are not mistaken for one another.
+func machineID() string {
+	host, _ := os.Hostname()
+	if b, err := os.ReadFile("/proc/sys/kernel/random/boot_id"); err == nil && len(b) >= 8 {
+		host += "@" + string(b[:8])
+	}
+	return host
+}
+
+// deadLocalHolder reports whether holder ("machine/pid") is a process of this machine that no
+// longer exists: a killed apply on the same machine need not wait for its lock to expire.
 func deadLocalHolder(holder, host string) bool {
 	h, pidText, ok := strings.Cut(holder, "/")
+	// PIDs are only comparable within one PID namespace; a boot ID shared by containers with
+	// their own PID namespaces is the residual risk, and the lock still expires.
 	if !ok || h != host {
 		return false
 	}

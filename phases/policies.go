@@ -38,7 +38,7 @@ func (p *Policies) observe(ctx context.Context) ([]step, []string, error) {
 		return nil, nil, err
 	}
 	var steps []step
-	var want []string
+	var want, created []string
 	for _, pol := range p.Env.Config.Policies {
 		want = append(want, pol.Name)
 		s, err := ensurePolicy(ctx, v, pol.Name, policy.Render(pol, kvPaths(p.Env.Config)))
@@ -47,27 +47,37 @@ func (p *Policies) observe(ctx context.Context) ([]step, []string, error) {
 		}
 		if s != nil {
 			steps = append(steps, *s)
+			if s.change.Action == Create {
+				created = append(created, pol.Name)
+			}
 		}
 	}
 	owned, err := ownership{p.Env}.list(ctx, "policies")
 	if err != nil {
 		return nil, nil, err
 	}
-	steps = append(steps, pruneSteps(p.Env, "policies", owned, want, func(ctx context.Context, name string) error {
+	steps = append(steps, pruneSteps(p.Env, "policies", owned, want, created, func(ctx context.Context, name string) error {
 		return v.Sys().DeletePolicyWithContext(ctx, name)
 	})...)
 	facts := []string{fmt.Sprintf("%d policies", len(want))}
-	if dropped := missingFrom(owned, want); len(dropped) > 0 && !p.Env.Prune {
+	if dropped := minus(owned, want); len(dropped) > 0 && !p.Env.Prune {
 		facts = append(facts, fmt.Sprintf("%d owned policies no longer in the config (%v); apply --prune deletes them", len(dropped), dropped))
 	}
 	return steps, facts, nil
 }
 
-// pruneSteps records ownership of want and, with --prune, deletes owned names not in want.
-func pruneSteps(env *Env, kind string, owned, want []string, del func(context.Context, string) error) []step {
+// pruneSteps records ownership and, with --prune, deletes owned names not in want. Only what
+// vaultctl creates becomes owned: a same-named object that existed before is updated to the
+// config but never recorded, so --prune can never delete something a person made.
+func pruneSteps(env *Env, kind string, owned, want, created []string, del func(context.Context, string) error) []step {
 	var steps []step
-	keep := slices.Clone(want)
-	for _, name := range missingFrom(owned, want) {
+	var keep []string
+	for _, name := range want {
+		if slices.Contains(owned, name) || slices.Contains(created, name) {
+			keep = append(keep, name)
+		}
+	}
+	for _, name := range minus(owned, want) {
 		if !env.Prune {
 			keep = append(keep, name) // still ours until pruned
 			continue
@@ -88,16 +98,6 @@ func pruneSteps(env *Env, kind string, owned, want []string, del func(context.Co
 		}})
 	}
 	return steps
-}
-
-func missingFrom(have, want []string) []string {
-	var out []string
-	for _, h := range have {
-		if !slices.Contains(want, h) {
-			out = append(out, h)
-		}
-	}
-	return out
 }
 
 func stepsDiff(steps []step, facts []string) Diff {

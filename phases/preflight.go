@@ -162,19 +162,21 @@ func (p *Preflight) kmsKey(ctx context.Context) (string, error) {
 	if err := roundTrip(ctx, p.Env.KMS, k.KMSKeyID); err != nil {
 		return "", kmsError(err, p.Env.KMSEndpoint)
 	}
-	return fmt.Sprintf("KMS key %s usable (encrypt/decrypt round trip)", aws.ToString(out.KeyMetadata.KeyId)), nil
+	return fmt.Sprintf("KMS key %s usable (encrypt/decrypt round trip, data key)", aws.ToString(out.KeyMetadata.KeyId)), nil
 }
 
 func (p *Preflight) vault(ctx context.Context) (string, error) {
-	if p.Env.Vault == nil {
-		return "", Fail("set vault.address", "no Vault client")
-	}
+	addr := p.Env.Config.Vault.Address
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	h, err := p.Env.Vault.Health(ctx)
+	c, err := p.Env.newVault(ctx)
+	if err != nil {
+		return "", err
+	}
+	h, err := c.Sys().HealthWithContext(ctx)
 	if err != nil {
 		return "", Fail("check vault.address, vault.tls.caCert (or VAULT_CACERT) and that Vault is listening",
-			"cannot reach Vault at %s: %v", p.Env.VaultAddr, err)
+			"cannot reach Vault at %s: %v", addr, err)
 	}
 	state := "unsealed"
 	switch {
@@ -183,7 +185,7 @@ func (p *Preflight) vault(ctx context.Context) (string, error) {
 	case h.Sealed:
 		state = "sealed"
 	}
-	return fmt.Sprintf("Vault %s at %s (%s)", h.Version, p.Env.VaultAddr, state), nil
+	return fmt.Sprintf("Vault %s at %s (%s)", h.Version, addr, state), nil
 }
 
 func describeKey(ctx context.Context, c KMSAPI, id string) (*kms.DescribeKeyOutput, error) {
@@ -219,6 +221,11 @@ func roundTrip(ctx context.Context, c KMSAPI, id string) error {
 	if !bytes.Equal(dec.Plaintext, probe) {
 		return errors.New("kms round trip returned different bytes")
 	}
+	// vaultctl encrypts the recovery keys under data keys from this key: prove that right too,
+	// before operator init ever runs.
+	if _, err := c.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(id), KeySpec: kmstypes.DataKeySpecAes256}); err != nil {
+		return fmt.Errorf("kms:GenerateDataKey: %w", err)
+	}
 	return nil
 }
 
@@ -229,7 +236,7 @@ func kmsError(err error, endpoint string) error {
 		return Fail("check vault.seal.awskms.endpoint / AWS_ENDPOINT_URL_KMS and network access to KMS",
 			"KMS endpoint %s is unreachable: %v", endpoint, err)
 	case strings.Contains(msg, "AccessDenied"), strings.Contains(msg, "UnrecognizedClient"), strings.Contains(msg, "InvalidSignature"), strings.Contains(msg, "credentials"):
-		return Fail("give the identity kms:DescribeKey, kms:Encrypt and kms:Decrypt on the key (on EKS via the IRSA role)",
+		return Fail("give the identity kms:DescribeKey, kms:Encrypt, kms:Decrypt and kms:GenerateDataKey on the key (on EKS via the IRSA role)",
 			"KMS at %s refused the request: %v", endpoint, err)
 	}
 	return Fail("check the KMS key and endpoint", "KMS at %s: %v", endpoint, err)

@@ -37,7 +37,7 @@ func (p *Roles) observe(ctx context.Context) ([]step, []string, error) {
 	}
 	mount := p.Env.Config.KubernetesAuth.Path
 	var steps []step
-	var want []string
+	var want, created []string
 	for _, r := range p.Env.Config.Roles {
 		want = append(want, r.Name)
 		data := map[string]any{
@@ -54,13 +54,16 @@ func (p *Roles) observe(ctx context.Context) ([]step, []string, error) {
 		}
 		if s != nil {
 			steps = append(steps, *s)
+			if s.change.Action == Create {
+				created = append(created, r.Name)
+			}
 		}
 	}
 	owned, err := ownership{p.Env}.list(ctx, "roles")
 	if err != nil {
 		return nil, nil, err
 	}
-	steps = append(steps, pruneSteps(p.Env, "roles", owned, want, func(ctx context.Context, name string) error {
+	steps = append(steps, pruneSteps(p.Env, "roles", owned, want, created, func(ctx context.Context, name string) error {
 		_, err := v.Logical().DeleteWithContext(ctx, "auth/"+mount+"/role/"+name)
 		return err
 	})...)

@@ -2,6 +2,7 @@ package phases
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -21,6 +22,19 @@ const (
 	NotRun      Status = "not run" // an earlier phase failed
 	Blocked     Status = "waits"   // plan only: cannot be observed before an earlier phase applies
 )
+
+// ErrNotYet marks a Check that cannot observe anything until an earlier phase has applied
+// (Vault not installed or not initialized yet). In plan, such a phase "waits" instead of failing;
+// any other error still fails the plan.
+var ErrNotYet = errors.New("not observable until an earlier phase is applied")
+
+// notYet wraps err as ErrNotYet, keeping its message and hint.
+func notYet(err error) error { return &notYetError{err} }
+
+type notYetError struct{ err error }
+
+func (n *notYetError) Error() string   { return n.err.Error() }
+func (n *notYetError) Unwrap() []error { return []error{n.err, ErrNotYet} }
 
 // Result is the outcome of one phase.
 type Result struct {
@@ -132,10 +146,12 @@ func (r *Runner) run(ctx context.Context, sel Selection, apply bool) ([]Result, 
 		}
 		res := r.runPhase(ctx, p, apply, checkpoints)
 		switch {
-		case res.Status == Failed && !apply && pendingBefore != "":
+		case res.Status == Blocked && pendingBefore != "":
 			// A later phase often cannot be observed until an earlier one applies (Vault is not
 			// initialized yet, so no login): that is not a failure of the plan.
 			res = Result{Phase: name, Status: Blocked, WaitsFor: pendingBefore, Duration: res.Duration}
+		case res.Status == Blocked:
+			res.Status, failed = Failed, true
 		case res.Status == Failed:
 			failed = true
 		case res.Status == WouldChange && pendingBefore == "":
@@ -172,7 +188,11 @@ func (r *Runner) runPhase(ctx context.Context, p Phase, apply bool, checkpoints 
 	}
 	diff, err := p.Check(ctx)
 	if err != nil {
-		return fail(err)
+		res = fail(err)
+		if !apply && errors.Is(err, ErrNotYet) {
+			res.Status = Blocked
+		}
+		return res
 	}
 	res.Facts = diff.Facts
 	hash := InputHash(p.Inputs())

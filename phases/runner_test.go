@@ -166,3 +166,17 @@ func TestDeadLocalHolder(t *testing.T) {
 		t.Error("a holder on another host cannot be judged from here")
 	}
 }
+
+func TestPlanWaitsOnlyForNotYet(t *testing.T) {
+	first := &fakePhase{name: "initialize"}
+	waiting := &fakePhase{name: "roles", checkErr: notYet(Fail("apply first", "Vault is not initialized yet"))}
+	broken := &fakePhase{name: "audit", checkErr: Fail("fix it", "permission denied")}
+	rs, _ := (&Runner{Phases: []Phase{first, waiting, broken}}).Plan(context.Background(), Selection{})
+	if got := statuses(rs); got != "initialize=would change,roles=waits,audit=failed" {
+		t.Fatalf("a real failure must not hide behind an earlier change: %s", got)
+	}
+	rs, _ = (&Runner{Phases: []Phase{waiting}}).Plan(context.Background(), Selection{})
+	if rs[0].Status != Failed {
+		t.Fatalf("with nothing pending before it, not-yet is a failure: %s", rs[0].Status)
+	}
+}

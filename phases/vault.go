@@ -28,6 +28,7 @@ type session struct {
 	caPEM     []byte
 	rootToken string
 	admin     *vaultapi.Client
+	ownsToken bool // admin's token came from our own login: ours to revoke at the end
 }
 
 // vaultEndpoint returns the address of Vault and the CA to trust. External mode: from config.
@@ -53,7 +54,8 @@ func (e *Env) vaultEndpoint(ctx context.Context) (string, []byte, error) {
 	}
 	addr, ca, err := e.InClusterVault(ctx)
 	if err != nil {
-		return "", nil, err
+		// Before the server phase has run there is nothing to reach.
+		return "", nil, notYet(err)
 	}
 	e.sess.addr, e.sess.caPEM = addr, ca
 	return addr, ca, nil
@@ -95,7 +97,15 @@ func (e *Env) adminVault(ctx context.Context) (*vaultapi.Client, error) {
 	}
 	if e.sess.rootToken == "" {
 		if tok, err := (custody{env: e}).pendingRootToken(ctx); err == nil && tok != "" {
-			e.sess.rootToken = tok
+			// A run that died between revoking and forgetting the token leaves a dead one:
+			// forget it rather than fail every later run with 403.
+			probe, _ := e.newVault(ctx)
+			probe.SetToken(tok)
+			if _, err := probe.Auth().Token().LookupSelfWithContext(ctx); err == nil {
+				e.sess.rootToken = tok
+			} else if isForbidden(err) {
+				_ = (custody{env: e}).dropRootToken(ctx)
+			}
 		}
 	}
 	if e.sess.rootToken != "" {
@@ -105,13 +115,16 @@ func (e *Env) adminVault(ctx context.Context) (*vaultapi.Client, error) {
 	}
 	loginErr := e.adminLogin(ctx, c)
 	if loginErr == nil {
-		e.sess.admin = c
+		e.sess.admin, e.sess.ownsToken = c, true
 		return c, nil
 	}
 	if tok := os.Getenv("VAULT_TOKEN"); tok != "" {
 		c.SetToken(tok)
 		e.sess.admin = c
 		return c, nil
+	}
+	if st, err := c.Sys().SealStatusWithContext(ctx); err == nil && !st.Initialized {
+		return nil, notYet(Fail("run vaultctl apply: the initialize phase comes first", "Vault is not initialized yet"))
 	}
 	return nil, Fail(fmt.Sprintf("check that ServiceAccount %s/%s and role %s exist (vaultctl apply recreates them when given VAULT_TOKEN with enough rights), or generate a root token with `vault operator generate-root` and the recovery keys",
 		e.Config.Vault.Namespace, AdminServiceAccount, AdminRole), "cannot authenticate to Vault as %s: %v", AdminRole, loginErr)
@@ -141,11 +154,16 @@ func (e *Env) adminLogin(ctx context.Context, c *vaultapi.Client) error {
 // Close revokes what this run holds: the admin login token. The root token is revoked by the
 // bootstrap phase as soon as the admin identity exists.
 func (e *Env) Close(ctx context.Context) {
-	if e.sess.admin != nil && e.sess.rootToken == "" {
+	if e.sess.admin != nil && e.sess.ownsToken {
 		_ = e.sess.admin.Auth().Token().RevokeSelfWithContext(ctx, "")
 	}
 }
 
 func asResponseError(err error, target **vaultapi.ResponseError) bool { return errors.As(err, target) }
+
+func isForbidden(err error) bool {
+	var re *vaultapi.ResponseError
+	return errors.As(err, &re) && re.StatusCode == 403
+}
 
 func readFile(path string) ([]byte, error) { return os.ReadFile(path) }

@@ -62,6 +62,7 @@ func newRootCmd(opts *rootOptions) *cobra.Command {
 		newPlanCmd(opts),
 		newApplyCmd(opts),
 		newStatusCmd(opts),
+		newRecoveryKeysCmd(opts),
 		newCheckCmd(opts),
 		newInitCmd(opts),
 		newSandboxCmd(opts),

@@ -12,13 +12,6 @@ import (
 	"github.com/vaultctl/vaultctl/phases"
 )
 
-type phaseStatus struct {
-	Phase      string             `json:"phase"`
-	Applied    bool               `json:"applied"`
-	Stale      bool               `json:"inputsChanged"`
-	Checkpoint *phases.Checkpoint `json:"checkpoint,omitempty"`
-}
-
 func newStatusCmd(opts *rootOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
@@ -36,21 +29,11 @@ Exit code 1 when Vault is degraded or unreachable.`,
 			}
 			env, err := phases.Connect(cmd.Context(), l.Config)
 			if err != nil {
-				return withCode(exitFailed, err)
+				return withCode(exitFailed, phases.WithHint(err))
 			}
-			store := &phases.ConfigMapStore{Client: env.Kube, Namespace: l.Vault.Namespace}
-			cps, err := store.Get(cmd.Context())
+			rows, err := env.PhaseStatuses(cmd.Context())
 			if err != nil {
-				return withCode(exitFailed, fmt.Errorf("reading checkpoints from %s/%s: %w", l.Vault.Namespace, phases.CheckpointConfigMap, err))
-			}
-			var rows []phaseStatus
-			for _, p := range phases.All(env) {
-				row := phaseStatus{Phase: p.Name()}
-				if cp, ok := cps[p.Name()]; ok {
-					row.Applied, row.Checkpoint = true, &cp
-					row.Stale = cp.InputHash != phases.InputHash(p.Inputs())
-				}
-				rows = append(rows, row)
+				return withCode(exitFailed, err)
 			}
 			health, herr := env.Health(cmd.Context())
 			defer env.Close(context.WithoutCancel(cmd.Context()))

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/vaultctl/vaultctl/phases"
+)
+
+func newRecoveryKeysCmd(opts *rootOptions) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "recovery-keys --out FILE",
+		Short: "Decrypt the recovery keys from custody into a new 0600 file",
+		Long: `vaultctl keeps the recovery keys from operator init KMS-envelope-encrypted in the Secret
+vault-recovery-keys in the Vault namespace. This command opens them with KMS (your AWS identity
+needs kms:Decrypt on the seal key) and writes them, as JSON, to a new file with mode 0600. It
+never prints them. Use them for 'vault operator generate-root' or a seal migration, then delete
+the file. With vault.init.pgpKeys the keys are still PGP-encrypted, one per key holder.`,
+		Example: "  vaultctl recovery-keys --out /secure/recovery.json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" {
+				return withCode(exitUsage, fmt.Errorf("--out FILE is required; the keys are never printed"))
+			}
+			l, err := loadConfig(cmd, opts)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
+			env, err := phases.Connect(cmd.Context(), l.Config)
+			if err != nil {
+				return withCode(exitFailed, phases.WithHint(err))
+			}
+			keys, err := env.ReadRecoveryKeys(cmd.Context())
+			if err != nil {
+				return withCode(exitFailed, phases.WithHint(err))
+			}
+			b, _ := json.MarshalIndent(keys, "", "  ")
+			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return withCode(exitFailed, fmt.Errorf("%v (the file must not exist yet)", err))
+			}
+			defer f.Close()
+			if _, err := f.Write(append(b, '\n')); err != nil {
+				return withCode(exitFailed, err)
+			}
+			fmt.Fprintf(opts.stdout, "wrote %d recovery keys (threshold %d) to %s (mode 0600); delete it when done\n", len(keys.Keys), keys.Threshold, out)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&out, "out", "", "file to create (mode 0600); must not exist")
+	return cmd
+}
