@@ -19,18 +19,9 @@ func (p *Audit) Name() string        { return "audit" }
 func (p *Audit) Description() string { return "audit devices enabled (two or more)" }
 func (p *Audit) Inputs() any         { return p.Env.Config.Audit }
 
-func (p *Audit) Check(ctx context.Context) (Diff, error) {
-	steps, facts, err := p.observe(ctx)
-	return stepsDiff(steps, facts), err
-}
+func (p *Audit) Check(ctx context.Context) (Diff, error) { return checkObserved(ctx, p.observe) }
 
-func (p *Audit) Apply(ctx context.Context, _ Diff) error {
-	steps, _, err := p.observe(ctx)
-	if err != nil {
-		return err
-	}
-	return applySteps(ctx, steps)
-}
+func (p *Audit) Apply(ctx context.Context, _ Diff) error { return applyObserved(ctx, p.observe) }
 
 func (p *Audit) observe(ctx context.Context) ([]step, []string, error) {
 	v, err := p.Env.adminVault(ctx)

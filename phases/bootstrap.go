@@ -38,31 +38,9 @@ type step struct {
 	apply  func(ctx context.Context) error
 }
 
-func (p *Bootstrap) Check(ctx context.Context) (Diff, error) {
-	steps, facts, err := p.observe(ctx)
-	if err != nil {
-		return Diff{}, err
-	}
-	d := Diff{Facts: facts}
-	for _, s := range steps {
-		d.Changes = append(d.Changes, s.change)
-	}
-	return d, nil
-}
+func (p *Bootstrap) Check(ctx context.Context) (Diff, error) { return checkObserved(ctx, p.observe) }
 
-// Apply observes again and applies each step: the estate may have moved since plan.
-func (p *Bootstrap) Apply(ctx context.Context, _ Diff) error {
-	steps, _, err := p.observe(ctx)
-	if err != nil {
-		return err
-	}
-	for _, s := range steps {
-		if err := s.apply(ctx); err != nil {
-			return fmt.Errorf("%s: %w", s.change, err)
-		}
-	}
-	return nil
-}
+func (p *Bootstrap) Apply(ctx context.Context, _ Diff) error { return applyObserved(ctx, p.observe) }
 
 func (p *Bootstrap) observe(ctx context.Context) ([]step, []string, error) {
 	cfg := p.Env.Config

@@ -91,6 +91,11 @@ func (s *ConfigMapStore) ensureNamespace(ctx context.Context) error {
 	return nil
 }
 
+// ensureNamespace creates the Vault namespace when it is missing.
+func (e *Env) ensureNamespace(ctx context.Context) error {
+	return (&ConfigMapStore{Client: e.Kube, Namespace: e.Config.Vault.Namespace}).ensureNamespace(ctx)
+}
+
 // namespaceStep returns a step creating the Vault namespace when it is missing, so that a
 // phase's Check observes without creating anything.
 func (e *Env) namespaceStep(ctx context.Context) (*step, error) {
@@ -102,7 +107,5 @@ func (e *Env) namespaceStep(ctx context.Context) (*step, error) {
 	if !apierrors.IsNotFound(err) {
 		return nil, err
 	}
-	return &step{Change{Create, "Namespace " + ns, ""}, func(ctx context.Context) error {
-		return (&ConfigMapStore{Client: e.Kube, Namespace: ns}).ensureNamespace(ctx)
-	}}, nil
+	return &step{Change{Create, "Namespace " + ns, ""}, e.ensureNamespace}, nil
 }

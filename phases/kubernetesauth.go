@@ -44,16 +44,11 @@ func (p *KubernetesAuth) Inputs() any {
 }
 
 func (p *KubernetesAuth) Check(ctx context.Context) (Diff, error) {
-	steps, facts, err := p.observe(ctx)
-	return stepsDiff(steps, facts), err
+	return checkObserved(ctx, p.observe)
 }
 
 func (p *KubernetesAuth) Apply(ctx context.Context, _ Diff) error {
-	steps, _, err := p.observe(ctx)
-	if err != nil {
-		return err
-	}
-	return applySteps(ctx, steps)
+	return applyObserved(ctx, p.observe)
 }
 
 func (p *KubernetesAuth) observe(ctx context.Context) ([]step, []string, error) {

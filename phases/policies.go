@@ -19,18 +19,9 @@ func (p *Policies) Description() string {
 }
 func (p *Policies) Inputs() any { return struct{ P, KV any }{p.Env.Config.Policies, p.Env.Config.KV} }
 
-func (p *Policies) Check(ctx context.Context) (Diff, error) {
-	steps, facts, err := p.observe(ctx)
-	return stepsDiff(steps, facts), err
-}
+func (p *Policies) Check(ctx context.Context) (Diff, error) { return checkObserved(ctx, p.observe) }
 
-func (p *Policies) Apply(ctx context.Context, _ Diff) error {
-	steps, _, err := p.observe(ctx)
-	if err != nil {
-		return err
-	}
-	return applySteps(ctx, steps)
-}
+func (p *Policies) Apply(ctx context.Context, _ Diff) error { return applyObserved(ctx, p.observe) }
 
 func (p *Policies) observe(ctx context.Context) ([]step, []string, error) {
 	v, err := p.Env.adminVault(ctx)
@@ -100,15 +91,30 @@ func pruneSteps(env *Env, kind string, owned, want, created []string, del func(c
 	return steps
 }
 
-func stepsDiff(steps []step, facts []string) Diff {
+// observer is how step-based phases look at the estate: the steps that would remove each
+// difference, and facts worth showing.
+type observer func(ctx context.Context) ([]step, []string, error)
+
+// checkObserved is Check for a step-based phase.
+func checkObserved(ctx context.Context, observe observer) (Diff, error) {
+	steps, facts, err := observe(ctx)
+	if err != nil {
+		return Diff{}, err
+	}
 	d := Diff{Facts: facts}
 	for _, s := range steps {
 		d.Changes = append(d.Changes, s.change)
 	}
-	return d
+	return d, nil
 }
 
-func applySteps(ctx context.Context, steps []step) error {
+// applyObserved is Apply for a step-based phase: it observes again, since the estate may have
+// moved since Check, and applies each step in order.
+func applyObserved(ctx context.Context, observe observer) error {
+	steps, _, err := observe(ctx)
+	if err != nil {
+		return err
+	}
 	for _, s := range steps {
 		if err := s.apply(ctx); err != nil {
 			return fmt.Errorf("%s: %w", s.change, err)

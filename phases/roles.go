@@ -17,18 +17,9 @@ func (p *Roles) Inputs() any {
 	return struct{ R, Path any }{p.Env.Config.Roles, p.Env.Config.KubernetesAuth.Path}
 }
 
-func (p *Roles) Check(ctx context.Context) (Diff, error) {
-	steps, facts, err := p.observe(ctx)
-	return stepsDiff(steps, facts), err
-}
+func (p *Roles) Check(ctx context.Context) (Diff, error) { return checkObserved(ctx, p.observe) }
 
-func (p *Roles) Apply(ctx context.Context, _ Diff) error {
-	steps, _, err := p.observe(ctx)
-	if err != nil {
-		return err
-	}
-	return applySteps(ctx, steps)
-}
+func (p *Roles) Apply(ctx context.Context, _ Diff) error { return applyObserved(ctx, p.observe) }
 
 func (p *Roles) observe(ctx context.Context) ([]step, []string, error) {
 	v, err := p.Env.adminVault(ctx)

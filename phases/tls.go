@@ -138,7 +138,7 @@ func (p *ServerTLS) Apply(ctx context.Context, _ Diff) error {
 		return err
 	}
 	ns := p.Env.Config.Vault.Namespace
-	if err := (&ConfigMapStore{Client: p.Env.Kube, Namespace: ns}).ensureNamespace(ctx); err != nil {
+	if err := p.Env.ensureNamespace(ctx); err != nil {
 		return Fail("check that your kube credentials may create namespaces", "%v", err)
 	}
 	now := tlsNow()
@@ -511,7 +511,7 @@ func (p *ServerTLS) applyCertManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := (&ConfigMapStore{Client: p.Env.Kube, Namespace: p.Env.Config.Vault.Namespace}).ensureNamespace(ctx); err != nil {
+	if err := p.Env.ensureNamespace(ctx); err != nil {
 		return Fail("check that your kube credentials may create namespaces", "%v", err)
 	}
 	want := p.desiredCertificate()
