@@ -51,19 +51,7 @@ vault:
     keepRootToken: %[6]t
 kubernetesAuth:
   host: %[7]s
-policies:
-  - name: app-db-readonly
-    rules:
-      - {path: secret/production/db-credentials, capabilities: [read]}
-      - {path: secret/production/api-keys, capabilities: [read]}
-roles:
-  - name: webapp-production
-    serviceAccounts: [webapp-sa]
-    namespaces: [production]
-    policies: [app-db-readonly]
-    ttl: 1h
-    maxTTL: 4h
-audit:
+`+articlePolicies+articleRoles+`audit:
   devices:
     - {path: file, type: file, options: {file_path: /vault/audit/audit.log}}
     - {path: file-backup, type: file, options: {file_path: /vault/audit/audit-backup.log}}

@@ -16,6 +16,25 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// articlePolicies and articleRoles are the origin article's access example (webapp-sa in
+// production, read on two KV paths, ttl 1h / max_ttl 4h), shared by every e2e config.
+const (
+	articlePolicies = `policies:
+  - name: app-db-readonly
+    rules:
+      - {path: secret/production/db-credentials, capabilities: [read]}
+      - {path: secret/production/api-keys, capabilities: [read]}
+`
+	articleRoles = `roles:
+  - name: webapp-production
+    serviceAccounts: [webapp-sa]
+    namespaces: [production]
+    policies: [app-db-readonly]
+    ttl: 1h
+    maxTTL: 4h
+`
+)
+
 // sandboxConfig writes a vaultctl config pointing at the sandbox: external Vault, the KMS
 // emulator, the sandbox kubeconfig. namespace keeps tests' checkpoints apart.
 func sandboxConfig(t *testing.T, namespace, kmsEndpoint, keyAlias string, createKey bool) string {
@@ -36,19 +55,7 @@ vault:
       kmsKeyId: %s
       endpoint: %s
       createKey: %t
-policies:
-  - name: app-db-readonly
-    rules:
-      - {path: secret/production/db-credentials, capabilities: [read]}
-      - {path: secret/production/api-keys, capabilities: [read]}
-roles:
-  - name: webapp-production
-    serviceAccounts: [webapp-sa]
-    namespaces: [production]
-    policies: [app-db-readonly]
-    ttl: 1h
-    maxTTL: 4h
-audit:
+`+articlePolicies+articleRoles+`audit:
   devices:
     - {path: file, type: file, options: {file_path: %s/audit.log}}
     - {path: file-stdout, type: file, options: {file_path: stdout}}

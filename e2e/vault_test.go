@@ -70,19 +70,8 @@ vault:
     keepRootToken: %[8]t
 kubernetesAuth:
   host: %[9]s
-policies:
-  - name: app-db-readonly
-    rules:
-      - {path: secret/production/db-credentials, capabilities: [read]}
-      - {path: secret/production/api-keys, capabilities: [read]}%[10]s
-roles:
-  - name: webapp-production
-    serviceAccounts: [webapp-sa]
-    namespaces: [production]
-    policies: [app-db-readonly]
-    ttl: 1h
-    maxTTL: 4h
-audit:
+`+articlePolicies+`%[10]s
+`+articleRoles+`audit:
   devices:
     - {path: file, type: file, options: {file_path: %[11]s/audit.log}}
     - {path: file-backup, type: file, options: {file_path: %[11]s/audit-backup.log}}
