@@ -7,61 +7,85 @@ import (
 	"slices"
 	"strings"
 
-	vaultapi "github.com/hashicorp/vault/api"
+	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/vault"
 )
+
+// auditMark is the description vaultctl gives its audit devices: the mark --prune checks.
+const auditMark = "managed by vaultctl"
 
 // Audit enables the configured audit devices. Config validation already insists on two or more,
 // since Vault refuses every request when all devices fail. A device whose type or options
 // changed is disabled and enabled again (Vault cannot tune them in place).
-type Audit struct{ Env *Env }
+type Audit struct {
+	In     AuditInputs
+	Vault  VaultAdmin
+	Owners Owners
+	Prune  bool
+}
+
+// AuditInputs is what the audit phase reads of the config.
+type AuditInputs struct{ Audit config.Audit }
+
+func auditInputs(cfg *config.Config) AuditInputs { return AuditInputs{Audit: cfg.Audit} }
 
 func (p *Audit) Name() string        { return "audit" }
 func (p *Audit) Description() string { return "audit devices enabled (two or more)" }
-func (p *Audit) Inputs() any         { return p.Env.Config.Audit }
+func (p *Audit) Inputs() any         { return p.In }
 
 func (p *Audit) Check(ctx context.Context) (Diff, error) { return checkObserved(ctx, p.observe) }
 
+// Apply enables devices one after another: a half-enabled set is still audited.
 func (p *Audit) Apply(ctx context.Context, _ Diff) error { return applyObserved(ctx, p.observe) }
 
 func (p *Audit) observe(ctx context.Context) ([]step, []string, error) {
-	v, err := p.Env.adminVault(ctx)
+	v, err := p.Vault.Admin(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	live, err := v.Sys().ListAuditWithContext(ctx)
+	live, err := v.ListAuditDevices(ctx)
 	if err != nil {
 		return nil, nil, vaultErr("listing audit devices", err)
 	}
-	var steps []step
-	var want, created []string
-	for _, d := range p.Env.Config.Audit.Devices {
-		d := d
+	devices := map[string]config.AuditDevice{}
+	var want []string
+	for _, d := range p.In.Audit.Devices {
 		want = append(want, d.Path)
-		enable := func(ctx context.Context) error {
-			return v.Sys().EnableAuditWithOptionsWithContext(ctx, d.Path, &vaultapi.EnableAuditOptions{Type: d.Type, Options: d.Options, Description: "managed by vaultctl"})
-		}
-		cur, ok := live[d.Path+"/"]
-		switch {
-		case !ok:
-			created = append(created, d.Path)
-			steps = append(steps, step{Change{Create, "audit device " + d.Path + "/", d.Type + " " + describeOptions(d.Options)}, enable})
-		case cur.Type != d.Type || !sameOptions(cur.Options, d.Options):
-			steps = append(steps, step{Change{Update, "audit device " + d.Path + "/", "re-enable with " + d.Type + " " + describeOptions(d.Options)}, func(ctx context.Context) error {
-				if err := v.Sys().DisableAuditWithContext(ctx, d.Path); err != nil {
-					return err
-				}
-				return enable(ctx)
-			}})
-		}
+		devices[d.Path] = d
 	}
-	owned, err := ownership{p.Env}.list(ctx, "audits")
+	set := ownedSet{
+		kind: "audits", noun: "audit device", want: want, owners: p.Owners, prune: p.Prune,
+		ensure: func(_ context.Context, path string) (*step, error) { return ensureAudit(v, live, devices[path]), nil },
+		marked: func(_ context.Context, path string) (bool, error) {
+			cur, ok := live[path+"/"]
+			return ok && cur.Description == auditMark, nil
+		},
+		remove: func(ctx context.Context, path string) error { return v.DisableAuditDevice(ctx, path) },
+	}
+	steps, facts, err := set.observe(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	steps = append(steps, pruneSteps(p.Env, "audits", owned, want, created, func(ctx context.Context, path string) error {
-		return v.Sys().DisableAuditWithContext(ctx, path)
-	})...)
-	return steps, []string{fmt.Sprintf("%d audit devices: %s", len(want), strings.Join(want, ", "))}, nil
+	return steps, append([]string{fmt.Sprintf("%d audit devices: %s", len(want), strings.Join(want, ", "))}, facts...), nil
+}
+
+func ensureAudit(v vault.Audit, live map[string]vault.AuditDevice, d config.AuditDevice) *step {
+	enable := func(ctx context.Context) error {
+		return v.EnableAuditDevice(ctx, d.Path, vault.AuditDevice{Type: d.Type, Options: d.Options, Description: auditMark})
+	}
+	cur, ok := live[d.Path+"/"]
+	switch {
+	case !ok:
+		return &step{change: Change{Create, "audit device " + d.Path + "/", d.Type + " " + describeOptions(d.Options)}, apply: enable}
+	case cur.Type != d.Type || !sameOptions(cur.Options, d.Options):
+		return &step{change: Change{Update, "audit device " + d.Path + "/", "re-enable with " + d.Type + " " + describeOptions(d.Options)}, apply: func(ctx context.Context) error {
+			if err := v.DisableAuditDevice(ctx, d.Path); err != nil {
+				return err
+			}
+			return enable(ctx)
+		}}
+	}
+	return nil
 }
 
 // sameOptions compares what Vault reports with the config; Vault adds defaults (format,

@@ -2,7 +2,9 @@ package phases
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -52,13 +54,15 @@ type PhaseStatus struct {
 	Phase      string      `json:"phase"`
 	Applied    bool        `json:"applied"`
 	Stale      bool        `json:"inputsChanged"` // the config changed since it was applied
+	Unreadable bool        `json:"unreadable,omitempty"` // its checkpoint could not be parsed
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 }
 
 // PhaseStatuses reads the in-cluster checkpoints for every phase, in order.
 func (e *Env) PhaseStatuses(ctx context.Context) ([]PhaseStatus, error) {
 	cps, err := (&ConfigMapStore{Client: e.Kube, Namespace: e.Config.Vault.Namespace}).Get(ctx)
-	if err != nil {
+	var corrupt *CorruptCheckpointsError
+	if err != nil && !errors.As(err, &corrupt) {
 		return nil, fmt.Errorf("reading checkpoints from %s/%s: %w", e.Config.Vault.Namespace, CheckpointConfigMap, err)
 	}
 	var rows []PhaseStatus
@@ -68,6 +72,7 @@ func (e *Env) PhaseStatuses(ctx context.Context) ([]PhaseStatus, error) {
 			row.Applied, row.Checkpoint = true, &cp
 			row.Stale = cp.InputHash != InputHash(p.Inputs())
 		}
+		row.Unreadable = corrupt != nil && slices.Contains(corrupt.Phases, p.Name())
 		rows = append(rows, row)
 	}
 	return rows, nil

@@ -2,20 +2,27 @@ package phases
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/vaultctl/vaultctl/config"
 	"github.com/vaultctl/vaultctl/internal/awskms"
+	"github.com/vaultctl/vaultctl/internal/helmclient"
 	"github.com/vaultctl/vaultctl/internal/kube"
+	"github.com/vaultctl/vaultctl/internal/vault"
 )
 
 // Connect builds the handles phases use from the config. Nothing is contacted yet: an
 // unreachable cluster, KMS or Vault is reported by preflight with a hint.
 func Connect(ctx context.Context, cfg *config.Config) (*Env, error) {
-	env := &Env{Config: cfg}
+	env := &Env{Config: cfg, Clock: time.Now}
 	cluster, err := kube.Connect(cfg.Cluster.Kubeconfig, cfg.Cluster.Context)
 	if err != nil {
 		return nil, Fail("pass --kubeconfig and --context, or set cluster.kubeconfig / cluster.context", "%v", err)
@@ -30,19 +37,63 @@ func Connect(ctx context.Context, cfg *config.Config) (*Env, error) {
 	}
 	env.KMS, env.KMSEndpoint = client, awskms.Endpoint(client, k.Region)
 
-	env.InClusterVault = inClusterVault(env)
+	env.Helm = func(ns string) (HelmAPI, error) {
+		return helmclient.New(helmclient.Options{
+			REST: env.KubeREST, Kubeconfig: env.Kubeconfig, Context: env.KubeContext, Namespace: ns,
+			Description: "vaultctl apply",
+			// A pending revision is a killed run's once the apply Lease is ours again (it expires
+			// or was deleted by someone who knows that run died); a minute still covers a helm
+			// command someone runs by hand at the same moment.
+			PendingGrace: time.Minute,
+		})
+	}
+	env.Dynamic = func() (dynamic.Interface, error) {
+		if env.KubeREST == nil {
+			return nil, errors.New("no Kubernetes REST config")
+		}
+		return dynamic.NewForConfig(env.KubeREST)
+	}
+
+	s := newSession(env)
+	s.Dialer = vault.HTTPDialer{Timeout: 30 * time.Second, MaxRetries: 2}
+	s.FallbackToken = os.Getenv("VAULT_TOKEN")
+	if cfg.External() {
+		s.Locate = externalVault(cfg)
+	} else {
+		// The port-forward lives until the run closes.
+		pfCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		env.closers = append(env.closers, stop)
+		s.Locate = inClusterVault(pfCtx, env)
+	}
+	env.Vault = s
 	return env, nil
+}
+
+// externalVault is the config's address and CA.
+func externalVault(cfg *config.Config) func(context.Context) (vault.Endpoint, error) {
+	return func(context.Context) (vault.Endpoint, error) {
+		ep := vault.Endpoint{Address: cfg.Vault.Address}
+		if f := cfg.Vault.TLS.CACert; f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return vault.Endpoint{}, Fail("vault.tls.caCert must be a readable PEM file", "reading %s: %v", f, err)
+			}
+			ep.CAPEM = b
+		}
+		return ep, nil
+	}
 }
 
 // inClusterVault reaches Vault in the cluster the way an operator would: a port-forward through
 // the API server to the active pod (or any running Vault pod before init), trusting the CA from
-// the server TLS Secret.
-func inClusterVault(env *Env) func(ctx context.Context) (string, []byte, error) {
-	return func(ctx context.Context) (string, []byte, error) {
+// the server TLS Secret. Only "nothing there yet" is ErrNotYet: a denied list or Secret read is
+// a real failure, not something a later phase will fix.
+func inClusterVault(pfCtx context.Context, env *Env) func(ctx context.Context) (vault.Endpoint, error) {
+	return func(ctx context.Context) (vault.Endpoint, error) {
 		ns := env.Config.Vault.Namespace
 		pods, err := env.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=vault,component=server"})
 		if err != nil {
-			return "", nil, fmt.Errorf("listing Vault pods: %w", err)
+			return vault.Endpoint{}, Fail("check that your kube credentials may list pods in namespace "+ns, "listing Vault pods: %v", err)
 		}
 		pod := ""
 		for _, p := range pods.Items {
@@ -54,17 +105,19 @@ func inClusterVault(env *Env) func(ctx context.Context) (string, []byte, error) 
 			}
 		}
 		if pod == "" {
-			return "", nil, Fail("run `vaultctl apply --only server` and check the pods in namespace "+ns, "no running Vault pod in namespace %s", ns)
+			return vault.Endpoint{}, notYet(Fail("run `vaultctl apply --only server` and check the pods in namespace "+ns, "no running Vault pod in namespace %s", ns))
 		}
 		secret, err := env.Kube.CoreV1().Secrets(ns).Get(ctx, env.Config.Vault.TLS.SecretName, metav1.GetOptions{})
-		if err != nil {
-			return "", nil, Fail("run `vaultctl apply --only tls`", "reading Vault's TLS Secret %s/%s: %v", ns, env.Config.Vault.TLS.SecretName, err)
+		switch {
+		case apierrors.IsNotFound(err):
+			return vault.Endpoint{}, notYet(Fail("run `vaultctl apply --only tls`", "Vault's TLS Secret %s/%s does not exist", ns, env.Config.Vault.TLS.SecretName))
+		case err != nil:
+			return vault.Endpoint{}, Fail("check that your kube credentials may read Secrets in namespace "+ns, "reading Vault's TLS Secret %s/%s: %v", ns, env.Config.Vault.TLS.SecretName, err)
 		}
-		// The port-forward lives as long as the run: it ends with the process.
-		port, err := kube.PortForward(context.WithoutCancel(ctx), env.KubeREST, ns, pod, 8200)
+		port, err := kube.PortForward(pfCtx, env.KubeREST, ns, pod, 8200)
 		if err != nil {
-			return "", nil, Fail("check that the API server can reach the node running "+pod, "%v", err)
+			return vault.Endpoint{}, Fail("check that the API server can reach the node running "+pod, "%v", err)
 		}
-		return fmt.Sprintf("https://127.0.0.1:%d", port), secret.Data["ca.crt"], nil
+		return vault.Endpoint{Address: fmt.Sprintf("https://127.0.0.1:%d", port), CAPEM: secret.Data["ca.crt"]}, nil
 	}
 }

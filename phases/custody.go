@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 )
 
 // CustodySecret holds, KMS-envelope-encrypted, the recovery keys from operator init and, only
@@ -118,12 +119,19 @@ type recoveryMaterial struct {
 	PGP       bool     `json:"pgpEncrypted"` // each key is already encrypted to a PGP key
 }
 
+// custody keeps the init result in the custody Secret, KMS-envelope-encrypted.
 type custody struct {
-	env *Env
+	kube      kubernetes.Interface
+	namespace string
+	kms       KMSHandle
 }
 
-func (c custody) secrets() corev1SecretClient {
-	return c.env.Kube.CoreV1().Secrets(c.env.Config.Vault.Namespace)
+func newCustody(kube kubernetes.Interface, namespace string, k KMSHandle) *custody {
+	return &custody{kube: kube, namespace: namespace, kms: k}
+}
+
+func (c *custody) secrets() corev1SecretClient {
+	return c.kube.CoreV1().Secrets(c.namespace)
 }
 
 type corev1SecretClient interface {
@@ -133,7 +141,7 @@ type corev1SecretClient interface {
 }
 
 // get returns the custody Secret, or nil when it does not exist.
-func (c custody) get(ctx context.Context) (*corev1.Secret, error) {
+func (c *custody) get(ctx context.Context) (*corev1.Secret, error) {
 	s, err := c.secrets().Get(ctx, CustodySecret, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -145,16 +153,15 @@ func (c custody) get(ctx context.Context) (*corev1.Secret, error) {
 type custodyKeys struct{ recovery, root *dataKey }
 
 // prepare makes the data keys; it fails before init when KMS would not let us store the keys.
-func (c custody) prepare(ctx context.Context) (*custodyKeys, error) {
-	keyID := c.env.Config.Vault.Seal.AWSKMS.KMSKeyID
-	rec, err := newDataKey(ctx, c.env.KMS, keyID, "recovery-keys")
+func (c *custody) prepare(ctx context.Context, keyID string) (*custodyKeys, error) {
+	rec, err := newDataKey(ctx, c.kms.API, keyID, "recovery-keys")
 	if err != nil {
-		return nil, kmsError(err, c.env.KMSEndpoint)
+		return nil, kmsError(err, c.kms.Endpoint)
 	}
-	root, err := newDataKey(ctx, c.env.KMS, keyID, "root-token")
+	root, err := newDataKey(ctx, c.kms.API, keyID, "root-token")
 	if err != nil {
 		rec.forget()
-		return nil, kmsError(err, c.env.KMSEndpoint)
+		return nil, kmsError(err, c.kms.Endpoint)
 	}
 	return &custodyKeys{recovery: rec, root: root}, nil
 }
@@ -167,10 +174,9 @@ func (k *custodyKeys) forget() {
 // store writes the init result at once: this is the dangerous window, so it ignores
 // cancellation, retries, and falls back to a local 0600 file rather than lose the keys. The
 // Secret comes first; the optional file after it.
-func (c custody) store(ctx context.Context, keys *custodyKeys, m recoveryMaterial, rootToken string) error {
+func (c *custody) store(ctx context.Context, keys *custodyKeys, m recoveryMaterial, rootToken, recoveryKeysFile string) error {
 	ctx = context.WithoutCancel(ctx)
-	cfg := c.env.Config
-	where := cfg.Vault.Namespace + "/" + CustodySecret
+	where := c.namespace + "/" + CustodySecret
 	rec, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -201,7 +207,7 @@ func (c custody) store(ctx context.Context, keys *custodyKeys, m recoveryMateria
 		}
 		return Fail("Vault is initialized but its recovery keys could not be stored anywhere; keep this process's terminal and contact your Vault administrator", "storing recovery keys: %v", lastErr)
 	}
-	if f := cfg.Vault.Init.RecoveryKeysFile; f != "" {
+	if f := recoveryKeysFile; f != "" {
 		if err := writePrivateFile(f, recEnc); err != nil {
 			return Fail("fix vault.init.recoveryKeysFile and re-run; the keys are stored in Secret "+where, "writing %s: %v", f, err)
 		}
@@ -210,10 +216,9 @@ func (c custody) store(ctx context.Context, keys *custodyKeys, m recoveryMateria
 }
 
 // write creates the custody Secret or adds data to the one vaultctl made.
-func (c custody) write(ctx context.Context, data map[string][]byte) error {
-	cfg := c.env.Config
+func (c *custody) write(ctx context.Context, data map[string][]byte) error {
 	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: CustodySecret, Namespace: cfg.Vault.Namespace,
+		ObjectMeta: metav1.ObjectMeta{Name: CustodySecret, Namespace: c.namespace,
 			Labels:      map[string]string{ManagedByLabel: "vaultctl"},
 			Annotations: map[string]string{"vaultctl.io/contents": "KMS envelope-encrypted Vault recovery keys; open with `vaultctl recovery-keys --out FILE`"}},
 		Type: corev1.SecretTypeOpaque,
@@ -228,7 +233,7 @@ func (c custody) write(ctx context.Context, data map[string][]byte) error {
 		return err
 	}
 	if cur.Labels[ManagedByLabel] != "vaultctl" {
-		return fmt.Errorf("Secret %s/%s exists and was not created by vaultctl", cfg.Vault.Namespace, CustodySecret)
+		return fmt.Errorf("Secret %s/%s exists and was not created by vaultctl", c.namespace, CustodySecret)
 	}
 	if cur.Data == nil {
 		cur.Data = map[string][]byte{}
@@ -241,12 +246,12 @@ func (c custody) write(ctx context.Context, data map[string][]byte) error {
 }
 
 // pendingRootToken returns the root token kept from init when bootstrap has not finished.
-func (c custody) pendingRootToken(ctx context.Context) (string, error) {
+func (c *custody) pendingRootToken(ctx context.Context) (string, error) {
 	s, err := c.get(ctx)
 	if err != nil || s == nil || len(s.Data[custodyRootKey]) == 0 {
 		return "", err
 	}
-	b, err := openEnvelope(ctx, c.env.KMS, s.Data[custodyRootKey])
+	b, err := openEnvelope(ctx, c.kms.API, s.Data[custodyRootKey])
 	if err != nil {
 		return "", err
 	}
@@ -254,7 +259,7 @@ func (c custody) pendingRootToken(ctx context.Context) (string, error) {
 }
 
 // dropRootToken removes the root token envelope once the token is revoked.
-func (c custody) dropRootToken(ctx context.Context) error {
+func (c *custody) dropRootToken(ctx context.Context) error {
 	s, err := c.get(ctx)
 	if err != nil || s == nil {
 		return err
@@ -267,12 +272,31 @@ func (c custody) dropRootToken(ctx context.Context) error {
 	return err
 }
 
-func writePrivateFile(path string, data []byte) error {
+// writePrivateFile writes a 0600 file atomically: the data reaches the disk (fsync) before the
+// rename makes it visible, and a failed write, sync or close leaves no partial file behind.
+func writePrivateFile(path string, data []byte) (err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
 		return err
 	}
 	return os.Rename(tmp, path)
@@ -314,7 +338,7 @@ type RecoveryKeys struct {
 
 // ReadRecoveryKeys opens the recovery keys in custody; the caller decides where they go.
 func (e *Env) ReadRecoveryKeys(ctx context.Context) (*RecoveryKeys, error) {
-	s, err := (custody{env: e}).get(ctx)
+	s, err := newCustody(e.Kube, e.Config.Vault.Namespace, e.kms()).get(ctx)
 	if err != nil {
 		return nil, err
 	}

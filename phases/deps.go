@@ -2,8 +2,11 @@ package phases
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -22,7 +25,21 @@ type KMSAPI interface {
 	GenerateDataKey(ctx context.Context, in *kms.GenerateDataKeyInput, opts ...func(*kms.Options)) (*kms.GenerateDataKeyOutput, error)
 }
 
-// Env is what phases work with: the config and narrow handles on the live estate.
+// HelmFactory builds the Helm client of a namespace.
+type HelmFactory func(namespace string) (HelmAPI, error)
+
+// Clock is where phases read the time; tests move it.
+type Clock func() time.Time
+
+// KMSHandle is a KMS client and the endpoint it talks to (for messages).
+type KMSHandle struct {
+	API      KMSAPI
+	Endpoint string
+}
+
+// Env is the wiring of one run: the config and the handles on the live estate. Phases never
+// hold it: All hands each phase its typed inputs (computed from Config, and hashed for its
+// checkpoint) and the handles it uses, so what a phase reads is what its Inputs say.
 type Env struct {
 	Config      *config.Config
 	Kube        kubernetes.Interface
@@ -33,31 +50,88 @@ type Env struct {
 	KubeContext string
 	KMS         KMSAPI
 	KMSEndpoint string // for messages
-	// InClusterVault opens a way to an in-cluster Vault (a port-forward to a pod) and returns
-	// its address and the CA to trust.
-	InClusterVault func(ctx context.Context) (addr string, caPEM []byte, err error)
+
+	// Vault is the run's Vault session: endpoint, root token while it lives, admin login.
+	Vault *Session
+	// Helm builds Helm clients; Dynamic the dynamic client (cert-manager Certificates).
+	Helm    HelmFactory
+	Dynamic func() (dynamic.Interface, error)
+	Clock   Clock
 
 	// Prune lets phases delete objects vaultctl created that the config no longer lists.
 	Prune bool
 
-	sess session
+	closers []func()
 }
 
-// All returns the installer phases in order. Later issues add phases here.
-func All(env *Env) []Phase {
-	return []Phase{
-		&Preflight{Env: env},
-		&KMSKey{Env: env},
-		&ServerTLS{Env: env},
-		&Server{Env: env},
-		&Initialize{Env: env},
-		&KubernetesAuth{Env: env},
-		&Bootstrap{Env: env},
-		&Raft{Env: env},
-		&Injector{Env: env},
-		&Policies{Env: env},
-		&Roles{Env: env},
-		&NetworkPolicies{Env: env},
-		&Audit{Env: env},
+func (e *Env) kms() KMSHandle { return KMSHandle{API: e.KMS, Endpoint: e.KMSEndpoint} }
+
+// dynamic reads e.Dynamic when called, so a client set after the phases were built is used.
+func (e *Env) dynamic() (dynamic.Interface, error) {
+	if e.Dynamic == nil {
+		return nil, errors.New("no dynamic Kubernetes client")
 	}
+	return e.Dynamic()
+}
+
+func (e *Env) clock() Clock {
+	if e.Clock != nil {
+		return e.Clock
+	}
+	return time.Now
+}
+
+func (e *Env) owners() *ownershipStore {
+	return &ownershipStore{store: configMapStore{client: e.Kube, namespace: e.Config.Vault.Namespace, name: OwnershipConfigMap}}
+}
+
+// helmFor returns a lazily built, cached Helm client for the Vault namespace, so Check, Apply
+// and the verifying Check of one phase share it.
+func (e *Env) helmFor() *lazyHelm {
+	return &lazyHelm{factory: e.Helm, namespace: e.Config.Vault.Namespace}
+}
+
+// All returns the installer phases in order, each with its inputs and handles.
+func All(env *Env) []Phase {
+	cfg := env.Config
+	if env.Vault == nil {
+		env.Vault = newSession(env)
+	}
+	ns := cfg.Vault.Namespace
+	return []Phase{
+		&Preflight{In: preflightInputs(cfg), Kube: env.Kube, KubeHost: env.KubeHost, KMS: env.kms(), Vault: env.Vault},
+		&KMSKey{In: kmsInputs(cfg), KMS: env.kms()},
+		&ServerTLS{In: tlsInputs(cfg), Kube: env.Kube, Dynamic: env.dynamic, Clock: env.clock()},
+		&Server{In: serverInputs(cfg), Kube: env.Kube, Helm: env.helmFor(), PodTimeout: 5 * time.Minute, PodPoll: time.Second},
+		&Initialize{In: initializeInputs(cfg), Vault: env.Vault, Custody: newCustody(env.Kube, ns, env.kms())},
+		&KubernetesAuth{In: kubernetesAuthInputs(cfg), Kube: env.Kube, KubeHost: env.KubeHost, KubeCA: env.KubeCA, Vault: env.Vault},
+		&Bootstrap{In: bootstrapInputs(cfg), Kube: env.Kube, Vault: env.Vault},
+		&Raft{In: raftInputs(cfg), Vault: env.Vault},
+		&Injector{In: injectorInputs(cfg), Kube: env.Kube, Vault: env.Vault, Helm: env.helmFor()},
+		&Policies{In: policiesInputs(cfg), Vault: env.Vault, Owners: env.owners(), Prune: env.Prune},
+		&Roles{In: rolesInputs(cfg), Vault: env.Vault, Owners: env.owners(), Prune: env.Prune},
+		&NetworkPolicies{In: networkPoliciesInputs(cfg), Kube: env.Kube, Prune: env.Prune},
+		&Audit{In: auditInputs(cfg), Vault: env.Vault, Owners: env.owners(), Prune: env.Prune},
+	}
+}
+
+// Names lists the phases in order, without a cluster.
+func Names() []string {
+	var names []string
+	for _, p := range All(&Env{Config: &config.Config{}}) {
+		names = append(names, p.Name())
+	}
+	return names
+}
+
+// Close revokes what this run holds (its admin login token) and stops what it opened (an
+// in-cluster Vault's port-forward).
+func (e *Env) Close(ctx context.Context) {
+	if e.Vault != nil {
+		e.Vault.Close(ctx)
+	}
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+	e.closers = nil
 }

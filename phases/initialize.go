@@ -9,52 +9,72 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/vault"
 )
 
 // Initialize runs operator init once, with recovery keys (the awskms seal unseals by itself),
 // and puts the keys in custody before doing anything else. It refuses to touch a cluster whose
 // seal differs from the config: that is a seal migration, not an init.
-type Initialize struct{ Env *Env }
+type Initialize struct {
+	In      InitializeInputs
+	Vault   *Session
+	Custody *custody
+}
+
+// InitializeInputs is what the initialize phase reads of the config.
+type InitializeInputs struct {
+	Init      config.Init
+	Namespace string
+	SealType  string
+	KMSKeyID  string
+}
+
+func initializeInputs(cfg *config.Config) InitializeInputs {
+	return InitializeInputs{Init: cfg.Vault.Init, Namespace: cfg.Vault.Namespace, SealType: cfg.Vault.Seal.Type, KMSKeyID: cfg.Vault.Seal.AWSKMS.KMSKeyID}
+}
 
 func (p *Initialize) Name() string { return "initialize" }
 func (p *Initialize) Description() string {
 	return "operator init with recovery keys in KMS-encrypted custody; seal type verified"
 }
-func (p *Initialize) Inputs() any { return p.Env.Config.Vault.Init }
+func (p *Initialize) Inputs() any { return p.In }
 
 func (p *Initialize) Check(ctx context.Context) (Diff, error) {
-	c, err := p.Env.newVault(ctx)
+	c, err := p.Vault.Anonymous(ctx)
 	if err != nil {
 		return Diff{}, err
 	}
-	st, err := c.Sys().SealStatusWithContext(ctx)
+	st, err := c.SealStatus(ctx)
 	if err != nil {
 		return Diff{}, Fail("check that Vault is running and reachable (vaultctl plan --only preflight)", "reading seal status: %v", err)
 	}
-	in := p.Env.Config.Vault.Init
+	in := p.In.Init
+	ns := p.In.Namespace
 	if !st.Initialized {
-		if s, err := (custody{env: p.Env}).get(ctx); err != nil {
+		if s, err := p.Custody.get(ctx); err != nil {
 			return Diff{}, Fail("check that your kube credentials may read Secrets in the Vault namespace", "reading custody Secret: %v", err)
 		} else if s != nil && s.Labels[ManagedByLabel] != "vaultctl" {
 			return Diff{}, Fail("rename or remove that Secret; vaultctl stores the recovery keys there",
-				"Secret %s/%s exists and was not created by vaultctl", p.Env.Config.Vault.Namespace, CustodySecret)
+				"Secret %s/%s exists and was not created by vaultctl", ns, CustodySecret)
 		}
-		custodyNote := "recovery keys KMS-encrypted into Secret " + p.Env.Config.Vault.Namespace + "/" + CustodySecret
+		custodyNote := "recovery keys KMS-encrypted into Secret " + ns + "/" + CustodySecret
 		if len(in.PGPKeys) > 0 {
-			custodyNote = fmt.Sprintf("recovery keys PGP-encrypted to %d keys, stored in Secret %s/%s", len(in.PGPKeys), p.Env.Config.Vault.Namespace, CustodySecret)
+			custodyNote = fmt.Sprintf("recovery keys PGP-encrypted to %d keys, stored in Secret %s/%s", len(in.PGPKeys), ns, CustodySecret)
 		}
 		return Diff{Changes: []Change{{Action: Create, Object: "Vault initialization",
 			Detail: fmt.Sprintf("%d recovery shares, threshold %d; %s", in.RecoveryShares, in.RecoveryThreshold, custodyNote)}}}, nil
 	}
-	if err := checkSealType(st, p.Env.Config.Vault.Seal.Type); err != nil {
+	if err := checkSealType(st, p.In.SealType); err != nil {
 		return Diff{}, err
 	}
 	if st.Sealed {
-		return Diff{}, Fail("Vault could not auto-unseal: check that its ServiceAccount (IRSA role) may kms:Decrypt with "+p.Env.Config.Vault.Seal.AWSKMS.KMSKeyID+", and the server logs",
+		return Diff{}, Fail("Vault could not auto-unseal: check that its ServiceAccount (IRSA role) may kms:Decrypt with "+p.In.KMSKeyID+", and the server logs",
 			"Vault is initialized but sealed")
 	}
 	d := Diff{Facts: []string{fmt.Sprintf("initialized, %s seal, unsealed, Vault %s", st.Type, st.Version)}}
-	s, err := (custody{env: p.Env}).get(ctx)
+	s, err := p.Custody.get(ctx)
 	if err != nil {
 		return Diff{}, Fail("check that your kube credentials may read Secrets in the Vault namespace", "reading custody Secret: %v", err)
 	}
@@ -82,8 +102,8 @@ func checkSealType(st *vaultapi.SealStatusResponse, want string) error {
 }
 
 func (p *Initialize) Apply(ctx context.Context, _ Diff) error {
-	in := p.Env.Config.Vault.Init
-	c, err := p.Env.newVault(ctx)
+	in := p.In.Init
+	c, err := p.Vault.Anonymous(ctx)
 	if err != nil {
 		return err
 	}
@@ -96,30 +116,30 @@ func (p *Initialize) Apply(ctx context.Context, _ Diff) error {
 		req.RecoveryPGPKeys = append(req.RecoveryPGPKeys, key)
 	}
 	// Everything that needs KMS happens before init, so nothing after it can fail on KMS.
-	keys, err := (custody{env: p.Env}).prepare(ctx)
+	keys, err := p.Custody.prepare(ctx, p.In.KMSKeyID)
 	if err != nil {
 		return err
 	}
 	defer keys.forget()
-	resp, err := c.Sys().InitWithContext(ctx, req)
+	resp, err := c.Init(ctx, req)
 	if err != nil {
 		return Fail("check the Vault server logs; nothing was stored", "operator init: %v", err)
 	}
 	// From here until custody.store returns, the keys exist only in this process.
 	m := recoveryMaterial{Keys: resp.RecoveryKeysB64, Shares: in.RecoveryShares, Threshold: in.RecoveryThreshold, PGP: len(in.PGPKeys) > 0}
-	if err := (custody{env: p.Env}).store(ctx, keys, m, resp.RootToken); err != nil {
+	if err := p.Custody.store(ctx, keys, m, resp.RootToken, in.RecoveryKeysFile); err != nil {
 		return err
 	}
-	p.Env.sess.rootToken = resp.RootToken
+	p.Vault.SetRootToken(resp.RootToken)
 	clear(resp.RecoveryKeysB64)
 	return p.waitUnsealed(ctx, c)
 }
 
 // waitUnsealed waits for the awskms seal to unseal the node and for a leader to be active.
-func (p *Initialize) waitUnsealed(ctx context.Context, c *vaultapi.Client) error {
+func (p *Initialize) waitUnsealed(ctx context.Context, c vault.System) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		h, err := c.Sys().HealthWithContext(ctx)
+		h, err := c.Health(ctx)
 		if err == nil && h.Initialized && !h.Sealed && !h.Standby {
 			return nil
 		}

@@ -3,10 +3,13 @@ package phases
 import (
 	"context"
 	"fmt"
+	"os"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/vaultctl/vaultctl/charts"
+	"github.com/vaultctl/vaultctl/config"
 )
 
 // Injector installs the Vault Agent Injector as its own Helm release (vault-agent-injector):
@@ -18,88 +21,119 @@ import (
 // private key out of Helm values (Helm stores values in the cluster) and needs no cert-manager;
 // the chart leaves caBundle empty so upgrades never fight the injector over it.
 type Injector struct {
-	Env *Env
+	In    InjectorInputs
+	Kube  kubernetes.Interface
+	Vault *Session
+	Helm  *lazyHelm
+}
 
-	helm HelmAPI
+// InjectorInputs is what the injector phase reads of the config, and the chart it installs.
+// The CA agents trust is read live from its source: the TLS Secret in-cluster, vault.tls.caCert
+// for an external Vault.
+type InjectorInputs struct {
+	Enabled   bool
+	Injector  config.Injector
+	AuthPath  string
+	External  bool
+	Address   string
+	Images    config.Images
+	Namespace string
+	TLSSecret string // CA source in-cluster
+	CACert    string // CA source for an external Vault
+	Chart     string // embedded chart version
+}
+
+func injectorInputs(cfg *config.Config) InjectorInputs {
+	return InjectorInputs{
+		Enabled: cfg.InjectorEnabled(), Injector: cfg.Injector, AuthPath: cfg.KubernetesAuth.Path,
+		External: cfg.External(), Address: cfg.Vault.Address, Images: cfg.Vault.Images,
+		Namespace: cfg.Vault.Namespace, TLSSecret: cfg.Vault.TLS.SecretName, CACert: cfg.Vault.TLS.CACert,
+		Chart: chartVersion(),
+	}
+}
+
+// chartVersion is the embedded chart's version, part of the inputs of the phases installing it.
+func chartVersion() string {
+	if ch, err := charts.Vault(); err == nil {
+		return ch.Metadata.Version
+	}
+	return ""
 }
 
 func (p *Injector) Name() string { return "injector" }
 func (p *Injector) Description() string {
 	return "Vault Agent Injector (own Helm release), webhook failurePolicy as configured"
 }
-func (p *Injector) Inputs() any {
-	c := p.Env.Config
-	return struct{ I, Path, Mode, Addr, Images, NS any }{c.Injector, c.KubernetesAuth.Path, c.Vault.Mode, c.Vault.Address, c.Vault.Images, c.Vault.Namespace}
-}
+func (p *Injector) Inputs() any { return p.In }
 
-func (p *Injector) client() (HelmAPI, error) { return cachedHelm(p.Env, &p.helm) }
-
-// caPEM is the CA injected agents trust to reach Vault: from the TLS Secret in-cluster, from
-// vault.tls.caCert for an external Vault. It is public.
+// caPEM is the CA injected agents trust to reach Vault. It is public.
 func (p *Injector) caPEM(ctx context.Context) ([]byte, error) {
-	cfg := p.Env.Config
-	if cfg.External() {
-		_, ca, err := p.Env.vaultEndpoint(ctx)
-		return ca, err
+	if p.In.External {
+		if p.In.CACert == "" {
+			return nil, nil
+		}
+		b, err := os.ReadFile(p.In.CACert)
+		if err != nil {
+			return nil, Fail("vault.tls.caCert must be a readable PEM file", "reading %s: %v", p.In.CACert, err)
+		}
+		return b, nil
 	}
-	s, err := p.Env.Kube.CoreV1().Secrets(cfg.Vault.Namespace).Get(ctx, cfg.Vault.TLS.SecretName, metav1.GetOptions{})
+	s, err := p.Kube.CoreV1().Secrets(p.In.Namespace).Get(ctx, p.In.TLSSecret, metav1.GetOptions{})
 	if err != nil {
 		return nil, Fail("run the tls phase first", "reading Vault's TLS Secret: %v", err)
 	}
 	return s.Data["ca.crt"], nil
 }
 
-func (p *Injector) Check(ctx context.Context) (Diff, error) {
-	cfg := p.Env.Config
-	if !cfg.InjectorEnabled() {
-		return Diff{Facts: []string{"injector disabled in the config"}}, nil
-	}
+// release is the injector release with values built only from the inputs and the live CA.
+func (p *Injector) release(ctx context.Context) (helmRelease, error) {
 	ca, err := p.caPEM(ctx)
 	if err != nil {
-		return Diff{}, err
+		return helmRelease{}, err
 	}
 	ch, err := charts.Vault()
 	if err != nil {
-		return Diff{}, err
+		return helmRelease{}, err
 	}
-	h, err := p.client()
+	mode := config.ModeInCluster
+	if p.In.External {
+		mode = config.ModeExternal
+	}
+	cfg := &config.Config{
+		Injector:       p.In.Injector,
+		KubernetesAuth: config.KubernetesAuth{Path: p.In.AuthPath},
+		Vault:          config.Vault{Mode: mode, Address: p.In.Address, Images: p.In.Images},
+	}
+	return helmRelease{helm: p.Helm, name: charts.InjectorRelease, namespace: p.In.Namespace, chart: ch, values: charts.InjectorValues(cfg, ca)}, nil
+}
+
+func (p *Injector) Check(ctx context.Context) (Diff, error) {
+	if !p.In.Enabled {
+		return Diff{Facts: []string{"injector disabled in the config"}}, nil
+	}
+	r, err := p.release(ctx)
 	if err != nil {
 		return Diff{}, err
 	}
-	st, err := h.Status(ctx, charts.InjectorRelease, ch, charts.InjectorValues(cfg, ca))
+	st, err := r.status(ctx)
 	if err != nil {
-		return Diff{}, helmFailure(err, cfg.Vault.Namespace)
+		return Diff{}, err
 	}
-	obj := "Helm release " + cfg.Vault.Namespace + "/" + charts.InjectorRelease
 	target := "in-cluster Vault"
-	if cfg.External() {
-		target = cfg.Vault.Address
+	if p.In.External {
+		target = p.In.Address
 	}
-	switch {
-	case !st.Exists:
-		return Diff{Changes: []Change{{Action: Create, Object: obj, Detail: fmt.Sprintf("%d replicas, failurePolicy %s, Vault %s", cfg.Injector.Replicas, cfg.Injector.FailurePolicy, target)}}}, nil
-	case st.Differs:
-		return Diff{Changes: []Change{{Action: Update, Object: obj, Detail: fmt.Sprintf("revision %d: %s", st.Revision, st.Reason)}}}, nil
+	c, fact := r.change(st, fmt.Sprintf("%d replicas, failurePolicy %s, Vault %s", p.In.Injector.Replicas, p.In.Injector.FailurePolicy, target))
+	if c != nil {
+		return Diff{Changes: []Change{*c}}, nil
 	}
-	return Diff{Facts: []string{fmt.Sprintf("%s revision %d, Vault %s", obj, st.Revision, target)}}, nil
+	return Diff{Facts: []string{fact + ", Vault " + target}}, nil
 }
 
 func (p *Injector) Apply(ctx context.Context, _ Diff) error {
-	cfg := p.Env.Config
-	ca, err := p.caPEM(ctx)
+	r, err := p.release(ctx)
 	if err != nil {
 		return err
 	}
-	ch, err := charts.Vault()
-	if err != nil {
-		return err
-	}
-	h, err := p.client()
-	if err != nil {
-		return err
-	}
-	if _, err := h.UpgradeOrInstall(ctx, charts.InjectorRelease, ch, charts.InjectorValues(cfg, ca)); err != nil {
-		return helmFailure(err, cfg.Vault.Namespace)
-	}
-	return nil
+	return r.upgrade(ctx)
 }

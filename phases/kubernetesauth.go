@@ -3,15 +3,19 @@ package phases
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
-	vaultapi "github.com/hashicorp/vault/api"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/vault"
 )
 
 // Reviewer identity used by Vault to call TokenReview in reviewer-jwt mode.
@@ -33,15 +37,33 @@ const (
 //     but every client ServiceAccount needs system:auth-delegator (vaultctl binds the ones named
 //     in roles), and the API server must accept the JWT's audience, so roles with a custom
 //     audience fail.
-type KubernetesAuth struct{ Env *Env }
+type KubernetesAuth struct {
+	In       KubernetesAuthInputs
+	Kube     kubernetes.Interface
+	KubeHost string // API server address from the kubeconfig, when kubernetesAuth.host is empty
+	KubeCA   []byte // cluster CA from the kubeconfig, when kubernetesAuth.caCert is empty
+	Vault    VaultAdmin
+	// ReviewerTokenTimeout bounds the wait for the token controller to fill the reviewer Secret.
+	ReviewerTokenTimeout time.Duration
+}
+
+// KubernetesAuthInputs is what the kubernetes-auth phase reads of the config. Only the roles'
+// bindings matter here (client-jwt binds their ServiceAccounts to system:auth-delegator).
+type KubernetesAuthInputs struct {
+	Auth      config.KubernetesAuth
+	Namespace string
+	Reviewers []rbacv1.Subject
+}
+
+func kubernetesAuthInputs(cfg *config.Config) KubernetesAuthInputs {
+	return KubernetesAuthInputs{Auth: cfg.KubernetesAuth, Namespace: cfg.Vault.Namespace, Reviewers: reviewSubjects(cfg)}
+}
 
 func (p *KubernetesAuth) Name() string { return "kubernetes-auth" }
 func (p *KubernetesAuth) Description() string {
 	return "Kubernetes auth method, token reviewer, cluster host and CA"
 }
-func (p *KubernetesAuth) Inputs() any {
-	return struct{ A, NS, Roles any }{p.Env.Config.KubernetesAuth, p.Env.Config.Vault.Namespace, p.Env.Config.Roles}
-}
+func (p *KubernetesAuth) Inputs() any { return p.In }
 
 func (p *KubernetesAuth) Check(ctx context.Context) (Diff, error) {
 	return checkObserved(ctx, p.observe)
@@ -56,18 +78,18 @@ func (p *KubernetesAuth) observe(ctx context.Context) ([]step, []string, error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	v, err := p.Env.adminVault(ctx)
+	v, err := p.Vault.Admin(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	path := p.Env.Config.KubernetesAuth.Path
-	auths, err := v.Sys().ListAuthWithContext(ctx)
+	path := p.In.Auth.Path
+	auths, err := v.ListAuthMethods(ctx)
 	if err != nil {
 		return nil, nil, vaultErr("listing auth methods", err)
 	}
 	if m, ok := auths[path+"/"]; !ok {
-		steps = append(steps, step{Change{Create, "auth method kubernetes at " + path + "/", ""}, func(ctx context.Context) error {
-			return v.Sys().EnableAuthWithOptionsWithContext(ctx, path, &vaultapi.EnableAuthOptions{Type: "kubernetes", Description: "Kubernetes auth managed by vaultctl"})
+		steps = append(steps, step{change: Change{Create, "auth method kubernetes at " + path + "/", ""}, apply: func(ctx context.Context) error {
+			return v.EnableAuthMethod(ctx, path, vault.MountInfo{Type: "kubernetes", Description: "Kubernetes auth managed by vaultctl"})
 		}})
 	} else if m.Type != "kubernetes" {
 		return nil, nil, Fail("choose another kubernetesAuth.path", "auth path %s/ is taken by a %s auth method", path, m.Type)
@@ -79,12 +101,11 @@ func (p *KubernetesAuth) observe(ctx context.Context) ([]step, []string, error) 
 	if s != nil {
 		steps = append(steps, *s)
 	}
-	return steps, []string{fmt.Sprintf("auth/%s, %s", path, p.Env.Config.KubernetesAuth.TokenReviewer)}, nil
+	return steps, []string{fmt.Sprintf("auth/%s, %s", path, p.In.Auth.TokenReviewer)}, nil
 }
 
 // ensureServiceAccount returns a step creating ns/name when it is missing.
-func ensureServiceAccount(ctx context.Context, env *Env, ns, name string) (*step, error) {
-	k := env.Kube
+func ensureServiceAccount(ctx context.Context, k kubernetes.Interface, ns, name string) (*step, error) {
 	_, err := k.CoreV1().ServiceAccounts(ns).Get(ctx, name, metav1.GetOptions{})
 	if err == nil {
 		return nil, nil
@@ -92,15 +113,14 @@ func ensureServiceAccount(ctx context.Context, env *Env, ns, name string) (*step
 	if !apierrors.IsNotFound(err) {
 		return nil, err
 	}
-	return &step{Change{Create, "ServiceAccount " + ns + "/" + name, ""}, func(ctx context.Context) error {
+	return &step{change: Change{Create, "ServiceAccount " + ns + "/" + name, ""}, apply: func(ctx context.Context) error {
 		_, err := k.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{ManagedByLabel: "vaultctl"}}}, metav1.CreateOptions{})
 		return ignoreExists(err)
 	}}, nil
 }
 
 // reviewSubjects are the ServiceAccounts that must be allowed to create TokenReviews.
-func (p *KubernetesAuth) reviewSubjects() []rbacv1.Subject {
-	cfg := p.Env.Config
+func reviewSubjects(cfg *config.Config) []rbacv1.Subject {
 	ns := cfg.Vault.Namespace
 	if cfg.KubernetesAuth.TokenReviewer == "reviewer-jwt" {
 		return []rbacv1.Subject{{Kind: "ServiceAccount", Name: ReviewerServiceAccount, Namespace: ns}}
@@ -120,24 +140,23 @@ func (p *KubernetesAuth) reviewSubjects() []rbacv1.Subject {
 }
 
 func (p *KubernetesAuth) kubeObjects(ctx context.Context) ([]step, error) {
-	cfg := p.Env.Config
-	ns := cfg.Vault.Namespace
-	k := p.Env.Kube
+	ns := p.In.Namespace
+	k := p.Kube
 	labels := map[string]string{ManagedByLabel: "vaultctl"}
 	var steps []step
-	if s, err := p.Env.namespaceStep(ctx); err != nil {
+	if s, err := namespaceStep(ctx, k, ns); err != nil {
 		return nil, err
 	} else if s != nil {
 		steps = append(steps, *s)
 	}
-	if cfg.KubernetesAuth.TokenReviewer == "reviewer-jwt" {
-		if s, err := ensureServiceAccount(ctx, p.Env, ns, ReviewerServiceAccount); err != nil {
+	if p.In.Auth.TokenReviewer == config.ReviewerJWT {
+		if s, err := ensureServiceAccount(ctx, k, ns, ReviewerServiceAccount); err != nil {
 			return nil, err
 		} else if s != nil {
 			steps = append(steps, *s)
 		}
 	}
-	subjects := p.reviewSubjects()
+	subjects := p.In.Reviewers
 	crb, err := k.RbacV1().ClusterRoleBindings().Get(ctx, reviewerBinding, metav1.GetOptions{})
 	want := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: reviewerBinding, Labels: labels},
@@ -146,22 +165,22 @@ func (p *KubernetesAuth) kubeObjects(ctx context.Context) ([]step, error) {
 	}
 	switch {
 	case apierrors.IsNotFound(err):
-		steps = append(steps, step{Change{Create, "ClusterRoleBinding " + reviewerBinding, fmt.Sprintf("%d ServiceAccount(s) may review tokens", len(subjects))}, func(ctx context.Context) error {
+		steps = append(steps, step{change: Change{Create, "ClusterRoleBinding " + reviewerBinding, fmt.Sprintf("%d ServiceAccount(s) may review tokens", len(subjects))}, apply: func(ctx context.Context) error {
 			_, err := k.RbacV1().ClusterRoleBindings().Create(ctx, want, metav1.CreateOptions{})
 			return ignoreExists(err)
 		}})
 	case err != nil:
 		return nil, err
 	case !slices.Equal(crb.Subjects, want.Subjects):
-		steps = append(steps, step{Change{Update, "ClusterRoleBinding " + reviewerBinding, "token reviewers changed"}, func(ctx context.Context) error {
+		steps = append(steps, step{change: Change{Update, "ClusterRoleBinding " + reviewerBinding, "token reviewers changed"}, apply: func(ctx context.Context) error {
 			crb.Subjects = want.Subjects
 			_, err := k.RbacV1().ClusterRoleBindings().Update(ctx, crb, metav1.UpdateOptions{})
 			return err
 		}})
 	}
-	if cfg.KubernetesAuth.TokenReviewer == "reviewer-jwt" {
+	if p.In.Auth.TokenReviewer == config.ReviewerJWT {
 		if _, err := k.CoreV1().Secrets(ns).Get(ctx, reviewerTokenSecret, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-			steps = append(steps, step{Change{Create, "Secret " + ns + "/" + reviewerTokenSecret, "long-lived reviewer JWT"}, func(ctx context.Context) error {
+			steps = append(steps, step{change: Change{Create, "Secret " + ns + "/" + reviewerTokenSecret, "long-lived reviewer JWT"}, apply: func(ctx context.Context) error {
 				_, err := k.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
 					ObjectMeta: metav1.ObjectMeta{Name: reviewerTokenSecret, Namespace: ns, Labels: labels,
 						Annotations: map[string]string{corev1.ServiceAccountNameKey: ReviewerServiceAccount}},
@@ -177,44 +196,44 @@ func (p *KubernetesAuth) kubeObjects(ctx context.Context) ([]step, error) {
 }
 
 // authConfig compares auth/<path>/config with the cluster; a rotated cluster CA shows up here.
-func (p *KubernetesAuth) authConfig(ctx context.Context, v *vaultapi.Client) (*step, error) {
-	cfg := p.Env.Config
-	host := cfg.KubernetesAuth.Host
+func (p *KubernetesAuth) authConfig(ctx context.Context, v vault.AuthRoles) (*step, error) {
+	host := p.In.Auth.Host
 	if host == "" {
-		host = p.Env.KubeHost
+		host = p.KubeHost
 	}
-	ca := string(p.Env.KubeCA)
-	if f := cfg.KubernetesAuth.CACert; f != "" {
-		b, err := readFile(f)
+	ca := string(p.KubeCA)
+	if f := p.In.Auth.CACert; f != "" {
+		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, Fail("kubernetesAuth.caCert must be a readable PEM file", "reading %s: %v", f, err)
 		}
 		ca = string(b)
 	}
-	path := "auth/" + cfg.KubernetesAuth.Path + "/config"
-	reviewer := cfg.KubernetesAuth.TokenReviewer == "reviewer-jwt"
+	mount := p.In.Auth.Path
+	path := "auth/" + mount + "/config"
+	reviewer := p.In.Auth.TokenReviewer == config.ReviewerJWT
 	var why []string
-	cur, err := v.Logical().ReadWithContext(ctx, path)
+	cur, err := v.ReadAuthConfig(ctx, mount)
 	if err != nil && !isNotFound(err) {
 		return nil, vaultErr("reading "+path, err)
 	}
-	if cur == nil || cur.Data == nil {
+	if cur == nil {
 		why = append(why, "not configured")
 	} else {
-		if cur.Data["kubernetes_host"] != host {
-			why = append(why, fmt.Sprintf("host %v, want %s", cur.Data["kubernetes_host"], host))
+		if cur["kubernetes_host"] != host {
+			why = append(why, fmt.Sprintf("host %v, want %s", cur["kubernetes_host"], host))
 		}
-		if strings.TrimSpace(fmt.Sprint(cur.Data["kubernetes_ca_cert"])) != strings.TrimSpace(ca) {
+		if strings.TrimSpace(fmt.Sprint(cur["kubernetes_ca_cert"])) != strings.TrimSpace(ca) {
 			why = append(why, "cluster CA differs (rotated?)")
 		}
-		if set, _ := cur.Data["token_reviewer_jwt_set"].(bool); set != reviewer {
+		if set, _ := cur["token_reviewer_jwt_set"].(bool); set != reviewer {
 			why = append(why, fmt.Sprintf("token reviewer JWT set=%v, want %v", set, reviewer))
 		}
 	}
 	if len(why) == 0 {
 		return nil, nil
 	}
-	return &step{Change{Update, path, strings.Join(why, "; ")}, func(ctx context.Context) error {
+	return &step{change: Change{Update, path, strings.Join(why, "; ")}, apply: func(ctx context.Context) error {
 		data := map[string]any{"kubernetes_host": host, "kubernetes_ca_cert": ca, "disable_local_ca_jwt": true}
 		if reviewer {
 			jwt, err := p.reviewerJWT(ctx)
@@ -225,22 +244,25 @@ func (p *KubernetesAuth) authConfig(ctx context.Context, v *vaultapi.Client) (*s
 		} else {
 			data["token_reviewer_jwt"] = ""
 		}
-		_, err := v.Logical().WriteWithContext(ctx, path, data)
-		return err
+		return v.WriteAuthConfig(ctx, mount, data)
 	}}, nil
 }
 
 // reviewerJWT waits for the token controller to fill the reviewer Secret.
 func (p *KubernetesAuth) reviewerJWT(ctx context.Context) (string, error) {
-	ns := p.Env.Config.Vault.Namespace
-	deadline := time.Now().Add(time.Minute)
+	ns := p.In.Namespace
+	timeout := p.ReviewerTokenTimeout
+	if timeout == 0 {
+		timeout = time.Minute
+	}
+	deadline := time.Now().Add(timeout)
 	for {
-		s, err := p.Env.Kube.CoreV1().Secrets(ns).Get(ctx, reviewerTokenSecret, metav1.GetOptions{})
+		s, err := p.Kube.CoreV1().Secrets(ns).Get(ctx, reviewerTokenSecret, metav1.GetOptions{})
 		if err == nil && len(s.Data[corev1.ServiceAccountTokenKey]) > 0 {
 			return string(s.Data[corev1.ServiceAccountTokenKey]), nil
 		}
 		if time.Now().After(deadline) {
-			return "", Fail("check that kube-controller-manager runs its token controller", "Secret %s/%s got no token within a minute", ns, reviewerTokenSecret)
+			return "", Fail("check that kube-controller-manager runs its token controller", "Secret %s/%s got no token within %s", ns, reviewerTokenSecret, timeout)
 		}
 		select {
 		case <-ctx.Done():

@@ -24,7 +24,7 @@ const applyLeaseDuration = 15 * time.Minute
 // Lock takes the apply Lease and returns the function that releases it.
 func (e *Env) Lock(ctx context.Context) (func(), error) {
 	ns := e.Config.Vault.Namespace
-	if err := e.ensureNamespace(ctx); err != nil {
+	if err := ensureNamespace(ctx, e.Kube, ns); err != nil {
 		return nil, Fail("check that the cluster is reachable and your credentials may create namespaces", "%v", err)
 	}
 	host := machineID()

@@ -13,27 +13,40 @@ import (
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
 	authv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/vaultctl/vaultctl/config"
 )
 
 // Preflight proves the estate can be worked on before anything changes: the cluster answers and
 // its version is known, the caller holds every permission later phases use, the KMS key (or the
 // right to create it) works, and an external Vault answers.
-type Preflight struct{ Env *Env }
+type Preflight struct {
+	In       PreflightInputs
+	Kube     kubernetes.Interface // nil: no connection (reported)
+	KubeHost string
+	KMS      KMSHandle
+	Vault    *Session
+}
+
+// PreflightInputs is what preflight reads of the config.
+type PreflightInputs struct {
+	Cluster   config.Cluster
+	External  bool
+	Address   string
+	AWSKMS    config.AWSKMS
+	Namespace string
+}
+
+func preflightInputs(cfg *config.Config) PreflightInputs {
+	return PreflightInputs{Cluster: cfg.Cluster, External: cfg.External(), Address: cfg.Vault.Address, AWSKMS: cfg.Vault.Seal.AWSKMS, Namespace: cfg.Vault.Namespace}
+}
 
 func (p *Preflight) Name() string { return "preflight" }
 func (p *Preflight) Description() string {
 	return "cluster reachable, RBAC sufficient, KMS key usable, versions known"
 }
-func (p *Preflight) Inputs() any {
-	c := p.Env.Config
-	return struct {
-		Cluster any
-		Mode    string
-		Address string
-		Seal    any
-		NS      string
-	}{c.Cluster, c.Vault.Mode, c.Vault.Address, c.Vault.Seal, c.Vault.Namespace}
-}
+func (p *Preflight) Inputs() any { return p.In }
 
 // Apply has nothing to do: preflight only observes.
 func (p *Preflight) Apply(context.Context, Diff) error { return nil }
@@ -55,7 +68,7 @@ func (p *Preflight) Check(ctx context.Context) (Diff, error) {
 	} else {
 		d.Facts = append(d.Facts, fact)
 	}
-	if p.Env.Config.External() {
+	if p.In.External {
 		if fact, err := p.vault(ctx); err != nil {
 			errs = append(errs, err)
 		} else {
@@ -66,13 +79,13 @@ func (p *Preflight) Check(ctx context.Context) (Diff, error) {
 }
 
 func (p *Preflight) cluster(ctx context.Context) (string, error) {
-	if p.Env.Kube == nil {
+	if p.Kube == nil {
 		return "", Fail("pass --kubeconfig/--context or set cluster.kubeconfig", "no Kubernetes connection")
 	}
-	v, err := p.Env.Kube.Discovery().ServerVersion()
+	v, err := p.Kube.Discovery().ServerVersion()
 	if err != nil {
-		return "", Fail("check --kubeconfig, --context and that the API server is up ("+p.Env.KubeHost+")",
-			"cannot reach the Kubernetes API at %s: %v", p.Env.KubeHost, err)
+		return "", Fail("check --kubeconfig, --context and that the API server is up ("+p.KubeHost+")",
+			"cannot reach the Kubernetes API at %s: %v", p.KubeHost, err)
 	}
 	return "Kubernetes " + v.GitVersion, nil
 }
@@ -107,7 +120,7 @@ var requiredAccess = []struct {
 }
 
 func (p *Preflight) permissions(ctx context.Context) error {
-	ns := p.Env.Config.Vault.Namespace
+	ns := p.In.Namespace
 	var missing []string
 	for _, a := range requiredAccess {
 		resource, sub, _ := strings.Cut(a.resource, "/")
@@ -116,7 +129,7 @@ func (p *Preflight) permissions(ctx context.Context) error {
 			attrs.Namespace = ns
 		}
 		review := &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: attrs}}
-		res, err := p.Env.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
+		res, err := p.Kube.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, review, metav1.CreateOptions{})
 		if err != nil {
 			return Fail("make sure the API server serves authorization.k8s.io/v1", "SelfSubjectAccessReview failed: %v", err)
 		}
@@ -140,11 +153,11 @@ func (p *Preflight) permissions(ctx context.Context) error {
 }
 
 func (p *Preflight) kmsKey(ctx context.Context) (string, error) {
-	k := p.Env.Config.Vault.Seal.AWSKMS
-	if p.Env.KMS == nil {
+	k := p.In.AWSKMS
+	if p.KMS.API == nil {
 		return "", Fail("check vault.seal.awskms.region and your AWS configuration", "no KMS client")
 	}
-	out, err := describeKey(ctx, p.Env.KMS, k.KMSKeyID)
+	out, err := describeKey(ctx, p.KMS.API, k.KMSKeyID)
 	var nf *kmstypes.NotFoundException
 	switch {
 	case errors.As(err, &nf):
@@ -152,28 +165,28 @@ func (p *Preflight) kmsKey(ctx context.Context) (string, error) {
 			return fmt.Sprintf("KMS key %s not found; the kms phase will create it", k.KMSKeyID), nil
 		}
 		return "", Fail(createKeySteps(k.KMSKeyID, k.Region)+"; or set vault.seal.awskms.createKey: true",
-			"KMS key %s does not exist at %s", k.KMSKeyID, p.Env.KMSEndpoint)
+			"KMS key %s does not exist at %s", k.KMSKeyID, p.KMS.Endpoint)
 	case err != nil:
-		return "", kmsError(err, p.Env.KMSEndpoint)
+		return "", kmsError(err, p.KMS.Endpoint)
 	}
 	if err := usableKey(out.KeyMetadata); err != nil {
 		return "", err
 	}
-	if err := roundTrip(ctx, p.Env.KMS, k.KMSKeyID); err != nil {
-		return "", kmsError(err, p.Env.KMSEndpoint)
+	if err := roundTrip(ctx, p.KMS.API, k.KMSKeyID); err != nil {
+		return "", kmsError(err, p.KMS.Endpoint)
 	}
 	return fmt.Sprintf("KMS key %s usable (encrypt/decrypt round trip, data key)", aws.ToString(out.KeyMetadata.KeyId)), nil
 }
 
 func (p *Preflight) vault(ctx context.Context) (string, error) {
-	addr := p.Env.Config.Vault.Address
+	addr := p.In.Address
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := p.Env.newVault(ctx)
+	c, err := p.Vault.Anonymous(ctx)
 	if err != nil {
 		return "", err
 	}
-	h, err := c.Sys().HealthWithContext(ctx)
+	h, err := c.Health(ctx)
 	if err != nil {
 		return "", Fail("check vault.address, vault.tls.caCert (or VAULT_CACERT) and that Vault is listening",
 			"cannot reach Vault at %s: %v", addr, err)

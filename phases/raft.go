@@ -6,23 +6,35 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/vaultctl/vaultctl/config"
 )
 
 // Raft verifies the cluster the way an operator would: as many voters as replicas, a leader,
 // every node healthy (alive and unsealed), and autopilot tuned as configured. Apply waits for
 // joining nodes to be promoted; it never removes peers.
-type Raft struct{ Env *Env }
+type Raft struct {
+	In    RaftInputs
+	Vault VaultAdmin
+	// Poll is how often Apply looks while it waits for the cluster to become healthy.
+	Poll time.Duration
+}
+
+// RaftInputs is what the raft phase reads of the config.
+type RaftInputs struct {
+	Replicas int
+	Raft     config.Raft
+}
+
+func raftInputs(cfg *config.Config) RaftInputs {
+	return RaftInputs{Replicas: cfg.Vault.Replicas, Raft: cfg.Vault.Raft}
+}
 
 func (p *Raft) Name() string { return "raft" }
 func (p *Raft) Description() string {
 	return "Raft voters equal replicas, leader elected, all nodes healthy"
 }
-func (p *Raft) Inputs() any {
-	return struct {
-		Replicas int
-		Raft     any
-	}{p.Env.Config.Vault.Replicas, p.Env.Config.Vault.Raft}
-}
+func (p *Raft) Inputs() any { return p.In }
 
 // ClusterHealth is what status shows about Vault.
 type ClusterHealth struct {
@@ -47,18 +59,25 @@ type NodeHealth struct {
 
 // Health reads autopilot's view of the cluster.
 func (e *Env) Health(ctx context.Context) (*ClusterHealth, error) {
-	v, err := e.adminVault(ctx)
+	if e.Vault == nil {
+		e.Vault = newSession(e)
+	}
+	return clusterHealth(ctx, e.Vault, e.Config.Vault.Replicas)
+}
+
+func clusterHealth(ctx context.Context, s VaultAdmin, replicas int) (*ClusterHealth, error) {
+	v, err := s.Admin(ctx)
 	if err != nil {
 		return nil, err
 	}
-	st, err := v.Sys().RaftAutopilotStateWithContext(ctx)
+	st, err := v.AutopilotState(ctx)
 	if err != nil {
 		return nil, vaultErr("reading autopilot state", err)
 	}
 	if st == nil {
 		return nil, fmt.Errorf("autopilot state is empty: is Vault using integrated storage?")
 	}
-	h := &ClusterHealth{Healthy: st.Healthy, Leader: st.Leader, Voters: len(st.Voters), WantVoters: e.Config.Vault.Replicas, FailureTolerance: st.FailureTolerance}
+	h := &ClusterHealth{Healthy: st.Healthy, Leader: st.Leader, Voters: len(st.Voters), WantVoters: replicas, FailureTolerance: st.FailureTolerance}
 	for _, s := range st.Servers {
 		h.Nodes = append(h.Nodes, NodeHealth{ID: s.ID, Address: s.Address, Status: s.Status, Healthy: s.Healthy, Node: s.NodeStatus, Version: s.Version})
 		if !s.Healthy {
@@ -82,20 +101,20 @@ func (e *Env) Health(ctx context.Context) (*ClusterHealth, error) {
 
 func (p *Raft) Check(ctx context.Context) (Diff, error) {
 	var d Diff
-	v, err := p.Env.adminVault(ctx)
+	v, err := p.Vault.Admin(ctx)
 	if err != nil {
 		return d, err
 	}
-	ap, err := v.Sys().RaftAutopilotConfigurationWithContext(ctx)
+	ap, err := v.AutopilotConfig(ctx)
 	if err != nil {
 		return d, vaultErr("reading autopilot configuration", err)
 	}
-	want := p.Env.Config.Vault.Raft
+	want := p.In.Raft
 	if ap.ServerStabilizationTime != want.AutopilotStabilizationTime.Duration || ap.CleanupDeadServers != want.AutopilotCleanupDeadServers {
 		d.Changes = append(d.Changes, Change{Update, "autopilot configuration",
 			fmt.Sprintf("server_stabilization_time %s, cleanup_dead_servers %v", want.AutopilotStabilizationTime, want.AutopilotCleanupDeadServers)})
 	}
-	h, err := p.Env.Health(ctx)
+	h, err := clusterHealth(ctx, p.Vault, p.In.Replicas)
 	if err != nil {
 		return d, err
 	}
@@ -110,12 +129,12 @@ func (p *Raft) Check(ctx context.Context) (Diff, error) {
 // Apply sets the autopilot configuration, then waits for the cluster to become healthy; a
 // node that never joins is reported with what autopilot says about it.
 func (p *Raft) Apply(ctx context.Context, _ Diff) error {
-	v, err := p.Env.adminVault(ctx)
+	v, err := p.Vault.Admin(ctx)
 	if err != nil {
 		return err
 	}
-	want := p.Env.Config.Vault.Raft
-	ap, err := v.Sys().RaftAutopilotConfigurationWithContext(ctx)
+	want := p.In.Raft
+	ap, err := v.AutopilotConfig(ctx)
 	if err != nil {
 		return vaultErr("reading autopilot configuration", err)
 	}
@@ -127,16 +146,16 @@ func (p *Raft) Apply(ctx context.Context, _ Diff) error {
 			"cleanup_dead_servers":      want.AutopilotCleanupDeadServers,
 		}
 		if want.AutopilotCleanupDeadServers && ap.MinQuorum == 0 {
-			body["min_quorum"] = p.Env.Config.Vault.Replicas
+			body["min_quorum"] = p.In.Replicas
 		}
-		if _, err := v.Logical().WriteWithContext(ctx, "sys/storage/raft/autopilot/configuration", body); err != nil {
+		if err := v.WriteAutopilotConfig(ctx, body); err != nil {
 			return vaultErr("writing autopilot configuration", err)
 		}
 	}
 	timeout := 2*time.Minute + 3*want.AutopilotStabilizationTime.Duration
 	deadline := time.Now().Add(timeout)
 	for {
-		h, err := p.Env.Health(ctx)
+		h, err := clusterHealth(ctx, p.Vault, p.In.Replicas)
 		if err == nil && h.Healthy {
 			return nil
 		}
@@ -153,7 +172,14 @@ func (p *Raft) Apply(ctx context.Context, _ Diff) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Second):
+		case <-time.After(p.poll()):
 		}
 	}
+}
+
+func (p *Raft) poll() time.Duration {
+	if p.Poll > 0 {
+		return p.Poll
+	}
+	return time.Second
 }

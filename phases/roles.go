@@ -3,60 +3,120 @@ package phases
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/vault"
 )
 
 // Roles writes the Kubernetes auth roles: bound ServiceAccounts and namespaces, policies, ttl
 // and max_ttl, audience. With --prune it deletes roles vaultctl created that were dropped.
-type Roles struct{ Env *Env }
+type Roles struct {
+	In     RolesInputs
+	Vault  VaultAdmin
+	Owners Owners
+	Prune  bool
+}
+
+// RolesInputs is what the roles phase reads of the config.
+type RolesInputs struct {
+	Roles    []config.Role
+	AuthPath string
+}
+
+func rolesInputs(cfg *config.Config) RolesInputs {
+	return RolesInputs{Roles: cfg.Roles, AuthPath: cfg.KubernetesAuth.Path}
+}
 
 func (p *Roles) Name() string { return "roles" }
 func (p *Roles) Description() string {
 	return "Kubernetes auth roles bound to ServiceAccount and namespace, short TTLs"
 }
-func (p *Roles) Inputs() any {
-	return struct{ R, Path any }{p.Env.Config.Roles, p.Env.Config.KubernetesAuth.Path}
-}
+func (p *Roles) Inputs() any { return p.In }
 
 func (p *Roles) Check(ctx context.Context) (Diff, error) { return checkObserved(ctx, p.observe) }
 
-func (p *Roles) Apply(ctx context.Context, _ Diff) error { return applyObserved(ctx, p.observe) }
+func (p *Roles) Apply(ctx context.Context, _ Diff) error { return applyConcurrently(ctx, p.observe) }
 
 func (p *Roles) observe(ctx context.Context) ([]step, []string, error) {
-	v, err := p.Env.adminVault(ctx)
+	v, err := p.Vault.Admin(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	mount := p.Env.Config.KubernetesAuth.Path
-	var steps []step
-	var want, created []string
-	for _, r := range p.Env.Config.Roles {
+	mount := p.In.AuthPath
+	data := map[string]map[string]any{}
+	var want []string
+	for _, r := range p.In.Roles {
 		want = append(want, r.Name)
-		data := map[string]any{
+		data[r.Name] = map[string]any{
 			"bound_service_account_names":      r.ServiceAccounts,
 			"bound_service_account_namespaces": r.Namespaces,
 			"token_policies":                   r.Policies,
-			"token_ttl":                        r.TTL.Seconds(),
-			"token_max_ttl":                    r.MaxTTL.Seconds(),
+			"token_ttl":                        int64(r.TTL.Seconds()),
+			"token_max_ttl":                    int64(r.MaxTTL.Seconds()),
 			"audience":                         r.Audience,
 		}
-		s, err := ensureRole(ctx, v, mount, r.Name, data)
-		if err != nil {
-			return nil, nil, err
-		}
-		if s != nil {
-			steps = append(steps, *s)
-			if s.change.Action == Create {
-				created = append(created, r.Name)
-			}
-		}
 	}
-	owned, err := ownership{p.Env}.list(ctx, "roles")
+	// Kubernetes auth roles have no field for a mark: the ownership record alone decides.
+	set := ownedSet{
+		kind: "roles", noun: "role", want: want, owners: p.Owners, prune: p.Prune,
+		ensure: func(ctx context.Context, name string) (*step, error) {
+			return ensureRole(ctx, v, mount, name, data[name])
+		},
+		remove: func(ctx context.Context, name string) error { return v.DeleteRole(ctx, mount, name) },
+	}
+	steps, facts, err := set.observe(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	steps = append(steps, pruneSteps(p.Env, "roles", owned, want, created, func(ctx context.Context, name string) error {
-		_, err := v.Logical().DeleteWithContext(ctx, "auth/"+mount+"/role/"+name)
-		return err
-	})...)
-	return steps, []string{fmt.Sprintf("%d roles on auth/%s", len(want), mount)}, nil
+	return steps, append([]string{fmt.Sprintf("%d roles on auth/%s", len(want), mount)}, facts...), nil
+}
+
+// ensureRole returns a step when the Kubernetes auth role differs from want on any key in want.
+func ensureRole(ctx context.Context, v vault.AuthRoles, mount, name string, want map[string]any) (*step, error) {
+	cur, err := v.ReadRole(ctx, mount, name)
+	if err != nil && !isNotFound(err) {
+		return nil, vaultErr("reading auth/"+mount+"/role/"+name, err)
+	}
+	action := Create
+	var diffs []string
+	if cur != nil {
+		action = Update
+		for k, w := range want {
+			if !sameValue(cur[k], w) {
+				diffs = append(diffs, k)
+			}
+		}
+		slices.Sort(diffs)
+		if len(diffs) == 0 {
+			return nil, nil
+		}
+	}
+	return &step{change: Change{action, "Kubernetes auth role " + name, strings.Join(diffs, ", ")}, apply: func(ctx context.Context) error {
+		return v.WriteRole(ctx, mount, name, want)
+	}}, nil
+}
+
+// sameValue compares a value Vault returned (JSON-decoded) with the one we would write.
+func sameValue(got, want any) bool {
+	norm := func(v any) string {
+		switch x := v.(type) {
+		case []string:
+			s := slices.Clone(x)
+			slices.Sort(s)
+			return strings.Join(s, ",")
+		case []any:
+			s := make([]string, len(x))
+			for i, e := range x {
+				s[i] = fmt.Sprint(e)
+			}
+			slices.Sort(s)
+			return strings.Join(s, ",")
+		case nil:
+			return ""
+		}
+		return fmt.Sprint(v)
+	}
+	return norm(got) == norm(want)
 }

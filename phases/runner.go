@@ -118,10 +118,18 @@ func (r *Runner) run(ctx context.Context, sel Selection, apply bool) ([]Result, 
 		return nil, err
 	}
 	checkpoints := map[string]Checkpoint{}
+	var corrupt *CorruptCheckpointsError
 	if r.Store != nil {
-		// An unreachable cluster is preflight's to explain, with a hint; start without checkpoints.
-		if checkpoints, err = r.Store.Get(ctx); err != nil {
-			checkpoints = map[string]Checkpoint{}
+		got, err := r.Store.Get(ctx)
+		switch {
+		case errors.As(err, &corrupt):
+			// Said on each phase concerned; its checkpoint is rewritten once it converges.
+			checkpoints = got
+		case err != nil:
+			// An unreachable cluster is preflight's to explain, with a hint; start without
+			// checkpoints (they only explain, they never replace observing).
+		default:
+			checkpoints = got
 		}
 	}
 	var results []Result
@@ -145,6 +153,9 @@ func (r *Runner) run(ctx context.Context, sel Selection, apply bool) ([]Result, 
 			r.Reporter.Started(name, p.Description())
 		}
 		res := r.runPhase(ctx, p, apply, checkpoints)
+		if corrupt != nil && slices.Contains(corrupt.Phases, name) {
+			res.Facts = append(res.Facts, "its checkpoint in ConfigMap "+CheckpointConfigMap+" was unreadable; rewritten when the phase converges")
+		}
 		switch {
 		case res.Status == Blocked && pendingBefore != "":
 			// A later phase often cannot be observed until an earlier one applies (Vault is not

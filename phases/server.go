@@ -2,23 +2,21 @@ package phases
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"helm.sh/helm/v3/pkg/chart"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/vaultctl/vaultctl/charts"
 	"github.com/vaultctl/vaultctl/config"
-	"github.com/vaultctl/vaultctl/internal/helmclient"
 )
 
 // Server installs the Vault server: the embedded vault chart as Helm release "vault" in the
@@ -37,124 +35,83 @@ import (
 // would fail forever. PendingRestarts returns the same information as Restart changes for the
 // commands that do act on it.
 type Server struct {
-	Env *Env
-
-	helm HelmAPI // one client for Check, Apply and the verifying Check
+	In   ServerInputs
+	Kube kubernetes.Interface
+	Helm *lazyHelm
+	// PodTimeout bounds Apply's wait for the pods; PodPoll is how often it looks.
+	PodTimeout, PodPoll time.Duration
 }
 
-// HelmAPI is the part of Helm the server phase uses; *helmclient.Client satisfies it.
-type HelmAPI interface {
-	// Status says whether UpgradeOrInstall would write a new revision, changing nothing.
-	Status(ctx context.Context, release string, ch *chart.Chart, vals map[string]any) (helmclient.Status, error)
-	// UpgradeOrInstall installs or upgrades the release; it is a no-op when nothing differs.
-	UpgradeOrInstall(ctx context.Context, release string, ch *chart.Chart, vals map[string]any) (helmclient.Result, error)
+// ServerInputs is what the server phase reads of the config: the chart values rendered from it
+// (server HCL, seal, Raft, image, resources, storage) and the fields the phase itself checks.
+type ServerInputs struct {
+	External  bool
+	Address   string
+	Namespace string
+	Replicas  int
+	TLSSecret string
+	Storage   config.Storage
+	Chart     string
+	Values    map[string]any
 }
 
-// newHelm builds the Helm client of a namespace; tests replace it with a fake.
-var newHelm = func(env *Env, ns string) (HelmAPI, error) {
-	return helmclient.New(helmclient.Options{
-		REST:        env.KubeREST,
-		Kubeconfig:  env.Kubeconfig,
-		Context:     env.KubeContext,
-		Namespace:   ns,
-		Description: "vaultctl apply",
-		// A pending revision is a killed run's once the apply Lease is ours again (it expires
-		// or was deleted by someone who knows that run died); a minute still covers a helm
-		// command someone runs by hand at the same moment.
-		PendingGrace: time.Minute,
-	})
+func serverInputs(cfg *config.Config) ServerInputs {
+	return ServerInputs{
+		External: cfg.External(), Address: cfg.Vault.Address, Namespace: cfg.Vault.Namespace, Replicas: cfg.Vault.Replicas,
+		TLSSecret: cfg.Vault.TLS.SecretName, Storage: cfg.Vault.Storage, Chart: chartVersion(), Values: charts.ServerValues(cfg),
+	}
 }
-
-// How long Apply waits for the server pods, and how often it looks.
-var (
-	serverPodTimeout = 5 * time.Minute
-	serverPodPoll    = time.Second
-)
 
 func (p *Server) Name() string        { return "server" }
 func (p *Server) Description() string { return "Vault HA Raft server installed with Helm" }
 
-func (p *Server) Inputs() any {
-	v := p.Env.Config.Vault
-	chartVersion := ""
-	if ch, err := charts.Vault(); err == nil {
-		chartVersion = ch.Metadata.Version
+func (p *Server) Inputs() any { return p.In }
+
+func (p *Server) release() (helmRelease, error) {
+	ch, err := charts.Vault()
+	if err != nil {
+		return helmRelease{}, err
 	}
-	return struct {
-		Mode, Address, Namespace string
-		Replicas                 int
-		Raft                     config.Raft
-		Seal                     config.Seal
-		TLSSecret                string
-		Image                    string
-		Resources                config.Resources
-		Storage                  config.Storage
-		Chart                    string
-	}{v.Mode, v.Address, v.Namespace, v.Replicas, v.Raft, v.Seal, v.TLS.SecretName, v.Images.Vault, v.Resources, v.Storage, chartVersion}
-}
-
-func (p *Server) client() (HelmAPI, error) { return cachedHelm(p.Env, &p.helm) }
-
-// cachedHelm returns *cache, building the Vault namespace's Helm client on first use so that
-// Check, Apply and the verifying Check share one.
-func cachedHelm(env *Env, cache *HelmAPI) (HelmAPI, error) {
-	if *cache == nil {
-		h, err := newHelm(env, env.Config.Vault.Namespace)
-		if err != nil {
-			return nil, Fail("check --kubeconfig and --context", "Helm client: %v", err)
-		}
-		*cache = h
-	}
-	return *cache, nil
-}
-
-func (p *Server) release() string {
-	return p.Env.Config.Vault.Namespace + "/" + charts.ServerRelease
+	return helmRelease{helm: p.Helm, name: charts.ServerRelease, namespace: p.In.Namespace, chart: ch, values: p.In.Values}, nil
 }
 
 func (p *Server) Check(ctx context.Context) (Diff, error) {
-	cfg := p.Env.Config
-	if cfg.External() {
-		return Diff{Facts: []string{"external Vault at " + cfg.Vault.Address + "; no server installed"}}, nil
+	if p.In.External {
+		return Diff{Facts: []string{"external Vault at " + p.In.Address + "; no server installed"}}, nil
 	}
-	if p.Env.Kube == nil {
+	if p.Kube == nil {
 		return Diff{}, Fail("pass --kubeconfig/--context or set cluster.kubeconfig", "no Kubernetes connection")
 	}
-	ch, err := charts.Vault()
+	r, err := p.release()
 	if err != nil {
 		return Diff{}, err
 	}
-	h, err := p.client()
+	st, err := r.status(ctx)
 	if err != nil {
 		return Diff{}, err
 	}
-	st, err := h.Status(ctx, charts.ServerRelease, ch, charts.ServerValues(cfg))
-	if err != nil {
-		return Diff{}, helmFailure(err, cfg.Vault.Namespace)
-	}
+	ns := p.In.Namespace
 	var d Diff
-	obj := "Helm release " + p.release()
-	chartName := ch.Metadata.Name + "-" + ch.Metadata.Version
-	switch {
-	case !st.Exists:
+	c, fact := r.change(st, fmt.Sprintf("chart %s, %d replicas", r.chartName(), p.In.Replicas))
+	if !st.Exists {
 		if sts, err := p.statefulSet(ctx); err != nil {
 			return Diff{}, err
 		} else if sts != nil && sts.Annotations["meta.helm.sh/release-name"] != charts.ServerRelease {
 			return Diff{}, Fail("remove the Vault that was installed another way (keep its PersistentVolumeClaims if you want its data), or use vault.mode: external to keep it",
-				"StatefulSet %s/%s exists but belongs to no Helm release %q", cfg.Vault.Namespace, charts.FullName, charts.ServerRelease)
+				"StatefulSet %s/%s exists but belongs to no Helm release %q", ns, charts.FullName, charts.ServerRelease)
 		}
-		d.Changes = append(d.Changes, Change{Action: Create, Object: obj,
-			Detail: fmt.Sprintf("chart %s, %d replicas", chartName, cfg.Vault.Replicas)})
+		d.Changes = append(d.Changes, *c)
 		if ok, err := p.tlsSecretExists(ctx); err != nil {
 			return Diff{}, err
 		} else if !ok {
-			d.Facts = append(d.Facts, "waits for TLS Secret "+cfg.Vault.Namespace+"/"+cfg.Vault.TLS.SecretName+" (tls phase)")
+			d.Facts = append(d.Facts, "waits for TLS Secret "+ns+"/"+p.In.TLSSecret+" (tls phase)")
 		}
 		return d, nil
-	case st.Differs:
-		d.Changes = append(d.Changes, Change{Action: Update, Object: obj, Detail: fmt.Sprintf("revision %d: %s", st.Revision, st.Reason)})
-	default:
-		d.Facts = append(d.Facts, fmt.Sprintf("%s revision %d deployed (chart %s)", obj, st.Revision, chartName))
+	}
+	if c != nil {
+		d.Changes = append(d.Changes, *c)
+	} else {
+		d.Facts = append(d.Facts, fact)
 	}
 	sts, err := p.statefulSet(ctx)
 	if err != nil {
@@ -171,15 +128,15 @@ func (p *Server) Check(ctx context.Context) (Diff, error) {
 	}
 	if len(pods.waiting) > 0 {
 		d.Changes = append(d.Changes, Change{Action: Update, Object: "Vault pods",
-			Detail: fmt.Sprintf("%d/%d Running; wait for %s", pods.running, cfg.Vault.Replicas, strings.Join(pods.waiting, ", "))})
+			Detail: fmt.Sprintf("%d/%d Running; wait for %s", pods.running, p.In.Replicas, strings.Join(pods.waiting, ", "))})
 	} else {
-		d.Facts = append(d.Facts, fmt.Sprintf("%d/%d pods Running", pods.running, cfg.Vault.Replicas))
+		d.Facts = append(d.Facts, fmt.Sprintf("%d/%d pods Running", pods.running, p.In.Replicas))
 	}
 	for _, c := range pods.restarts {
 		d.Facts = append(d.Facts, c.Detail)
 	}
 	if len(pods.restarts) > 0 {
-		d.Facts = append(d.Facts, fmt.Sprintf("OnDelete updates restart nothing: restart the pods one at a time, standbys first and the leader (label vault-active=true) last, with `kubectl delete pod -n %s POD`, waiting for each to rejoin", cfg.Vault.Namespace))
+		d.Facts = append(d.Facts, fmt.Sprintf("OnDelete updates restart nothing: restart the pods one at a time, standbys first and the leader (label vault-active=true) last, with `kubectl delete pod -n %s POD`, waiting for each to rejoin", ns))
 	}
 	return d, nil
 }
@@ -187,7 +144,7 @@ func (p *Server) Check(ctx context.Context) (Diff, error) {
 // PendingRestarts lists the server pods that run an older pod template than the StatefulSet's,
 // as Restart changes, for the commands that restart pods (`vaultctl upgrade`, `status`).
 func (p *Server) PendingRestarts(ctx context.Context) ([]Change, error) {
-	if p.Env.Config.External() {
+	if p.In.External {
 		return nil, nil
 	}
 	sts, err := p.statefulSet(ctx)
@@ -202,67 +159,42 @@ func (p *Server) PendingRestarts(ctx context.Context) ([]Change, error) {
 }
 
 func (p *Server) Apply(ctx context.Context, _ Diff) error {
-	cfg := p.Env.Config
-	if cfg.External() {
+	if p.In.External {
 		return nil
 	}
-	ns := cfg.Vault.Namespace
 	ok, err := p.tlsSecretExists(ctx)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		return Fail("run the tls phase first (vaultctl apply --only tls,server), or create the Secret when vault.tls.mode is secret",
-			"TLS Secret %s/%s does not exist; Vault pods would not start without it", ns, cfg.Vault.TLS.SecretName)
+			"TLS Secret %s/%s does not exist; Vault pods would not start without it", p.In.Namespace, p.In.TLSSecret)
 	}
-	ch, err := charts.Vault()
+	r, err := p.release()
 	if err != nil {
 		return err
 	}
-	h, err := p.client()
-	if err != nil {
+	if err := r.upgrade(ctx); err != nil {
 		return err
-	}
-	progressf(ctx, "helm upgrade --install %s (chart %s-%s)", p.release(), ch.Metadata.Name, ch.Metadata.Version)
-	res, err := h.UpgradeOrInstall(ctx, charts.ServerRelease, ch, charts.ServerValues(cfg))
-	if err != nil {
-		return helmFailure(err, ns)
-	}
-	if res.Changed {
-		progressf(ctx, "release %s at revision %d", p.release(), res.Revision)
 	}
 	return p.waitPods(ctx)
 }
 
-func helmFailure(err error, ns string) error {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	var pe *helmclient.PendingError
-	if errors.As(err, &pe) {
-		return Fail(fmt.Sprintf("if no helm command runs against it, run vaultctl apply again in %s: the interrupted revision is then marked failed and replaced (`helm history %s -n %s`)",
-			pe.Wait.Round(time.Second), pe.Release, ns), "%v", err)
-	}
-	// Shared by the server and injector phases: the release is named in err.
-	return Fail(fmt.Sprintf("see `helm list -a -n %s`, `helm history RELEASE -n %s` and `kubectl get events -n %s`; fix the cause and run vaultctl apply again (a failed install is rolled back)",
-		ns, ns, ns), "%v", err)
-}
-
 func (p *Server) tlsSecretExists(ctx context.Context) (bool, error) {
-	v := p.Env.Config.Vault
-	_, err := p.Env.Kube.CoreV1().Secrets(v.Namespace).Get(ctx, v.TLS.SecretName, metav1.GetOptions{})
+	ns := p.In.Namespace
+	_, err := p.Kube.CoreV1().Secrets(ns).Get(ctx, p.In.TLSSecret, metav1.GetOptions{})
 	switch {
 	case err == nil:
 		return true, nil
 	case apierrors.IsNotFound(err):
 		return false, nil
 	}
-	return false, Fail("check that your kube credentials may read Secrets in namespace "+v.Namespace, "reading Secret %s: %v", v.TLS.SecretName, err)
+	return false, Fail("check that your kube credentials may read Secrets in namespace "+ns, "reading Secret %s: %v", p.In.TLSSecret, err)
 }
 
 func (p *Server) statefulSet(ctx context.Context) (*appsv1.StatefulSet, error) {
-	ns := p.Env.Config.Vault.Namespace
-	sts, err := p.Env.Kube.AppsV1().StatefulSets(ns).Get(ctx, charts.FullName, metav1.GetOptions{})
+	ns := p.In.Namespace
+	sts, err := p.Kube.AppsV1().StatefulSets(ns).Get(ctx, charts.FullName, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -275,7 +207,7 @@ func (p *Server) statefulSet(ctx context.Context) (*appsv1.StatefulSet, error) {
 // checkClaims refuses a storage change the API server would reject: a StatefulSet's volume
 // claim templates are immutable, and Helm's atomic rollback would only hide the cause.
 func (p *Server) checkClaims(sts *appsv1.StatefulSet) error {
-	st := p.Env.Config.Vault.Storage
+	st := p.In.Storage
 	want := map[string]string{"data": st.DataSize, "audit": st.AuditSize}
 	for _, c := range sts.Spec.VolumeClaimTemplates {
 		size, ok := want[c.Name]
@@ -296,7 +228,7 @@ func (p *Server) checkClaims(sts *appsv1.StatefulSet) error {
 			problem = strings.TrimPrefix(problem+fmt.Sprintf("; storage class %q -> %q", cur, st.StorageClass), "; ")
 		}
 		if problem != "" {
-			ns := p.Env.Config.Vault.Namespace
+			ns := p.In.Namespace
 			return Fail(fmt.Sprintf("restore vault.storage, or change the volumes by hand: expand each PVC %s-%s-N (if its StorageClass allows), then `kubectl delete statefulset %s -n %s --cascade=orphan` and run vaultctl apply again (pods and data stay)",
 				c.Name, charts.FullName, charts.FullName, ns),
 				"volume claim %q of StatefulSet %s/%s cannot change in place (%s)", c.Name, ns, charts.FullName, problem)
@@ -314,10 +246,10 @@ type serverPods struct {
 }
 
 func (p *Server) observePods(ctx context.Context, sts *appsv1.StatefulSet) (*serverPods, error) {
-	v := p.Env.Config.Vault
-	list, err := p.Env.Kube.CoreV1().Pods(v.Namespace).List(ctx, metav1.ListOptions{LabelSelector: charts.ServerSelector})
+	ns := p.In.Namespace
+	list, err := p.Kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: charts.ServerSelector})
 	if err != nil {
-		return nil, Fail("check that your kube credentials may list pods in namespace "+v.Namespace, "listing Vault pods: %v", err)
+		return nil, Fail("check that your kube credentials may list pods in namespace "+ns, "listing Vault pods: %v", err)
 	}
 	byName := map[string]*corev1.Pod{}
 	for i := range list.Items {
@@ -325,7 +257,7 @@ func (p *Server) observePods(ctx context.Context, sts *appsv1.StatefulSet) (*ser
 	}
 	out := &serverPods{}
 	var unbound []string
-	for i := range v.Replicas {
+	for i := range p.In.Replicas {
 		name := charts.PodName(i)
 		pod := byName[name]
 		switch {
@@ -352,7 +284,7 @@ func (p *Server) observePods(ctx context.Context, sts *appsv1.StatefulSet) (*ser
 	if len(unbound) > 0 {
 		sort.Strings(unbound)
 		out.hints = append(out.hints, fmt.Sprintf("claims %s are not bound: set vault.storage.storageClass to a class with a provisioner, or create PersistentVolumes (data %s, audit %s each)",
-			strings.Join(unbound, ", "), v.Storage.DataSize, v.Storage.AuditSize))
+			strings.Join(unbound, ", "), p.In.Storage.DataSize, p.In.Storage.AuditSize))
 	}
 	return out, nil
 }
@@ -422,7 +354,7 @@ func (p *Server) unboundClaims(ctx context.Context, pod *corev1.Pod) []string {
 		if vol.PersistentVolumeClaim == nil {
 			continue
 		}
-		pvc, err := p.Env.Kube.CoreV1().PersistentVolumeClaims(pod.Namespace).Get(ctx, vol.PersistentVolumeClaim.ClaimName, metav1.GetOptions{})
+		pvc, err := p.Kube.CoreV1().PersistentVolumeClaims(pod.Namespace).Get(ctx, vol.PersistentVolumeClaim.ClaimName, metav1.GetOptions{})
 		if err != nil || pvc.Status.Phase != corev1.ClaimBound {
 			pending = append(pending, vol.PersistentVolumeClaim.ClaimName)
 		}
@@ -432,8 +364,15 @@ func (p *Server) unboundClaims(ctx context.Context, pod *corev1.Pod) []string {
 
 // waitPods waits until every replica's pod exists and runs, reporting progress as it changes.
 func (p *Server) waitPods(ctx context.Context) error {
-	v := p.Env.Config.Vault
-	deadline := time.Now().Add(serverPodTimeout)
+	ns, replicas := p.In.Namespace, p.In.Replicas
+	timeout, poll := p.PodTimeout, p.PodPoll
+	if timeout == 0 {
+		timeout = 5 * time.Minute
+	}
+	if poll == 0 {
+		poll = time.Second
+	}
+	deadline := time.Now().Add(timeout)
 	last := ""
 	for {
 		sts, err := p.statefulSet(ctx)
@@ -445,10 +384,10 @@ func (p *Server) waitPods(ctx context.Context) error {
 			return err
 		}
 		if len(pods.waiting) == 0 {
-			progressf(ctx, "%d/%d Vault pods Running", pods.running, v.Replicas)
+			progressf(ctx, "%d/%d Vault pods Running", pods.running, replicas)
 			return nil
 		}
-		msg := fmt.Sprintf("%d/%d Vault pods Running; waiting for %s", pods.running, v.Replicas, strings.Join(pods.waiting, ", "))
+		msg := fmt.Sprintf("%d/%d Vault pods Running; waiting for %s", pods.running, replicas, strings.Join(pods.waiting, ", "))
 		if msg != last {
 			progressf(ctx, "%s", msg)
 			last = msg
@@ -456,14 +395,14 @@ func (p *Server) waitPods(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			hint := strings.Join(pods.hints, "; ")
 			if hint == "" {
-				hint = fmt.Sprintf("kubectl describe pods -n %s -l %s; kubectl get events -n %s", v.Namespace, charts.ServerSelector, v.Namespace)
+				hint = fmt.Sprintf("kubectl describe pods -n %s -l %s; kubectl get events -n %s", ns, charts.ServerSelector, ns)
 			}
-			return Fail(hint, "Vault pods not Running after %s: %s", serverPodTimeout, strings.Join(pods.waiting, ", "))
+			return Fail(hint, "Vault pods not Running after %s: %s", timeout, strings.Join(pods.waiting, ", "))
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(serverPodPoll):
+		case <-time.After(poll):
 		}
 	}
 }

@@ -69,20 +69,44 @@ func (f *fakeHelm) UpgradeOrInstall(_ context.Context, _ string, _ *chart.Chart,
 	return helmclient.Result{Changed: true, Installed: f.revision == 1, Revision: f.revision}, nil
 }
 
+// The server tests share these: useHelm and fastWait set them, serverOf wires them into the
+// phase (production code takes them as the phase's fields).
+var (
+	testHelm       HelmAPI
+	testHelmCalls  int
+	testPodTimeout = 5 * time.Second
+)
+
 func useHelm(t *testing.T, h HelmAPI) *int {
 	t.Helper()
-	calls := 0
-	old := newHelm
-	newHelm = func(*Env, string) (HelmAPI, error) { calls++; return h, nil }
-	t.Cleanup(func() { newHelm = old })
-	return &calls
+	testHelm, testHelmCalls = h, 0
+	t.Cleanup(func() { testHelm = nil })
+	return &testHelmCalls
 }
 
 func fastWait(t *testing.T, timeout time.Duration) {
 	t.Helper()
-	oldT, oldP := serverPodTimeout, serverPodPoll
-	serverPodTimeout, serverPodPoll = timeout, 5*time.Millisecond
-	t.Cleanup(func() { serverPodTimeout, serverPodPoll = oldT, oldP })
+	testPodTimeout = timeout
+	t.Cleanup(func() { testPodTimeout = 5 * time.Second })
+}
+
+// phaseNamed builds the phases from env, as a run does, and returns the one named.
+func phaseNamed(env *Env, name string) Phase {
+	for _, p := range All(env) {
+		if p.Name() == name {
+			return p
+		}
+	}
+	panic("no phase " + name)
+}
+
+func serverOf(env *Env) *Server {
+	if env.Helm == nil {
+		env.Helm = func(string) (HelmAPI, error) { testHelmCalls++; return testHelm, nil }
+	}
+	p := phaseNamed(env, "server").(*Server)
+	p.PodTimeout, p.PodPoll = testPodTimeout, 5*time.Millisecond
+	return p
 }
 
 var serverLabels = map[string]string{"app.kubernetes.io/name": "vault", "app.kubernetes.io/instance": "vault", "component": "server"}
@@ -123,7 +147,7 @@ func controller(kube kubernetes.Interface, cfg *config.Config, rev string, phase
 func TestServerExternalInstallsNothing(t *testing.T) {
 	calls := useHelm(t, &fakeHelm{})
 	env := &Env{Config: testConfig(func(c *config.Config) { c.Vault.Mode = config.ModeExternal; c.Vault.Address = "https://v.example:8200" })}
-	p := &Server{Env: env}
+	p := serverOf(env)
 	d, err := p.Check(context.Background())
 	if err != nil || !d.Empty() || d.Facts[0] != "external Vault at https://v.example:8200; no server installed" {
 		t.Fatalf("external: %+v %v", d, err)
@@ -150,7 +174,7 @@ func TestServerInstallsWaitsAndIsThenANoOp(t *testing.T) {
 	env := &Env{Config: cfg, Kube: kube}
 
 	// Before the tls phase: plan shows the install, apply refuses with the step to take.
-	p := &Server{Env: env}
+	p := serverOf(env)
 	d, err := p.Check(context.Background())
 	if err != nil || len(d.Changes) != 1 || d.Changes[0].Action != Create || !strings.Contains(d.Facts[0], "waits for TLS Secret") {
 		t.Fatalf("plan before tls: %+v %v", d, err)
@@ -164,7 +188,7 @@ func TestServerInstallsWaitsAndIsThenANoOp(t *testing.T) {
 	var lines []string
 	var mu sync.Mutex
 	ctx := WithProgress(context.Background(), func(l string) { mu.Lock(); lines = append(lines, l); mu.Unlock() })
-	r := &Runner{Phases: []Phase{&Server{Env: env}}}
+	r := &Runner{Phases: []Phase{serverOf(env)}}
 	res, err := r.Apply(ctx, Selection{})
 	if err != nil || res[0].Status != Changed {
 		t.Fatalf("first apply: %+v %v", res, err)
@@ -180,14 +204,14 @@ func TestServerInstallsWaitsAndIsThenANoOp(t *testing.T) {
 	}
 
 	// Second apply: nothing differs, nothing is written.
-	res, err = (&Runner{Phases: []Phase{&Server{Env: env}}}).Apply(context.Background(), Selection{})
+	res, err = (&Runner{Phases: []Phase{serverOf(env)}}).Apply(context.Background(), Selection{})
 	if err != nil || res[0].Status != UpToDate || h.writes != 1 {
 		t.Fatalf("second apply: %+v %v (helm writes %d)", res, err, h.writes)
 	}
 
 	// A config change: plan shows an update of the release.
 	cfg.Vault.Seal.AWSKMS.Endpoint = "http://127.0.0.1:4599"
-	d, err = (&Server{Env: env}).Check(context.Background())
+	d, err = (serverOf(env)).Check(context.Background())
 	if err != nil || len(d.Changes) != 1 || d.Changes[0].Action != Update || !strings.Contains(d.Changes[0].Detail, "vault-config") {
 		t.Fatalf("plan after a change: %+v %v", d, err)
 	}
@@ -211,7 +235,7 @@ func TestServerReportsPendingRestartsAsFacts(t *testing.T) {
 	pod.Labels[appsv1.ControllerRevisionHashLabelKey] = "rev2"
 	_, _ = kube.CoreV1().Pods("vault").Update(context.Background(), pod, metav1.UpdateOptions{})
 
-	res, err := (&Runner{Phases: []Phase{&Server{Env: env}}}).Apply(context.Background(), Selection{})
+	res, err := (&Runner{Phases: []Phase{serverOf(env)}}).Apply(context.Background(), Selection{})
 	if err != nil || res[0].Status != UpToDate {
 		t.Fatalf("a pending restart must not fail or dirty apply: %+v %v", res, err)
 	}
@@ -220,7 +244,7 @@ func TestServerReportsPendingRestartsAsFacts(t *testing.T) {
 		!strings.Contains(facts, "restart pending: pod vault-2") || strings.Contains(facts, "pod vault-0 runs") {
 		t.Fatalf("facts:\n%s", facts)
 	}
-	changes, err := (&Server{Env: env}).PendingRestarts(context.Background())
+	changes, err := (serverOf(env)).PendingRestarts(context.Background())
 	if err != nil || len(changes) != 2 || changes[0].Action != Restart || changes[0].Object != "pod vault/vault-1" {
 		t.Fatalf("PendingRestarts: %+v %v", changes, err)
 	}
@@ -229,7 +253,7 @@ func TestServerReportsPendingRestartsAsFacts(t *testing.T) {
 	sts.Generation, sts.Status.ObservedGeneration = 3, 2
 	sts.Spec.Template.Annotations = map[string]string{charts.ConfigHashAnnotation: "new"}
 	_, _ = kube.AppsV1().StatefulSets("vault").Update(context.Background(), sts, metav1.UpdateOptions{})
-	changes, _ = (&Server{Env: env}).PendingRestarts(context.Background())
+	changes, _ = (serverOf(env)).PendingRestarts(context.Background())
 	if len(changes) != 3 || !strings.Contains(changes[0].Detail, "StatefulSet wants new") {
 		t.Fatalf("checksum fallback: %+v", changes)
 	}
@@ -250,7 +274,7 @@ func TestServerWaitExplainsUnboundClaims(t *testing.T) {
 		}
 	}}
 	useHelm(t, h)
-	p := &Server{Env: &Env{Config: cfg, Kube: kube}}
+	p := serverOf(&Env{Config: cfg, Kube: kube})
 	d, _ := p.Check(context.Background())
 	err := p.Apply(context.Background(), d)
 	if err == nil {
@@ -270,7 +294,7 @@ func TestServerRefusesImmutableStorageChanges(t *testing.T) {
 	controller(kube, cfg, "rev1", corev1.PodRunning)
 	_, _ = h.UpgradeOrInstall(context.Background(), "vault", nil, charts.ServerValues(cfg))
 	cfg.Vault.Storage.DataSize = "20Gi"
-	_, err := (&Server{Env: &Env{Config: cfg, Kube: kube}}).Check(context.Background())
+	_, err := (serverOf(&Env{Config: cfg, Kube: kube})).Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), `volume claim "data"`) || !strings.Contains(asPhaseError("server", err).Hint, "--cascade=orphan") {
 		t.Fatalf("want a refusal: %v", err)
 	}
@@ -280,7 +304,7 @@ func TestServerRefusesAStatefulSetOutsideHelm(t *testing.T) {
 	cfg := testConfig(nil)
 	kube := fake.NewClientset(tlsSecret(), &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "vault", Namespace: "vault"}})
 	useHelm(t, &fakeHelm{})
-	_, err := (&Server{Env: &Env{Config: cfg, Kube: kube}}).Check(context.Background())
+	_, err := (serverOf(&Env{Config: cfg, Kube: kube})).Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "belongs to no Helm release") {
 		t.Fatalf("want a refusal: %v", err)
 	}
@@ -289,7 +313,7 @@ func TestServerRefusesAStatefulSetOutsideHelm(t *testing.T) {
 func TestServerHelmFailureHasAHint(t *testing.T) {
 	cfg := testConfig(nil)
 	useHelm(t, &fakeHelm{failWith: errors.New("helm install vault: timed out")})
-	p := &Server{Env: &Env{Config: cfg, Kube: fake.NewClientset(tlsSecret())}}
+	p := serverOf(&Env{Config: cfg, Kube: fake.NewClientset(tlsSecret())})
 	err := p.Apply(context.Background(), Diff{})
 	if err == nil || !strings.Contains(asPhaseError("server", err).Hint, "helm history RELEASE -n vault") {
 		t.Fatalf("want a hinted failure: %v", err)

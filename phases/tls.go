@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/vaultctl/vaultctl/charts"
 	"github.com/vaultctl/vaultctl/config"
@@ -44,7 +45,33 @@ import (
 // tls.mode cert-manager: a cert-manager Certificate issues that Secret.
 //
 // Private keys live only in the Secrets: never in facts, errors, checkpoints or Helm values.
-type ServerTLS struct{ Env *Env }
+type ServerTLS struct {
+	In      TLSInputs
+	Kube    kubernetes.Interface
+	Dynamic func() (dynamic.Interface, error) // cert-manager mode
+	Clock   Clock
+}
+
+// TLSInputs is what the tls phase reads of the config.
+type TLSInputs struct {
+	External  bool
+	Address   string
+	Namespace string
+	Replicas  int
+	TLS       config.TLS
+}
+
+func tlsInputs(cfg *config.Config) TLSInputs {
+	v := cfg.Vault
+	return TLSInputs{External: cfg.External(), Address: v.Address, Namespace: v.Namespace, Replicas: v.Replicas, TLS: v.TLS}
+}
+
+func (p *ServerTLS) now() time.Time {
+	if p.Clock != nil {
+		return p.Clock()
+	}
+	return time.Now()
+}
 
 // TLS names and lifetimes.
 const (
@@ -56,22 +83,11 @@ const (
 	clockSkew = 5 * time.Minute
 )
 
-// tlsNow is the clock of the TLS phase; tests move it.
-var tlsNow = time.Now
-
 func (p *ServerTLS) Name() string { return "tls" }
 func (p *ServerTLS) Description() string {
 	return "Vault server certificate covering every pod and Service name"
 }
-func (p *ServerTLS) Inputs() any {
-	v := p.Env.Config.Vault
-	return struct {
-		Mode      string
-		Namespace string
-		Replicas  int
-		TLS       config.TLS
-	}{v.Mode, v.Namespace, v.Replicas, v.TLS}
-}
+func (p *ServerTLS) Inputs() any { return p.In }
 
 // ServerSANs lists the names and addresses the server certificate must cover.
 func ServerSANs(namespace string, replicas int, extra []string) (dns []string, ips []string) {
@@ -99,19 +115,17 @@ func ServerSANs(namespace string, replicas int, extra []string) (dns []string, i
 }
 
 func (p *ServerTLS) sans() ([]string, []string) {
-	v := p.Env.Config.Vault
-	return ServerSANs(v.Namespace, v.Replicas, v.TLS.ExtraSANs)
+	return ServerSANs(p.In.Namespace, p.In.Replicas, p.In.TLS.ExtraSANs)
 }
 
 func (p *ServerTLS) Check(ctx context.Context) (Diff, error) {
-	cfg := p.Env.Config
-	if cfg.External() {
-		return Diff{Facts: []string{"external Vault at " + cfg.Vault.Address + ": its TLS is managed outside vaultctl"}}, nil
+	if p.In.External {
+		return Diff{Facts: []string{"external Vault at " + p.In.Address + ": its TLS is managed outside vaultctl"}}, nil
 	}
-	if p.Env.Kube == nil {
+	if p.Kube == nil {
 		return Diff{}, Fail("pass --kubeconfig/--context or set cluster.kubeconfig", "no Kubernetes connection")
 	}
-	switch cfg.Vault.TLS.Mode {
+	switch p.In.TLS.Mode {
 	case "secret":
 		return p.checkUserSecret(ctx)
 	case "cert-manager":
@@ -126,7 +140,7 @@ func (p *ServerTLS) Check(ctx context.Context) (Diff, error) {
 }
 
 func (p *ServerTLS) Apply(ctx context.Context, _ Diff) error {
-	switch p.Env.Config.Vault.TLS.Mode {
+	switch p.In.TLS.Mode {
 	case "secret":
 		return nil // verified only
 	case "cert-manager":
@@ -137,11 +151,11 @@ func (p *ServerTLS) Apply(ctx context.Context, _ Diff) error {
 	if err != nil {
 		return err
 	}
-	ns := p.Env.Config.Vault.Namespace
-	if err := p.Env.ensureNamespace(ctx); err != nil {
+	ns := p.In.Namespace
+	if err := ensureNamespace(ctx, p.Kube, ns); err != nil {
 		return Fail("check that your kube credentials may create namespaces", "%v", err)
 	}
-	now := tlsNow()
+	now := p.now()
 	ca := st.ca
 	if st.caAction != "" {
 		next, err := newCA(ns, now)
@@ -164,12 +178,12 @@ func (p *ServerTLS) Apply(ctx context.Context, _ Diff) error {
 		}
 		data := map[string][]byte{corev1.TLSCertKey: crt, corev1.TLSPrivateKeyKey: key, "ca.crt": pemCerts(ca.bundle)}
 		ann := map[string]string{IssuedAtAnnotation: now.UTC().Format(time.RFC3339)}
-		return p.writeSecret(ctx, p.Env.Config.Vault.TLS.SecretName, st.certSecret, data, ann)
+		return p.writeSecret(ctx, p.In.TLS.SecretName, st.certSecret, data, ann)
 	}
 	if st.bundleStale {
 		data := maps.Clone(st.certSecret.Data)
 		data["ca.crt"] = pemCerts(ca.bundle)
-		return p.writeSecret(ctx, p.Env.Config.Vault.TLS.SecretName, st.certSecret, data, st.certSecret.Annotations)
+		return p.writeSecret(ctx, p.In.TLS.SecretName, st.certSecret, data, st.certSecret.Annotations)
 	}
 	return nil
 }
@@ -186,7 +200,7 @@ type tlsState struct {
 }
 
 func (p *ServerTLS) secrets() secretClient {
-	return p.Env.Kube.CoreV1().Secrets(p.Env.Config.Vault.Namespace)
+	return p.Kube.CoreV1().Secrets(p.In.Namespace)
 }
 
 type secretClient interface {
@@ -202,16 +216,16 @@ func (p *ServerTLS) getSecret(ctx context.Context, name string) (*corev1.Secret,
 		return nil, nil
 	}
 	if err != nil {
-		return nil, Fail("check that your kube credentials may read Secrets in namespace "+p.Env.Config.Vault.Namespace,
+		return nil, Fail("check that your kube credentials may read Secrets in namespace "+p.In.Namespace,
 			"reading Secret %s: %v", name, err)
 	}
 	return s, nil
 }
 
 func (p *ServerTLS) observe(ctx context.Context) (*tlsState, error) {
-	cfg := p.Env.Config.Vault
+	cfg := p.In
 	ns := cfg.Namespace
-	now := tlsNow()
+	now := p.now()
 	st := &tlsState{}
 	var err error
 	if st.caSecret, err = p.getSecret(ctx, CASecret); err != nil {
@@ -221,7 +235,7 @@ func (p *ServerTLS) observe(ctx context.Context) (*tlsState, error) {
 	case st.caSecret == nil:
 		st.caAction, st.caWhy = "create", "not found"
 	default:
-		ca, err := loadCA(st.caSecret)
+		ca, err := loadCA(st.caSecret, now)
 		if err != nil {
 			return nil, Fail(fmt.Sprintf("delete Secret %s/%s to let vaultctl create a new CA (workloads must then trust the new ca.crt), or restore it", ns, CASecret),
 				"CA Secret %s/%s is unusable: %v", ns, CASecret, err)
@@ -273,8 +287,8 @@ func (p *ServerTLS) observe(ctx context.Context) (*tlsState, error) {
 }
 
 func (st *tlsState) diff(p *ServerTLS) Diff {
-	ns := p.Env.Config.Vault.Namespace
-	name := p.Env.Config.Vault.TLS.SecretName
+	ns := p.In.Namespace
+	name := p.In.TLS.SecretName
 	var d Diff
 	switch st.caAction {
 	case "create":
@@ -322,7 +336,7 @@ func (p *ServerTLS) podsBehind(ctx context.Context, s *corev1.Secret) string {
 	if err != nil {
 		return ""
 	}
-	pods, err := p.Env.Kube.CoreV1().Pods(p.Env.Config.Vault.Namespace).List(ctx, metav1.ListOptions{LabelSelector: charts.ServerSelector})
+	pods, err := p.Kube.CoreV1().Pods(p.In.Namespace).List(ctx, metav1.ListOptions{LabelSelector: charts.ServerSelector})
 	if err != nil {
 		return ""
 	}
@@ -337,11 +351,11 @@ func (p *ServerTLS) podsBehind(ctx context.Context, s *corev1.Secret) string {
 	}
 	sort.Strings(behind)
 	return fmt.Sprintf("certificate renewed %s; %s still serve the previous one until they get SIGHUP (kubectl exec -n %s POD -- kill -HUP 1) or restart",
-		issued.UTC().Format(time.DateTime), strings.Join(behind, ", "), p.Env.Config.Vault.Namespace)
+		issued.UTC().Format(time.DateTime), strings.Join(behind, ", "), p.In.Namespace)
 }
 
 func (p *ServerTLS) writeSecret(ctx context.Context, name string, cur *corev1.Secret, data map[string][]byte, ann map[string]string) error {
-	ns := p.Env.Config.Vault.Namespace
+	ns := p.In.Namespace
 	want := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{ManagedByLabel: "vaultctl"}, Annotations: ann},
 		Type:       corev1.SecretTypeTLS,
@@ -377,7 +391,7 @@ func (p *ServerTLS) writeSecret(ctx context.Context, name string, cur *corev1.Se
 // --- tls.mode secret ---
 
 func (p *ServerTLS) checkUserSecret(ctx context.Context) (Diff, error) {
-	cfg := p.Env.Config.Vault
+	cfg := p.In
 	ns, name := cfg.Namespace, cfg.TLS.SecretName
 	s, err := p.getSecret(ctx, name)
 	if err != nil {
@@ -402,7 +416,7 @@ func (p *ServerTLS) checkUserSecret(ctx context.Context) (Diff, error) {
 		return Diff{}, Fail("issue a certificate whose SANs include every name listed (vaultctl needs all of them: peers join by pod name, clients use the Services)",
 			"certificate in Secret %s/%s does not cover %s", ns, name, strings.Join(missing, ", "))
 	}
-	now := tlsNow()
+	now := p.now()
 	if now.After(cert.NotAfter) {
 		return Diff{}, Fail("renew the certificate in Secret "+ns+"/"+name, "certificate in Secret %s/%s expired on %s", ns, name, cert.NotAfter.UTC().Format(time.DateOnly))
 	}
@@ -417,16 +431,8 @@ func (p *ServerTLS) checkUserSecret(ctx context.Context) (Diff, error) {
 
 var certificateGVR = schema.GroupVersionResource{Group: "cert-manager.io", Version: "v1", Resource: "certificates"}
 
-// newDynamic builds the dynamic client the cert-manager branch uses; tests replace it.
-var newDynamic = func(env *Env) (dynamic.Interface, error) {
-	if env.KubeREST == nil {
-		return nil, errors.New("no Kubernetes REST config")
-	}
-	return dynamic.NewForConfig(env.KubeREST)
-}
-
 func (p *ServerTLS) desiredCertificate() *unstructured.Unstructured {
-	cfg := p.Env.Config.Vault
+	cfg := p.In
 	kind, name, ok := strings.Cut(cfg.TLS.CertManagerIssuer, "/")
 	if !ok {
 		kind, name = "Issuer", cfg.TLS.CertManagerIssuer
@@ -462,16 +468,19 @@ func toAny(s []string) []any {
 }
 
 func (p *ServerTLS) certManagerClient(ctx context.Context) (dynamic.ResourceInterface, error) {
-	_, err := p.Env.Kube.Discovery().ServerResourcesForGroupVersion("cert-manager.io/v1")
+	_, err := p.Kube.Discovery().ServerResourcesForGroupVersion("cert-manager.io/v1")
 	if err != nil {
 		return nil, Fail("install cert-manager (https://cert-manager.io/docs/installation/) or set vault.tls.mode: generate",
 			"cert-manager is not installed: the cluster serves no cert-manager.io/v1 API (%v)", err)
 	}
-	dc, err := newDynamic(p.Env)
+	if p.Dynamic == nil {
+		return nil, errors.New("no dynamic Kubernetes client")
+	}
+	dc, err := p.Dynamic()
 	if err != nil {
 		return nil, err
 	}
-	return dc.Resource(certificateGVR).Namespace(p.Env.Config.Vault.Namespace), nil
+	return dc.Resource(certificateGVR).Namespace(p.In.Namespace), nil
 }
 
 func (p *ServerTLS) checkCertManager(ctx context.Context) (Diff, error) {
@@ -484,14 +493,14 @@ func (p *ServerTLS) checkCertManager(ctx context.Context) (Diff, error) {
 	cur, err := rc.Get(ctx, want.GetName(), metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
-		return Diff{Changes: []Change{{Action: Create, Object: obj, Detail: "issuer " + p.Env.Config.Vault.TLS.CertManagerIssuer}}}, nil
+		return Diff{Changes: []Change{{Action: Create, Object: obj, Detail: "issuer " + p.In.TLS.CertManagerIssuer}}}, nil
 	case err != nil:
 		return Diff{}, Fail("check that your kube credentials may read certificates.cert-manager.io", "reading %s: %v", obj, err)
 	}
 	if !sameSpec(cur.Object["spec"], want.Object["spec"]) {
 		return Diff{Changes: []Change{{Action: Update, Object: obj, Detail: "spec differs (names, issuer or lifetime)"}}}, nil
 	}
-	return Diff{Facts: []string{obj + " up to date; cert-manager issues and renews Secret " + p.Env.Config.Vault.TLS.SecretName}}, nil
+	return Diff{Facts: []string{obj + " up to date; cert-manager issues and renews Secret " + p.In.TLS.SecretName}}, nil
 }
 
 // sameSpec compares the keys vaultctl sets; cert-manager may default others.
@@ -511,7 +520,7 @@ func (p *ServerTLS) applyCertManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := p.Env.ensureNamespace(ctx); err != nil {
+	if err := ensureNamespace(ctx, p.Kube, p.In.Namespace); err != nil {
 		return Fail("check that your kube credentials may create namespaces", "%v", err)
 	}
 	want := p.desiredCertificate()
@@ -598,7 +607,7 @@ func newCA(namespace string, now time.Time) (*authority, error) {
 	return &authority{cert: cert, key: key, bundle: []*x509.Certificate{cert}}, nil
 }
 
-func loadCA(s *corev1.Secret) (*authority, error) {
+func loadCA(s *corev1.Secret, now time.Time) (*authority, error) {
 	pair, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
 	if err != nil {
 		return nil, errors.New("tls.crt and tls.key are not a matching PEM certificate and key")
@@ -611,8 +620,13 @@ func loadCA(s *corev1.Secret) (*authority, error) {
 	if !ok || !cert.IsCA {
 		return nil, errors.New("tls.crt is not an ECDSA CA certificate")
 	}
-	bundle, _ := parseCerts(s.Data["ca.crt"])
-	return &authority{cert: cert, key: key, bundle: caBundle(tlsNow(), cert, bundle...)}, nil
+	// ca.crt carries the CAs agents still trust during a rotation: dropping an unreadable one
+	// silently would make the next write forget the old CA.
+	bundle, err := parseCerts(s.Data["ca.crt"])
+	if err != nil {
+		return nil, fmt.Errorf("ca.crt: %v", err)
+	}
+	return &authority{cert: cert, key: key, bundle: caBundle(now, cert, bundle...)}, nil
 }
 
 // caBundle is current followed by the other unexpired CA certificates, without duplicates.

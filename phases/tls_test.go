@@ -33,11 +33,27 @@ func testConfig(mod func(*config.Config)) *config.Config {
 	return c
 }
 
+// testNow is the TLS tests' clock: setClock moves it, tlsOf wires it into the phase.
+var testNow time.Time
+
 func setClock(t *testing.T, now time.Time) {
 	t.Helper()
-	old := tlsNow
-	tlsNow = func() time.Time { return now }
-	t.Cleanup(func() { tlsNow = old })
+	testNow = now
+	t.Cleanup(func() { testNow = time.Time{} })
+}
+
+func tlsNow() time.Time {
+	if testNow.IsZero() {
+		return time.Now()
+	}
+	return testNow
+}
+
+// tlsOf builds the tls phase from env, as a run does, on the test clock.
+func tlsOf(env *Env) *ServerTLS {
+	p := phaseNamed(env, "tls").(*ServerTLS)
+	p.Clock = tlsNow
+	return p
 }
 
 func mustApply(t *testing.T, p Phase) Diff {
@@ -88,7 +104,7 @@ func verifyFor(t *testing.T, leaf *x509.Certificate, bundle []byte, name string)
 func TestTLSGenerateCreatesCAAndServerCertificate(t *testing.T) {
 	setClock(t, time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 	env := &Env{Config: testConfig(func(c *config.Config) { c.Vault.TLS.ExtraSANs = []string{"vault.example.com", "10.1.2.3"} }), Kube: fake.NewClientset()}
-	p := &ServerTLS{Env: env}
+	p := tlsOf(env)
 	d := mustApply(t, p)
 	if len(d.Changes) != 2 || d.Changes[0].Action != Create || d.Changes[1].Action != Create {
 		t.Fatalf("first check: %v", d.Changes)
@@ -139,11 +155,12 @@ func TestTLSGenerateCreatesCAAndServerCertificate(t *testing.T) {
 func TestTLSReissuesWhenReplicasChange(t *testing.T) {
 	setClock(t, time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 	env := &Env{Config: testConfig(nil), Kube: fake.NewClientset()}
-	p := &ServerTLS{Env: env}
+	p := tlsOf(env)
 	mustApply(t, p)
 	_, before := serverSecret(t, env)
 
 	env.Config.Vault.Replicas = 5
+	p = tlsOf(env)
 	d := mustApply(t, p)
 	if len(d.Changes) != 1 || d.Changes[0].Action != Update || !strings.Contains(d.Changes[0].Detail, "SANs differ: +vault-3.vault-internal") {
 		t.Fatalf("want a re-issue for new SANs, got %v", d.Changes)
@@ -159,6 +176,7 @@ func TestTLSReissuesWhenReplicasChange(t *testing.T) {
 
 	// Fewer replicas: names that no longer exist are removed too.
 	env.Config.Vault.Replicas = 3
+	p = tlsOf(env)
 	d = mustApply(t, p)
 	if !strings.Contains(d.Changes[0].Detail, "-vault-3.vault-internal") {
 		t.Fatalf("want SANs removed, got %v", d.Changes)
@@ -171,7 +189,7 @@ func mustCA(t *testing.T, env *Env) *authority {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := loadCA(s)
+	ca, err := loadCA(s, tlsNow())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +200,7 @@ func TestTLSRenewsBeforeExpiry(t *testing.T) {
 	start := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	setClock(t, start)
 	env := &Env{Config: testConfig(nil), Kube: fake.NewClientset()}
-	p := &ServerTLS{Env: env}
+	p := tlsOf(env)
 	mustApply(t, p)
 	_, first := serverSecret(t, env)
 
@@ -205,7 +223,7 @@ func TestTLSRotatesCAKeepingTheOldOneTrusted(t *testing.T) {
 	start := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	setClock(t, start)
 	env := &Env{Config: testConfig(nil), Kube: fake.NewClientset()}
-	p := &ServerTLS{Env: env}
+	p := tlsOf(env)
 	mustApply(t, p)
 	oldCA := mustCA(t, env).cert
 
@@ -251,7 +269,7 @@ func TestTLSRefusesSecretsItDidNotCreate(t *testing.T) {
 	foreign := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "vault-server-tls", Namespace: "vault"}, Type: corev1.SecretTypeTLS,
 		Data: map[string][]byte{"tls.crt": []byte("x"), "tls.key": []byte("secret-key-bytes")}}
 	env := &Env{Config: testConfig(nil), Kube: fake.NewClientset(foreign)}
-	_, err := (&ServerTLS{Env: env}).Check(context.Background())
+	_, err := (tlsOf(env)).Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "not created by vaultctl") || !strings.Contains(asPhaseError("tls", err).Hint, "vault.tls.mode: secret") {
 		t.Fatalf("want a refusal with a hint, got %v", err)
 	}
@@ -264,7 +282,7 @@ func TestTLSSecretModeVerifiesOnly(t *testing.T) {
 	setClock(t, time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 	cfg := testConfig(func(c *config.Config) { c.Vault.TLS.Mode = "secret"; c.Vault.TLS.SecretName = "my-tls" })
 	env := &Env{Config: cfg, Kube: fake.NewClientset()}
-	p := &ServerTLS{Env: env}
+	p := tlsOf(env)
 	_, err := p.Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "does not exist") || !strings.Contains(asPhaseError("tls", err).Hint, "kubectl create secret") {
 		t.Fatalf("missing Secret: %v", err)
@@ -283,6 +301,7 @@ func TestTLSSecretModeVerifiesOnly(t *testing.T) {
 			Data: map[string][]byte{"tls.crt": crt, "tls.key": key, "ca.crt": pemCerts(ca.bundle)}}
 	}
 	env.Kube = fake.NewClientset(mk([]string{"vault.vault.svc", "vault-0.vault-internal"}))
+	p = tlsOf(env)
 	_, err = p.Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "does not cover") || !strings.Contains(err.Error(), "vault-1.vault-internal") {
 		t.Fatalf("short SANs: %v", err)
@@ -293,6 +312,7 @@ func TestTLSSecretModeVerifiesOnly(t *testing.T) {
 		"vault", "vault.vault", "vault.vault.svc", "vault.vault.svc.cluster.local", "vault-active", "vault-active.vault", "vault-active.vault.svc",
 		"vault-active.vault.svc.cluster.local", "vault-standby", "vault-standby.vault", "vault-standby.vault.svc", "vault-standby.vault.svc.cluster.local",
 		"vault-internal", "vault-internal.vault", "vault-internal.vault.svc", "vault-internal.vault.svc.cluster.local", "localhost"}))
+	p = tlsOf(env)
 	d, err := p.Check(context.Background())
 	if err != nil || !d.Empty() || !strings.Contains(d.Facts[0], "covers all") {
 		t.Fatalf("good Secret (wildcards, %d names): %v %v", len(dns), d, err)
@@ -309,7 +329,7 @@ func TestTLSCertManager(t *testing.T) {
 	})
 	kube := fake.NewClientset()
 	env := &Env{Config: cfg, Kube: kube}
-	p := &ServerTLS{Env: env}
+	p := tlsOf(env)
 	_, err := p.Check(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "cert-manager is not installed") || !strings.Contains(asPhaseError("tls", err).Hint, "install cert-manager") {
 		t.Fatalf("no CRD: %v", err)
@@ -319,9 +339,7 @@ func TestTLSCertManager(t *testing.T) {
 		{GroupVersion: "cert-manager.io/v1", APIResources: []metav1.APIResource{{Name: "certificates", Kind: "Certificate", Namespaced: true}}},
 	}
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{certificateGVR: "CertificateList"})
-	old := newDynamic
-	newDynamic = func(*Env) (dynamic.Interface, error) { return dyn, nil }
-	t.Cleanup(func() { newDynamic = old })
+	env.Dynamic = func() (dynamic.Interface, error) { return dyn, nil }
 
 	d := mustApply(t, p)
 	if len(d.Changes) != 1 || d.Changes[0].Action != Create {
@@ -339,6 +357,7 @@ func TestTLSCertManager(t *testing.T) {
 	}
 
 	cfg.Vault.Replicas = 5
+	p = tlsOf(env)
 	d = mustApply(t, p)
 	if len(d.Changes) != 1 || d.Changes[0].Action != Update {
 		t.Fatalf("want the Certificate updated for 5 replicas: %v", d.Changes)
@@ -347,7 +366,7 @@ func TestTLSCertManager(t *testing.T) {
 
 func TestTLSExternalIsANoOp(t *testing.T) {
 	env := &Env{Config: testConfig(func(c *config.Config) { c.Vault.Mode = config.ModeExternal; c.Vault.Address = "https://v.example:8200" })}
-	d, err := (&ServerTLS{Env: env}).Check(context.Background())
+	d, err := (tlsOf(env)).Check(context.Background())
 	if err != nil || !d.Empty() || !strings.Contains(d.Facts[0], "external Vault") {
 		t.Fatalf("external: %v %v", d, err)
 	}
@@ -360,7 +379,7 @@ func TestTLSReportsPodsServingAnOldCertificate(t *testing.T) {
 		"app.kubernetes.io/name": "vault", "app.kubernetes.io/instance": charts.ServerRelease, "component": "server"}},
 		Status: corev1.PodStatus{Phase: corev1.PodRunning, StartTime: &metav1.Time{Time: start.Add(-time.Hour)}}}
 	env := &Env{Config: testConfig(nil), Kube: fake.NewClientset(pod)}
-	p := &ServerTLS{Env: env}
+	p := tlsOf(env)
 	mustApply(t, p)
 	d, _ := p.Check(context.Background())
 	if !d.Empty() || !strings.Contains(strings.Join(d.Facts, "\n"), "vault-0 still serve the previous one until they get SIGHUP") {

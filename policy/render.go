@@ -73,7 +73,12 @@ func apiRules(p config.Policy, kvMounts []string) map[string][]string {
 
 // Render returns the policy's HCL: deterministic, so an unchanged config never rewrites it.
 func Render(p config.Policy, kvMounts []string) string {
-	rules := apiRules(p, kvMounts)
+	return renderRules(apiRules(p, kvMounts))
+}
+
+// renderRules writes API-path rules as HCL after Header, paths sorted and capabilities in a
+// fixed order; a deny stands alone.
+func renderRules(rules map[string][]string) string {
 	paths := make([]string, 0, len(rules))
 	for p := range rules {
 		paths = append(paths, p)
@@ -82,7 +87,7 @@ func Render(p config.Policy, kvMounts []string) string {
 	var b strings.Builder
 	b.WriteString(Header)
 	for _, path := range paths {
-		caps := rules[path]
+		caps := slices.Clone(rules[path])
 		if slices.Contains(caps, "deny") {
 			caps = []string{"deny"}
 		}

@@ -1,0 +1,40 @@
+package policy
+
+// AdminScope is what the vaultctl-admin identity manages.
+type AdminScope struct {
+	AuthPath       string   // the Kubernetes auth mount
+	KVMounts       []string // KV v2 mounts from the config
+	DatabaseMounts []string // database secrets engine mounts from the config
+}
+
+// Admin renders the vaultctl-admin policy: its auth mount, ACL policies, the KV and database
+// mounts the config names, audit devices, Raft health and leases. Anyone who can get a token for
+// the vaultctl ServiceAccount holds these rights, so they stop at what vaultctl manages.
+func Admin(s AdminScope) string {
+	rules := map[string][]string{
+		"sys/auth":                       {"read"},
+		"sys/auth/" + s.AuthPath:         {"create", "read", "update", "sudo"},
+		"auth/" + s.AuthPath + "/*":      {"create", "read", "update", "delete", "list"},
+		"sys/policies/acl":               {"list"},
+		"sys/policies/acl/*":             {"create", "read", "update", "delete", "list"},
+		"sys/capabilities":               {"update"},
+		"sys/mounts":                     {"read"},
+		"sys/audit":                      {"read", "sudo"},
+		"sys/audit/*":                    {"create", "read", "update", "delete", "sudo"},
+		"sys/storage/raft/configuration": {"read"},
+		"sys/storage/raft/autopilot/*":   {"read", "update"},
+		"sys/leases/lookup/*":            {"list", "sudo"},
+		"sys/leases/revoke-prefix/*":     {"update", "sudo"},
+	}
+	mount := func(m string, caps ...string) {
+		rules["sys/mounts/"+m] = []string{"create", "read", "update"}
+		rules[m+"/*"] = caps
+	}
+	for _, m := range s.KVMounts {
+		mount(m, "create", "read", "update", "patch", "delete", "list")
+	}
+	for _, m := range s.DatabaseMounts {
+		mount(m, "create", "read", "update", "delete", "list")
+	}
+	return renderRules(rules)
+}
