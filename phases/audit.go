@@ -25,9 +25,15 @@ type Audit struct {
 }
 
 // AuditInputs is what the audit phase reads of the config.
-type AuditInputs struct{ Audit config.Audit }
+type AuditInputs struct {
+	Audit config.Audit
+	// Namespace holds the ownership record: another namespace is another installation.
+	Namespace string
+}
 
-func auditInputs(cfg *config.Config) AuditInputs { return AuditInputs{Audit: cfg.Audit} }
+func auditInputs(cfg *config.Config) AuditInputs {
+	return AuditInputs{Audit: cfg.Audit, Namespace: cfg.Vault.Namespace}
+}
 
 func (p *Audit) Name() string        { return "audit" }
 func (p *Audit) Description() string { return "audit devices enabled (two or more)" }

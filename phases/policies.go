@@ -24,10 +24,12 @@ type Policies struct {
 type PoliciesInputs struct {
 	Policies []config.Policy
 	KVMounts []string
+	// Namespace holds the ownership record: another namespace is another installation.
+	Namespace string
 }
 
 func policiesInputs(cfg *config.Config) PoliciesInputs {
-	return PoliciesInputs{Policies: cfg.Policies, KVMounts: kvPaths(cfg)}
+	return PoliciesInputs{Policies: cfg.Policies, KVMounts: kvPaths(cfg), Namespace: cfg.Vault.Namespace}
 }
 
 func (p *Policies) Name() string { return "policies" }

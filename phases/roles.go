@@ -23,10 +23,12 @@ type Roles struct {
 type RolesInputs struct {
 	Roles    []config.Role
 	AuthPath string
+	// Namespace holds the ownership record: another namespace is another installation.
+	Namespace string
 }
 
 func rolesInputs(cfg *config.Config) RolesInputs {
-	return RolesInputs{Roles: cfg.Roles, AuthPath: cfg.KubernetesAuth.Path}
+	return RolesInputs{Roles: cfg.Roles, AuthPath: cfg.KubernetesAuth.Path, Namespace: cfg.Vault.Namespace}
 }
 
 func (p *Roles) Name() string { return "roles" }

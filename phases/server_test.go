@@ -31,18 +31,21 @@ type fakeHelm struct {
 	writes   int
 	failWith error
 	onWrite  func(vals map[string]any)
+	// lastStatusValues is the JSON of the values the last Status was asked about.
+	lastStatusValues string
 }
 
 func (f *fakeHelm) Status(_ context.Context, name string, ch *chart.Chart, vals map[string]any) (helmclient.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if name != charts.ServerRelease || ch.Metadata.Name != "vault" {
+	if (name != charts.ServerRelease && name != charts.InjectorRelease) || ch.Metadata.Name != "vault" {
 		return helmclient.Status{}, errors.New("unexpected release or chart")
 	}
+	j, _ := json.Marshal(vals)
+	f.lastStatusValues = string(j)
 	if f.revision == 0 {
 		return helmclient.Status{Differs: true, Reason: "not installed"}, nil
 	}
-	j, _ := json.Marshal(vals)
 	st := helmclient.Status{Exists: true, Revision: f.revision, State: "deployed"}
 	if string(j) != f.values {
 		st.Differs, st.Reason, st.Objects = true, "manifest: ConfigMap/vault/vault-config", []string{"ConfigMap/vault/vault-config"}
