@@ -32,12 +32,16 @@ type AuthMethods interface {
 	// ListAuthMethods is keyed like Vault: "kubernetes/".
 	ListAuthMethods(ctx context.Context) (map[string]MountInfo, error)
 	EnableAuthMethod(ctx context.Context, path string, m MountInfo) error
-	// Login writes body to auth/<mount>/login and returns the client token.
+	// Login writes body to auth/<mount>/login and returns the client token (an error when
+	// Vault returns none). It is sent without the client's token, which it leaves unchanged.
 	Login(ctx context.Context, mount string, body map[string]any) (string, error)
 }
 
 // AuthRoles reads and writes an auth method's roles and its config (auth/<mount>/role/*,
-// auth/<mount>/config). Data is what Vault returns, JSON-decoded.
+// auth/<mount>/config). Data is what Vault returns, JSON-decoded the way vaultapi does it:
+// numbers are json.Number (token_ttl comes back as json.Number("900"), in seconds, whether
+// 900 or "15m" was written), lists []any, objects map[string]any. The Fake returns the same
+// types, so comparisons behave alike.
 type AuthRoles interface {
 	// ReadRole returns nil, nil when the role does not exist.
 	ReadRole(ctx context.Context, mount, name string) (map[string]any, error)
@@ -87,6 +91,14 @@ type KV interface {
 	KVDeleteAll(ctx context.Context, mount, path string) error
 }
 
+// KVSoftDeleter soft-deletes a KV v2 secret's current version (DELETE <mount>/data/<path>):
+// KVRead then returns nil while the metadata and version history stay. Both the real client
+// and the Fake implement it; it is kept out of KV so that callers' own test doubles of KV
+// need not.
+type KVSoftDeleter interface {
+	KVDelete(ctx context.Context, mount, path string) error
+}
+
 // AuditDevice is an audit device as enabled or listed.
 type AuditDevice struct {
 	Type        string
@@ -102,7 +114,8 @@ type Audit interface {
 	DisableAuditDevice(ctx context.Context, path string) error
 }
 
-// Raft reads integrated storage's health and tunes autopilot.
+// Raft reads integrated storage's health and tunes autopilot. The reads return nil, nil
+// when the server answers 404.
 type Raft interface {
 	AutopilotState(ctx context.Context) (*vaultapi.AutopilotState, error)
 	AutopilotConfig(ctx context.Context) (*vaultapi.AutopilotConfig, error)
@@ -137,11 +150,13 @@ type Lease struct {
 
 // Leases lists and revokes leases (sys/leases).
 type Leases interface {
-	// ListLeases lists lease IDs (and sub-prefixes, ending in "/") under prefix, e.g.
-	// "auth/kubernetes/login/".
+	// ListLeases lists lease IDs relative to prefix (and sub-prefixes, ending in "/"), e.g.
+	// "auth/kubernetes/login/"; an empty list when there are none.
 	ListLeases(ctx context.Context, prefix string) ([]string, error)
 	LookupLease(ctx context.Context, id string) (*Lease, error)
 	RevokeLease(ctx context.Context, id string) error
+	// RevokePrefix revokes every lease under prefix (or the one lease it names), and with
+	// a token's lease the token.
 	RevokePrefix(ctx context.Context, prefix string) error
 }
 
@@ -187,8 +202,9 @@ type Endpoint struct {
 	CAPEM   []byte
 }
 
-// Dialer makes unauthenticated clients for an endpoint. The real one speaks HTTP; the Fake's
-// returns clients of the same in-memory server.
+// Dialer makes unauthenticated clients for an endpoint. The real one (HTTPDialer) speaks
+// HTTP and takes nothing from VAULT_* variables (see ResolveEndpoint for those); the Fake's
+// (FakeServer.Dialer) returns clients of the same in-memory server.
 type Dialer interface {
 	Dial(ep Endpoint) (Client, error)
 }
