@@ -56,9 +56,17 @@ func Connect(ctx context.Context, cfg *config.Config) (*Env, error) {
 
 	s := newSession(env)
 	s.Dialer = vault.HTTPDialer{Timeout: 30 * time.Second, MaxRetries: 2}
-	s.FallbackToken = os.Getenv("VAULT_TOKEN")
+	s.FallbackToken = os.Getenv(vault.EnvToken)
 	if cfg.External() {
-		s.Locate = externalVault(cfg)
+		// The vault CLI's VAULT_* conventions, decided once: what fills in the config, what
+		// is refused, what is ignored with a warning.
+		ep, token, warnings, err := vault.ResolveEndpoint(vault.EndpointConfig{Address: cfg.Vault.Address, CACert: cfg.Vault.TLS.CACert}, os.Getenv)
+		if err != nil {
+			return nil, Fail("fix the environment or the config as the message says", "%v", err)
+		}
+		env.Warnings = append(env.Warnings, warnings...)
+		s.FallbackToken = token
+		s.Locate = func(context.Context) (vault.Endpoint, error) { return ep, nil }
 	} else {
 		// The port-forward lives until the run closes.
 		pfCtx, stop := context.WithCancel(context.WithoutCancel(ctx))

@@ -58,6 +58,9 @@ type Env struct {
 	Dynamic func() (dynamic.Interface, error)
 	Clock   Clock
 
+	// Warnings are things the run should say before it starts (VAULT_* variables ignored).
+	Warnings []string
+
 	// Prune lets phases delete objects vaultctl created that the config no longer lists.
 	Prune bool
 

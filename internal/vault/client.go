@@ -51,7 +51,7 @@ func (d HTTPDialer) Dial(ep Endpoint) (Client, error) {
 			TLSClientConfig:     tlsCfg,
 			TLSHandshakeTimeout: 10 * time.Second,
 			ForceAttemptHTTP2:   true,
-			MaxIdleConnsPerHost: 4,
+			MaxIdleConnsPerHost: 32, // phases keep up to 16 requests in flight
 			IdleConnTimeout:     90 * time.Second,
 		},
 		// vaultapi follows Vault's standby redirects itself (once, never to plain HTTP).
