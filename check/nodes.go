@@ -1,6 +1,10 @@
 package check
 
-import "gopkg.in/yaml.v3"
+import (
+	"gopkg.in/yaml.v3"
+
+	"github.com/vaultctl/vaultctl/internal/yamlnode"
+)
 
 // walker reads yaml.v3 node trees the way Kubernetes reads the objects: aliases resolved and
 // merge keys (<<: *base) applied. Aliases can make a small file expand enormously, so every node
@@ -61,24 +65,13 @@ func (w *walker) getDepth(m *yaml.Node, key string, depth int) (k, v *yaml.Node)
 		}
 	}
 	for j := len(merges) - 1; j >= 0; j-- {
-		for _, src := range mergeSources(merges[j]) {
+		for _, src := range yamlnode.MergeSources(merges[j]) {
 			if k, v := w.getDepth(src, key, depth+1); k != nil {
 				return k, v
 			}
 		}
 	}
 	return nil, nil
-}
-
-func mergeSources(v *yaml.Node) []*yaml.Node {
-	v = deref(v)
-	if v == nil {
-		return nil
-	}
-	if v.Kind == yaml.SequenceNode {
-		return v.Content
-	}
-	return []*yaml.Node{v}
 }
 
 // path follows a chain of keys.
@@ -128,7 +121,7 @@ func (w *walker) pairsDepth(m *yaml.Node, depth int, seen map[string]bool) []pai
 		out[i], out[j] = out[j], out[i]
 	}
 	for j := len(merges) - 1; j >= 0; j-- {
-		for _, src := range mergeSources(merges[j]) {
+		for _, src := range yamlnode.MergeSources(merges[j]) {
 			out = append(out, w.pairsDepth(src, depth+1, seen)...)
 		}
 	}

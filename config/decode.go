@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/vaultctl/vaultctl/internal/textdist"
+	"github.com/vaultctl/vaultctl/internal/yamlnode"
 )
 
 // Source remembers where each key of a config came from, so that every problem can name its
@@ -218,7 +219,7 @@ func walkStruct(n *yaml.Node, t reflect.Type, path string, src *Source, ps *prob
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Value == "<<" { // a YAML merge key: check the merged mapping's keys in place
-			for _, m := range mergeSources(v) {
+			for _, m := range yamlnode.MergeSources(v) {
 				walkStruct(m, t, path, src, ps)
 			}
 			continue
@@ -239,18 +240,6 @@ func walkStruct(n *yaml.Node, t reflect.Type, path string, src *Source, ps *prob
 		src.lines[kp] = k.Line
 		walk(v, f.Type, kp, src, ps)
 	}
-}
-
-func mergeSources(v *yaml.Node) []*yaml.Node {
-	v = resolve(v)
-	if v.Kind == yaml.SequenceNode {
-		var out []*yaml.Node
-		for _, c := range v.Content {
-			out = append(out, resolve(c))
-		}
-		return out
-	}
-	return []*yaml.Node{v}
 }
 
 // yamlFields maps yaml key -> struct field for t.
