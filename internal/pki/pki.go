@@ -66,16 +66,7 @@ func KeyID(pub crypto.PublicKey) []byte {
 // NewCA creates a self-signed CA certificate and its key. The CA may sign leaf certificates
 // only (path length 0): nothing in vaultctl needs an intermediate.
 func NewCA(subject pkix.Name, notBefore, notAfter time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	key, err := NewKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	sn, err := Serial()
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
+	cert, key, err := create(&x509.Certificate{
 		Subject:               subject,
 		NotBefore:             notBefore,
 		NotAfter:              notAfter,
@@ -83,15 +74,9 @@ func NewCA(subject pkix.Name, notBefore, notAfter time.Time) (*x509.Certificate,
 		BasicConstraintsValid: true,
 		MaxPathLenZero:        true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		SubjectKeyId:          KeyID(&key.PublicKey),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	}, nil, nil)
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating CA certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, err
 	}
 	return cert, key, nil
 }
@@ -118,14 +103,6 @@ func Issue(spec LeafSpec, ca *x509.Certificate, caKey crypto.Signer) (*x509.Cert
 			return nil, nil, fmt.Errorf("issuing a certificate: IP SAN %d is not an address", i)
 		}
 	}
-	key, err := NewKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	sn, err := Serial()
-	if err != nil {
-		return nil, nil, err
-	}
 	usage := spec.KeyUsage
 	if usage == 0 {
 		usage = x509.KeyUsageDigitalSignature
@@ -134,8 +111,7 @@ func Issue(spec LeafSpec, ca *x509.Certificate, caKey crypto.Signer) (*x509.Cert
 	if notAfter.After(ca.NotAfter) {
 		notAfter = ca.NotAfter
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
+	cert, key, err := create(&x509.Certificate{
 		Subject:               spec.Subject,
 		NotBefore:             spec.NotBefore,
 		NotAfter:              notAfter,
@@ -145,10 +121,30 @@ func Issue(spec LeafSpec, ca *x509.Certificate, caKey crypto.Signer) (*x509.Cert
 		DNSNames:              slices.Clone(spec.DNSNames),
 		IPAddresses:           slices.Clone(spec.IPs),
 		AuthorityKeyId:        ca.SubjectKeyId,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	}, ca, caKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating certificate %q: %w", spec.Subject.CommonName, err)
+	}
+	return cert, key, nil
+}
+
+// create gives tmpl a new key, a serial and its subject key ID, and signs it with parentKey;
+// a nil parent means self-signed.
+func create(tmpl, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := NewKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	if tmpl.SerialNumber, err = Serial(); err != nil {
+		return nil, nil, err
+	}
+	tmpl.SubjectKeyId = KeyID(&key.PublicKey)
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, err
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
