@@ -29,7 +29,8 @@ package sandbox
 //
 // The runner is a long-lived sandbox process like the others (recorded in state.json, stopped
 // by `down`): Up re-executes the current binary with VAULTCTL_SANDBOX_RUNNER=DIR, and the
-// binary's main (or TestMain) hands over to RunnerMain first thing.
+// binary's main (or TestMain) hands over to RunnerMain first thing. Only cmd/vaultctl-sandbox
+// and the e2e TestMain do: vaultctl itself never links this package.
 
 import (
 	"context"
@@ -110,7 +111,8 @@ type runnerState struct {
 
 // RunnerMain runs the sandbox's in-cluster runner (or one pod's process setup) when this process
 // was started as one, and reports whether it did: the caller then returns at once. Call it
-// first thing in main and in the TestMain of packages that start a sandbox:
+// first thing in the main of cmd/vaultctl-sandbox and in the TestMain of packages that start a
+// sandbox (never in a product binary: pod setup mounts and chroots):
 //
 //	if sandbox.RunnerMain() { return }
 func RunnerMain() (ran bool) {
@@ -290,7 +292,7 @@ func (u *upper) startRunner(ctx context.Context) error {
 	st, err := u.start(procSpec{
 		name: compRunner, path: "/proc/self/exe",
 		// A binary whose main forgot RunnerMain must not do its usual job as "the runner": a
-		// test binary then runs no test, vaultctl rejects the flag, and Up reports the exit.
+		// test binary then runs no test, a cobra binary rejects the flag, and Up reports the exit.
 		args: []string{"-test.run=^$"},
 		env:  cleanEnv(runnerEnv + "=" + l.dir),
 	})

@@ -53,7 +53,7 @@ type launchSpec struct {
 // podInitMain sets up the namespaces of a pod process and execs its program; it never returns.
 func podInitMain(specPath string) {
 	err := podInit(specPath)
-	fmt.Fprintf(os.Stderr, "vaultctl sandbox runner: pod setup failed: %v\n", err)
+	fmt.Fprintf(os.Stderr, "vaultctl-sandbox runner: pod setup failed: %v\n", err)
 	os.Exit(podInitFailed)
 }
 
