@@ -5,14 +5,16 @@ SHELL := /usr/bin/env bash
 
 GO        ?= go
 BIN       := bin/vaultctl
+SANDBOX   := bin/vaultctl-sandbox
 VERSION   := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 TOOLS_DIR := $(shell hack/tools/build.sh --dir)
 export VAULTCTL_TOOLS_DIR := $(TOOLS_DIR)
 
 .PHONY: build test unit e2e lint tools sandbox sandbox-down demo clean
 
-build: ## build bin/vaultctl
+build: ## build bin/vaultctl and bin/vaultctl-sandbox (the sandbox's own binary, for tests and demo)
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/vaultctl
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(SANDBOX) ./cmd/vaultctl-sandbox
 
 tools: ## build the sandbox's pinned tools into the cache (cold ~30 min, warm seconds)
 	hack/tools/build.sh
@@ -32,10 +34,10 @@ e2e: tools ## end-to-end tests against one real sandbox
 test: lint unit e2e ## everything CI runs
 
 sandbox: build tools ## start the sandbox (state in ~/.local/state/vaultctl/sandbox)
-	$(BIN) sandbox up
+	$(SANDBOX) up
 
 sandbox-down: build
-	$(BIN) sandbox down
+	$(SANDBOX) down
 
 demo: build tools ## the main job: sandbox up, then vaultctl plan and apply on a sandbox config
 	hack/demo.sh

@@ -2,7 +2,7 @@
 # Times a no-op `vaultctl apply --only tls,server` against a no-op Helm upgrade of the same chart
 # and values done directly through the Helm SDK, on a running sandbox, and prints the ratio.
 #
-#   vaultctl sandbox up --vault=false --postgres=false   # once; Kubernetes and KMS are enough
+#   vaultctl-sandbox up --vault=false --postgres=false   # once; Kubernetes and KMS are enough
 #   bench/server-noop.sh
 #   BENCH_RUNS=15 bench/server-noop.sh
 #   VAULTCTL_SANDBOX_DIR=/tmp/sb bench/server-noop.sh     # another sandbox
@@ -23,14 +23,15 @@ trap 'rm -rf "$work"' EXIT
 
 cd "$repo"
 go build -o "$work/vaultctl" ./cmd/vaultctl
+go build -o "$work/vaultctl-sandbox" ./cmd/vaultctl-sandbox
 go build -o "$work/servernoop" ./bench/servernoop
 
 sbdir_args=()
 if [[ -n "${VAULTCTL_SANDBOX_DIR:-}" ]]; then
   sbdir_args=(--dir "$VAULTCTL_SANDBOX_DIR")
 fi
-if ! env_out=$("$work/vaultctl" sandbox env "${sbdir_args[@]}" 2>&1); then
-  echo "no running sandbox: start one with \`vaultctl sandbox up --vault=false --postgres=false\`" >&2
+if ! env_out=$("$work/vaultctl-sandbox" env "${sbdir_args[@]}" 2>&1); then
+  echo "no running sandbox: start one with \`vaultctl-sandbox up --vault=false --postgres=false\`" >&2
   echo "$env_out" >&2
   exit 1
 fi

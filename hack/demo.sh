@@ -4,14 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin/vaultctl
+sandbox=bin/vaultctl-sandbox
 export VAULTCTL_TOOLS_DIR=${VAULTCTL_TOOLS_DIR:-$(hack/tools/build.sh --dir)}
 state=${VAULTCTL_SANDBOX_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/vaultctl/sandbox}
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 step "starting the sandbox in $state"
-"$bin" sandbox up --dir "$state"
-eval "$("$bin" sandbox env --dir "$state")"
+"$sandbox" up --dir "$state"
+eval "$("$sandbox" env --dir "$state")"
 
 cfg=$state/vaultctl.yaml
 mkdir -p "$state/audit"
@@ -39,4 +40,4 @@ step "vaultctl apply (again: nothing to do)"
 step "vaultctl status"
 "$bin" status -c "$cfg"
 
-printf '\nThe sandbox keeps running. Use it with:  eval "$(%s sandbox env)"\nStop it with:  %s sandbox down\n' "$bin" "$bin"
+printf '\nThe sandbox keeps running. Use it with:  eval "$(%s env)"\nStop it with:  %s down\n' "$sandbox" "$sandbox"

@@ -4,17 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha1"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"maps"
-	"math/big"
 	"net"
 	"slices"
 	"sort"
@@ -31,6 +25,7 @@ import (
 
 	"github.com/vaultctl/vaultctl/charts"
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/pki"
 )
 
 // ServerTLS makes sure Vault's listener has a certificate whose SANs cover every name clients
@@ -547,60 +542,20 @@ type authority struct {
 }
 
 func (a *authority) secretData() map[string][]byte {
-	keyDER, err := x509.MarshalPKCS8PrivateKey(a.key)
+	keyPEM, err := pki.EncodeKey(a.key)
 	if err != nil {
 		panic(err) // an ECDSA P-256 key always marshals
 	}
 	return map[string][]byte{
-		corev1.TLSCertKey:       pemCerts([]*x509.Certificate{a.cert}),
-		corev1.TLSPrivateKeyKey: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		corev1.TLSCertKey:       pki.EncodeCerts(a.cert),
+		corev1.TLSPrivateKeyKey: keyPEM,
 		"ca.crt":                pemCerts(a.bundle),
 	}
 }
 
-func newKey() (*ecdsa.PrivateKey, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("generating key: %w", err)
-	}
-	return k, nil
-}
-
-func serial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-}
-
-func keyID(pub *ecdsa.PublicKey) []byte {
-	der, _ := x509.MarshalPKIXPublicKey(pub)
-	sum := sha1.Sum(der) // RFC 5280 method 1 style identifier, not a security boundary
-	return sum[:]
-}
-
 func newCA(namespace string, now time.Time) (*authority, error) {
-	key, err := newKey()
-	if err != nil {
-		return nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
-		Subject:               pkix.Name{CommonName: "vaultctl Vault CA (" + namespace + ")", Organization: []string{"vaultctl"}},
-		NotBefore:             now.Add(-clockSkew),
-		NotAfter:              now.Add(caLifetime),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		MaxPathLenZero:        true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		SubjectKeyId:          keyID(&key.PublicKey),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, fmt.Errorf("creating CA certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	subject := pkix.Name{CommonName: "vaultctl Vault CA (" + namespace + ")", Organization: []string{"vaultctl"}}
+	cert, key, err := pki.NewCA(subject, now.Add(-clockSkew), now.Add(caLifetime))
 	if err != nil {
 		return nil, err
 	}
@@ -608,171 +563,82 @@ func newCA(namespace string, now time.Time) (*authority, error) {
 }
 
 func loadCA(s *corev1.Secret, now time.Time) (*authority, error) {
-	pair, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
-	if err != nil {
+	cert, signer, err := pki.ParseKeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+	if errors.Is(err, pki.ErrNotKeyPair) {
 		return nil, errors.New("tls.crt and tls.key are not a matching PEM certificate and key")
 	}
-	cert, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {
 		return nil, fmt.Errorf("tls.crt: %v", err)
 	}
-	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	key, ok := signer.(*ecdsa.PrivateKey)
 	if !ok || !cert.IsCA {
 		return nil, errors.New("tls.crt is not an ECDSA CA certificate")
 	}
 	// ca.crt carries the CAs agents still trust during a rotation: dropping an unreadable one
-	// silently would make the next write forget the old CA.
+	// silently would make the next write forget the old CAs.
 	bundle, err := parseCerts(s.Data["ca.crt"])
 	if err != nil {
-		return nil, fmt.Errorf("ca.crt: %v", err)
+		return nil, fmt.Errorf("ca.crt (the CAs agents still trust) is unreadable: %v; repair it, or delete the key ca.crt to trust only the current CA", err)
 	}
 	return &authority{cert: cert, key: key, bundle: caBundle(now, cert, bundle...)}, nil
 }
 
 // caBundle is current followed by the other unexpired CA certificates, without duplicates.
 func caBundle(now time.Time, current *x509.Certificate, others ...*x509.Certificate) []*x509.Certificate {
-	out := []*x509.Certificate{current}
-	for _, c := range others {
-		if !c.IsCA || now.After(c.NotAfter) {
-			continue
-		}
-		if !slices.ContainsFunc(out, func(o *x509.Certificate) bool { return o.Equal(c) }) {
-			out = append(out, c)
-		}
-	}
-	return out
+	return pki.Bundle(now, current, others...)
 }
 
 func issueServerCert(ca *authority, dns, ips []string, now time.Time) (certPEM, keyPEM []byte, err error) {
-	key, err := newKey()
-	if err != nil {
-		return nil, nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, nil, err
-	}
-	notAfter := now.Add(serverCertLifetime)
-	if notAfter.After(ca.cert.NotAfter) {
-		notAfter = ca.cert.NotAfter
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:   sn,
-		Subject:        pkix.Name{CommonName: dns[0], Organization: []string{"vaultctl"}},
-		NotBefore:      now.Add(-clockSkew),
-		NotAfter:       notAfter,
-		KeyUsage:       x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:    []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		DNSNames:       dns,
-		AuthorityKeyId: ca.cert.SubjectKeyId,
+	spec := pki.LeafSpec{
+		Subject:     pkix.Name{CommonName: dns[0], Organization: []string{"vaultctl"}},
+		DNSNames:    dns,
+		NotBefore:   now.Add(-clockSkew),
+		NotAfter:    now.Add(serverCertLifetime),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	for _, ip := range ips {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
+		addr := net.ParseIP(ip)
+		if addr == nil {
+			return nil, nil, fmt.Errorf("server certificate: %q is not an IP address", ip)
+		}
+		spec.IPs = append(spec.IPs, addr)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	cert, key, err := pki.Issue(spec, ca.cert, ca.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("creating server certificate: %w", err)
+		return nil, nil, fmt.Errorf("server certificate: %w", err)
 	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
+	if keyPEM, err = pki.EncodeKey(key); err != nil {
 		return nil, nil, err
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+	return pki.EncodeCerts(cert), keyPEM, nil
 }
 
 // parseKeyPair checks that tls.crt and tls.key match and returns the leaf certificate. Its
 // errors never contain key material.
 func parseKeyPair(s *corev1.Secret) (*x509.Certificate, error) {
-	pair, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
-	if err != nil {
+	cert, _, err := pki.ParseKeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+	if errors.Is(err, pki.ErrNotKeyPair) {
 		return nil, errors.New("tls.crt and tls.key are not a matching PEM certificate and private key")
 	}
-	cert, err := x509.ParseCertificate(pair.Certificate[0])
 	if err != nil {
 		return nil, fmt.Errorf("tls.crt: %v", err)
 	}
 	return cert, nil
 }
 
-func parseCerts(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return out, nil
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return out, err
-		}
-		out = append(out, c)
-	}
-}
+func parseCerts(data []byte) ([]*x509.Certificate, error) { return pki.ParseCerts(data) }
 
-func pemCerts(certs []*x509.Certificate) []byte {
-	var b bytes.Buffer
-	for _, c := range certs {
-		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	}
-	return b.Bytes()
-}
-
-func certSANs(c *x509.Certificate) (dns, ips []string) {
-	for _, d := range c.DNSNames {
-		dns = append(dns, strings.ToLower(d))
-	}
-	for _, ip := range c.IPAddresses {
-		ips = append(ips, ip.String())
-	}
-	slices.Sort(dns)
-	slices.Sort(ips)
-	return dns, ips
-}
+func pemCerts(certs []*x509.Certificate) []byte { return pki.EncodeCerts(certs...) }
 
 // missingSANs lists the wanted names and addresses the certificate does not cover. Wildcards
 // count, as TLS clients honour them.
 func missingSANs(c *x509.Certificate, dns, ips []string) []string {
-	var missing []string
-	for _, d := range dns {
-		if c.VerifyHostname(d) != nil {
-			missing = append(missing, d)
-		}
-	}
-	have := map[string]bool{}
-	for _, ip := range c.IPAddresses {
-		have[ip.String()] = true
-	}
-	for _, ip := range ips {
-		if !have[ip] {
-			missing = append(missing, ip)
-		}
-	}
-	return missing
+	return pki.MissingSANs(c, dns, ips)
 }
 
 // sanDiff describes how the certificate's SANs differ from the wanted ones: "" when equal.
-func sanDiff(c *x509.Certificate, dns, ips []string) string {
-	haveDNS, haveIPs := certSANs(c)
-	var parts []string
-	add := func(sign string, items []string) {
-		if len(items) == 0 {
-			return
-		}
-		if len(items) > 3 {
-			items = append(items[:3:3], fmt.Sprintf("%d more", len(items)-3))
-		}
-		parts = append(parts, sign+strings.Join(items, ", "+sign))
-	}
-	want, have := slices.Concat(dns, ips), slices.Concat(haveDNS, haveIPs)
-	add("+", minus(want, have))
-	add("-", minus(have, want))
-	return strings.Join(parts, "; ")
-}
+func sanDiff(c *x509.Certificate, dns, ips []string) string { return pki.SANDiff(c, dns, ips) }
 
 func minus(a, b []string) []string {
 	var out []string

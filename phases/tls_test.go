@@ -406,3 +406,16 @@ func TestServerSANs(t *testing.T) {
 		t.Errorf("want %d DNS names, got %d", 2*4+4*4+2, len(dns))
 	}
 }
+
+func TestTLSRefusesACorruptCABundleInsteadOfDroppingOldCAs(t *testing.T) {
+	setClock(t, time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
+	env := &Env{Config: testConfig(nil), Kube: fake.NewClientset()}
+	mustApply(t, tlsOf(env))
+	s, _ := env.Kube.CoreV1().Secrets("vault").Get(context.Background(), CASecret, metav1.GetOptions{})
+	s.Data["ca.crt"] = append(s.Data["ca.crt"], []byte("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")...)
+	_, _ = env.Kube.CoreV1().Secrets("vault").Update(context.Background(), s, metav1.UpdateOptions{})
+	_, err := tlsOf(env).Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "ca.crt (the CAs agents still trust) is unreadable") {
+		t.Fatalf("want the corrupt bundle reported, got %v", err)
+	}
+}

@@ -65,7 +65,6 @@ func newRootCmd(opts *rootOptions) *cobra.Command {
 		newRecoveryKeysCmd(opts),
 		newCheckCmd(opts),
 		newInitCmd(opts),
-		newSandboxCmd(opts),
 	)
 	return cmd
 }

@@ -2,15 +2,8 @@
 // secrets in HashiCorp Vault, and keeps it there.
 package main
 
-import (
-	"os"
-
-	"github.com/vaultctl/vaultctl/internal/sandbox"
-)
+import "os"
 
 func main() {
-	if sandbox.RunnerMain() {
-		return
-	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

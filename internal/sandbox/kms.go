@@ -102,7 +102,7 @@ func ensureUnsealKey(ctx context.Context, c *kms.Client, alias string) (kmsSetup
 		keyID, res.arn = aws.ToString(d.KeyMetadata.KeyId), aws.ToString(d.KeyMetadata.Arn)
 	case errors.As(err, &nf):
 		k, err := c.CreateKey(ctx, &kms.CreateKeyInput{
-			Description: aws.String("vaultctl sandbox: Vault auto-unseal key"),
+			Description: aws.String("vaultctl-sandbox: Vault auto-unseal key"),
 			KeySpec:     types.KeySpecSymmetricDefault,
 			KeyUsage:    types.KeyUsageTypeEncryptDecrypt,
 		})
@@ -128,7 +128,7 @@ func ensureUnsealKey(ctx context.Context, c *kms.Client, alias string) (kmsSetup
 		res.rotation = true
 	}
 
-	plain := []byte("vaultctl sandbox round trip")
+	plain := []byte("vaultctl-sandbox round trip")
 	enc, err := c.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(alias), Plaintext: plain})
 	if err != nil {
 		return res, fmt.Errorf("Encrypt with %s: %w", alias, err)

@@ -3,18 +3,19 @@ package sandbox
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	// Named so that the sandbox's own pki type (its file layout) keeps its name.
+	x509pki "github.com/vaultctl/vaultctl/internal/pki"
 )
 
 // certValidity is long because a sandbox may be kept for weeks; it never leaves the machine.
@@ -145,122 +146,79 @@ func (p pki) ensureCA() (*x509.Certificate, crypto.Signer, error) {
 	if exists(p.cert("ca")) && exists(p.key("ca")) {
 		return loadCA(p.cert("ca"), p.key("ca"))
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "vaultctl-sandbox-ca", Organization: []string{"vaultctl sandbox"}},
-		NotBefore:             now.Add(-time.Hour), // tolerate small clock skew between processes
-		NotAfter:              now.Add(certValidity),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	cert, key, err := x509pki.NewCA(pkix.Name{CommonName: "vaultctl-sandbox-ca", Organization: []string{"vaultctl sandbox"}},
+		now.Add(-time.Hour), // tolerate small clock skew between processes
+		now.Add(certValidity))
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := writeKey(p.key("ca"), key); err != nil {
 		return nil, nil, err
 	}
-	if err := writePEM(p.cert("ca"), "CERTIFICATE", der, 0o644); err != nil {
+	if err := writeFileAtomic(p.cert("ca"), x509pki.EncodeCerts(cert), 0o644); err != nil {
 		return nil, nil, err
 	}
-	cert, err := x509.ParseCertificate(der)
-	return cert, key, err
+	return cert, key, nil
 }
 
 func (p pki) writeLeaf(spec leafSpec, ca *x509.Certificate, caKey crypto.Signer) error {
-	der, key, err := signLeaf(spec, ca, caKey)
+	cert, key, err := signLeaf(spec, ca, caKey)
 	if err != nil {
 		return err
 	}
 	if err := writeKey(p.key(spec.name), key); err != nil {
 		return err
 	}
-	return writePEM(p.cert(spec.name), "CERTIFICATE", der, 0o644)
+	return writeFileAtomic(p.cert(spec.name), x509pki.EncodeCerts(cert), 0o644)
 }
 
-// signLeaf issues an ECDSA P-256 certificate (fast to generate; every component accepts it).
-func signLeaf(spec leafSpec, ca *x509.Certificate, caKey crypto.Signer) ([]byte, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
+// signLeaf issues the certificate spec describes, for a new ECDSA P-256 key.
+func signLeaf(spec leafSpec, ca *x509.Certificate, caKey crypto.Signer) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: spec.cn, Organization: spec.orgs},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(certValidity),
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-		DNSNames:              spec.dnsNames,
-		IPAddresses:           spec.ips,
+	ls := x509pki.LeafSpec{
+		Subject:   pkix.Name{CommonName: spec.cn, Organization: spec.orgs},
+		DNSNames:  spec.dnsNames,
+		IPs:       spec.ips,
+		NotBefore: now.Add(-time.Hour),
+		NotAfter:  now.Add(certValidity),
 	}
 	if spec.server {
-		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+		ls.ExtKeyUsage = append(ls.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 	}
 	if spec.client {
-		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+		ls.ExtKeyUsage = append(ls.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
-	return der, key, err
+	return x509pki.Issue(ls, ca, caKey)
 }
 
+// loadCA reads the sandbox CA back; the certificate and key must belong together.
 func loadCA(certFile, keyFile string) (*x509.Certificate, crypto.Signer, error) {
 	cb, err := os.ReadFile(certFile)
 	if err != nil {
 		return nil, nil, err
 	}
-	block, _ := pem.Decode(cb)
-	if block == nil {
-		return nil, nil, fmt.Errorf("%s: no PEM certificate", certFile)
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", certFile, err)
-	}
 	kb, err := os.ReadFile(keyFile)
 	if err != nil {
 		return nil, nil, err
 	}
-	kblock, _ := pem.Decode(kb)
-	if kblock == nil {
-		return nil, nil, fmt.Errorf("%s: no PEM key", keyFile)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(kblock.Bytes)
+	cert, key, err := x509pki.ParseKeyPair(cb, kb)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", keyFile, err)
+		return nil, nil, fmt.Errorf("%s and %s: %w", certFile, keyFile, err)
 	}
-	signer, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, nil, fmt.Errorf("%s: key cannot sign", keyFile)
-	}
-	return cert, signer, nil
+	return cert, key, nil
 }
 
 func writeKey(path string, key *ecdsa.PrivateKey) error {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	b, err := x509pki.EncodeKey(key)
 	if err != nil {
 		return err
 	}
-	return writePEM(path, "PRIVATE KEY", der, 0o600)
+	return writeFileAtomic(path, b, 0o600)
 }
 
 func writePEM(path, typ string, der []byte, mode os.FileMode) error {
 	return writeFileAtomic(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return n
 }
 
 func exists(path string) bool {

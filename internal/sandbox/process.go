@@ -204,9 +204,9 @@ type started struct {
 	err  error // exit status, valid after done
 }
 
-// startProcess starts spec in its own process group (so terminal signals aimed at `vaultctl
-// sandbox up` do not reach it and `down` can signal the whole group), stdout+stderr appended
-// to its log. The process is not tied to any context: it outlives `up` on purpose.
+// startProcess starts spec in its own process group (so terminal signals aimed at
+// `vaultctl-sandbox up` do not reach it and `down` can signal the whole group), stdout+stderr
+// appended to its log. The process is not tied to any context: it outlives `up` on purpose.
 func startProcess(spec procSpec, dieWithParent bool) (*started, error) {
 	if err := os.MkdirAll(filepath.Dir(spec.logPath), 0o700); err != nil {
 		return nil, err

@@ -4,7 +4,9 @@ package sandbox
 // and UTS namespaces, lays out the pod's filesystem view and then execs vault (same PID), so the
 // paths of the chart (/vault/config, /vault/userconfig/tls, /vault/data, /vault/audit,
 // /var/run/secrets/kubernetes.io/serviceaccount, /etc/hosts) are what Vault opens, while the
-// host's filesystem is left untouched.
+// host's filesystem is left untouched. It checks first that it really was born in a mount
+// namespace of its own (not its parent's), and refuses otherwise: VAULTCTL_SANDBOX_POD_INIT set
+// by mistake in some shell must never mount over the host.
 //
 // The view: a tmpfs root whose entries are bind mounts of the host's "/" entries (so binaries,
 // libraries, /proc, /dev, the tools and sandbox directories stay where they are). A mount point
@@ -16,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -50,11 +53,16 @@ type launchSpec struct {
 // podInitMain sets up the namespaces of a pod process and execs its program; it never returns.
 func podInitMain(specPath string) {
 	err := podInit(specPath)
-	fmt.Fprintf(os.Stderr, "vaultctl sandbox runner: pod setup failed: %v\n", err)
+	fmt.Fprintf(os.Stderr, "vaultctl-sandbox runner: pod setup failed: %v\n", err)
 	os.Exit(podInitFailed)
 }
 
 func podInit(specPath string) error {
+	// First of all: everything below mounts, and in the caller's namespace that would be the
+	// host's mounts. Only the runner's CLONE_NEWNS child may go on.
+	if err := requireNewMountNamespace("/proc/self/ns/mnt", fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid())); err != nil {
+		return err
+	}
 	b, err := os.ReadFile(specPath)
 	if err != nil {
 		return err
@@ -106,6 +114,36 @@ func podInit(specPath string) error {
 		}
 	}
 	return syscall.Exec(spec.Argv[0], spec.Argv, env)
+}
+
+// requireNewMountNamespace fails unless the namespace links self and parent (/proc/PID/ns/mnt)
+// name different mount namespaces; it also fails when either cannot be read.
+func requireNewMountNamespace(self, parent string) error {
+	a, err := os.Stat(self)
+	if err != nil {
+		return fmt.Errorf("refusing to set up a pod: cannot read this process's mount namespace: %w", err)
+	}
+	b, err := os.Stat(parent)
+	if err != nil {
+		return fmt.Errorf("refusing to set up a pod: cannot read the parent's mount namespace: %w", err)
+	}
+	return checkNewMountNamespace(a, b)
+}
+
+// checkNewMountNamespace compares two stats of namespace links: a namespace is identified by
+// the device and inode its link resolves to.
+func checkNewMountNamespace(self, parent fs.FileInfo) error {
+	s, ok1 := self.Sys().(*syscall.Stat_t)
+	p, ok2 := parent.Sys().(*syscall.Stat_t)
+	if !ok1 || !ok2 {
+		return errors.New("refusing to set up a pod: no inode numbers for the mount namespaces")
+	}
+	if s.Dev == p.Dev && s.Ino == p.Ino {
+		return fmt.Errorf("refusing to set up a pod: this process shares its parent's mount namespace (mnt:[%d]), "+
+			"so its mounts would change the parent's; %s is meant only for processes the sandbox runner starts in a new mount namespace",
+			s.Ino, podInitEnv)
+	}
+	return nil
 }
 
 // podView builds the pod's root. Paths in its methods are pod paths ("/vault/data"); root+p is

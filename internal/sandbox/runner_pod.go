@@ -255,7 +255,7 @@ func (h hostEntry) names(self bool) []string {
 // Peers are listed whether or not they are ready, as publishNotReadyAddresses would.
 func hostsFile(self hostEntry, peers []hostEntry) string {
 	var b strings.Builder
-	b.WriteString("# Kubernetes-managed hosts file (vaultctl sandbox runner): pod DNS on loopback.\n")
+	b.WriteString("# Kubernetes-managed hosts file (vaultctl-sandbox runner): pod DNS on loopback.\n")
 	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
 	fmt.Fprintf(&b, "%s\t%s\n", self.IP, strings.Join(self.names(true), " "))
 	sorted := slices.Clone(peers)

@@ -426,9 +426,10 @@ func TestKwokObjects(t *testing.T) {
 	}
 }
 
-// TestMain lets the pod-setup test re-execute this binary as a pod process.
+// TestMain lets the pod-setup tests re-execute this binary as a pod process (and as the helper
+// that starts one in its own namespace).
 func TestMain(m *testing.M) {
-	if RunnerMain() {
+	if nsHelperMain() || RunnerMain() {
 		return
 	}
 	os.Exit(m.Run())

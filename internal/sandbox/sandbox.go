@@ -302,7 +302,7 @@ func (u *upper) run(ctx context.Context) error {
 		return fmt.Errorf("sandbox: PKI: %w", err)
 	}
 	if u.ports, err = reservePorts(portNames(u.o.WithVault, u.o.WithPostgres), u.prefer); err != nil {
-		return fmt.Errorf("sandbox: %w (run `vaultctl sandbox down --purge` to start over on new ports)", err)
+		return fmt.Errorf("sandbox: %w (run `vaultctl-sandbox down --purge` to start over on new ports)", err)
 	}
 	defer u.ports.releaseAll()
 	s.Ports = u.ports.snapshot()
@@ -357,7 +357,7 @@ func (s *Sandbox) reuse(ctx context.Context, o Options) (*Sandbox, error) {
 		}
 	}
 	if len(bad) > 0 {
-		return nil, fmt.Errorf("sandbox in %s is running but not healthy: %s; run `vaultctl sandbox down` and `up` again (logs in %s)",
+		return nil, fmt.Errorf("sandbox in %s is running but not healthy: %s; run `vaultctl-sandbox down` and `up` again (logs in %s)",
 			s.Dir, strings.Join(bad, ", "), layout{dir: s.Dir}.logs())
 	}
 	if o.WithVault != s.WithVault || o.WithPostgres != s.WithPostgres {
@@ -503,7 +503,7 @@ func Purge(dir string) error {
 	return os.RemoveAll(s.Dir)
 }
 
-// Env returns the KEY=VALUE pairs printed by `vaultctl sandbox env`, sorted by key.
+// Env returns the KEY=VALUE pairs printed by `vaultctl-sandbox env`, sorted by key.
 func (s *Sandbox) Env() []string {
 	env := []string{
 		SandboxDirEnv + "=" + s.Dir,

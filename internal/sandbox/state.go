@@ -80,7 +80,7 @@ func Load(dir string) (*Sandbox, error) {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(abs, stateFile), err)
 	}
 	if s.Version != stateVersion {
-		return nil, fmt.Errorf("%s: state version %d, this vaultctl understands %d; run `vaultctl sandbox down --purge` with the vaultctl that created it",
+		return nil, fmt.Errorf("%s: state version %d, this vaultctl-sandbox understands %d; run `vaultctl-sandbox down --purge` with the vaultctl-sandbox that created it",
 			filepath.Join(abs, stateFile), s.Version, stateVersion)
 	}
 	// The directory may have been moved; the recorded absolute paths would then be stale, and

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// ComponentStatus is one line of `vaultctl sandbox status`.
+// ComponentStatus is one line of `vaultctl-sandbox status`.
 type ComponentStatus struct {
 	Name    string `json:"name"`
 	PID     int    `json:"pid"`

@@ -34,7 +34,7 @@ type vaultNodeConfig struct {
 func renderVaultConfig(c vaultNodeConfig) string {
 	q := strconv.Quote
 	var b strings.Builder
-	fmt.Fprintf(&b, "# vaultctl sandbox: node %s; rewritten by every `vaultctl sandbox up`.\n", vaultName(c.index))
+	fmt.Fprintf(&b, "# vaultctl-sandbox: node %s; rewritten by every `vaultctl-sandbox up`.\n", vaultName(c.index))
 	fmt.Fprintf(&b, "ui            = false\n")
 	fmt.Fprintf(&b, "disable_mlock = true\n") // raft on a laptop/CI runner; mlock needs privileges
 	fmt.Fprintf(&b, "cluster_name  = %s\n", q(clusterName))

@@ -17,13 +17,16 @@ import (
 	"github.com/vaultctl/vaultctl/internal/sandbox"
 )
 
-// newSandboxCmd wires `vaultctl sandbox up|down|status|env` to internal/sandbox; all behaviour
+// newRootCmd wires `vaultctl-sandbox up|down|status|env` to internal/sandbox; all behaviour
 // lives in that package.
-func newSandboxCmd(opts *rootOptions) *cobra.Command {
+func newRootCmd(opts *rootOptions) *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
-		Use:   "sandbox",
-		Short: "Run a throwaway local estate: Kubernetes, 3-node Vault, KMS emulator, PostgreSQL",
+		Use:           "vaultctl-sandbox",
+		Short:         "Run a throwaway local estate: Kubernetes, 3-node Vault, KMS emulator, PostgreSQL",
+		Version:       binaryVersion(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
 		Long: `Run a throwaway test estate on 127.0.0.1, without containers:
 
   - Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
@@ -36,19 +39,32 @@ func newSandboxCmd(opts *rootOptions) *cobra.Command {
 
 Everything (PKI, data, logs in logs/NAME.log, state.json with every PID and port) lives in one
 directory: --dir, else $VAULTCTL_SANDBOX_DIR, else ${XDG_STATE_HOME:-$HOME/.local/state}/vaultctl/sandbox.
-The binaries come from $VAULTCTL_TOOLS_DIR (built by ` + "`make tools`" + `).`,
+The binaries come from $VAULTCTL_TOOLS_DIR (built by ` + "`make tools`" + `).
+
+This is a binary of its own, for the tests and the demo; vaultctl itself has no sandbox command.
+
+Exit codes:
+  0  success
+  1  a component failed to start (up) or is down or unhealthy (status), or there is no
+     sandbox in the directory (status, env)
+  2  bad usage`,
 		Example: `  # start it, point this shell at it, look around, stop it
-  vaultctl sandbox up
-  eval "$(vaultctl sandbox env)"
+  vaultctl-sandbox up
+  eval "$(vaultctl-sandbox env)"
   kubectl get nodes
   vault status
-  vaultctl sandbox status
-  vaultctl sandbox down --purge
+  vaultctl-sandbox status
+  vaultctl-sandbox down --purge
 
   # a second, independent sandbox
-  vaultctl sandbox up --dir /tmp/sb2 --postgres=false`,
-		Args: cobra.NoArgs,
+  vaultctl-sandbox up --dir /tmp/sb2 --postgres=false`,
+		// No Args validator: cobra's default reports an unknown command (exit 2) instead of
+		// printing the help with exit 0.
 	}
+	cmd.PersistentFlags().StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
+	// Without a shorthand: -v means verbose to vaultctl users, and must not print a version
+	// instead of starting a sandbox.
+	cmd.Flags().Bool("version", false, "print the version")
 	cmd.PersistentFlags().StringVar(&dir, "dir", "",
 		"state directory (default $"+sandbox.SandboxDirEnv+", else ${XDG_STATE_HOME:-$HOME/.local/state}/vaultctl/sandbox)")
 	resolve := func() string {
@@ -112,10 +128,10 @@ func newSandboxUpCmd(opts *rootOptions, dir func() string) *cobra.Command {
 long it took and the total resident memory. If the sandbox already runs and is healthy, nothing
 changes. A stopped sandbox (after ` + "`down`" + ` without --purge) starts again with its data and ports.
 On any failure everything started so far is stopped and the error names the component and shows
-the end of its log. The processes outlive this command; stop them with ` + "`vaultctl sandbox down`" + `.`,
-		Example: `  vaultctl sandbox up
-  vaultctl sandbox up --vault=false --postgres=false     # Kubernetes and KMS only
-  VAULTCTL_TOOLS_DIR=$(hack/tools/build.sh --dir) vaultctl sandbox up --dir /tmp/sb`,
+the end of its log. The processes outlive this command; stop them with ` + "`vaultctl-sandbox down`" + `.`,
+		Example: `  vaultctl-sandbox up
+  vaultctl-sandbox up --vault=false --postgres=false     # Kubernetes and KMS only
+  VAULTCTL_TOOLS_DIR=$(hack/tools/build.sh --dir) vaultctl-sandbox up --dir /tmp/sb`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := sandboxInterruptible(cmd)
@@ -152,9 +168,9 @@ the end of its log. The processes outlive this command; stop them with ` + "`vau
 			}
 			fmt.Fprintf(w, "  KMS:        %s (%s)\n", s.KMSEndpoint, s.KMSKeyAlias)
 			if s.PostgresURL != "" {
-				fmt.Fprintf(w, "  PostgreSQL: URL with password in `vaultctl sandbox env` (VAULTCTL_PG_URL)\n")
+				fmt.Fprintf(w, "  PostgreSQL: URL with password in `vaultctl-sandbox env` (VAULTCTL_PG_URL)\n")
 			}
-			fmt.Fprintf(w, "Use it from a shell: eval \"$(vaultctl sandbox env%s)\"\n", sandboxDirFlag(cmd))
+			fmt.Fprintf(w, "Use it from a shell: eval \"$(vaultctl-sandbox env%s)\"\n", sandboxDirFlag(cmd))
 			return nil
 		},
 	}
@@ -183,8 +199,8 @@ func newSandboxDownCmd(opts *rootOptions, dir func() string) *cobra.Command {
 is never signalled): SIGTERM (SIGINT for PostgreSQL), then SIGKILL after a grace period, whole
 process groups included. The directory is kept, so ` + "`up`" + ` can start the same sandbox again;
 --purge deletes it.`,
-		Example: `  vaultctl sandbox down
-  vaultctl sandbox down --purge`,
+		Example: `  vaultctl-sandbox down
+  vaultctl-sandbox down --purge`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d := dir()
@@ -226,8 +242,8 @@ func newSandboxStatusCmd(opts *rootOptions, dir func() string) *cobra.Command {
 		Long: `Show each recorded component with its PID, port and health (its process is alive and its
 health endpoint answers). Exits 1 if any component is down or unhealthy. With the global
 --output json, prints the same as JSON.`,
-		Example: `  vaultctl sandbox status
-  vaultctl sandbox status -o json | jq '.components[] | select(.healthy | not)'`,
+		Example: `  vaultctl-sandbox status
+  vaultctl-sandbox status -o json | jq '.components[] | select(.healthy | not)'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := sandboxLoad(dir())
@@ -266,8 +282,8 @@ func newSandboxEnvCmd(opts *rootOptions, dir func() string) *cobra.Command {
 VAULT_CACERT, AWS_ENDPOINT_URL_KMS, AWS_REGION and dummy AWS credentials for the KMS emulator,
 and VAULTCTL_PG_URL (the PostgreSQL admin URL, password included: this is a throwaway sandbox).
 With the global --output json, prints a JSON object instead.`,
-		Example: `  eval "$(vaultctl sandbox env)"
-  vaultctl sandbox env -o json | jq -r .VAULT_ADDR`,
+		Example: `  eval "$(vaultctl-sandbox env)"
+  vaultctl-sandbox env -o json | jq -r .VAULT_ADDR`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := sandboxLoad(dir())
@@ -275,7 +291,7 @@ With the global --output json, prints a JSON object instead.`,
 				return err
 			}
 			if len(s.LiveProcesses()) == 0 {
-				fmt.Fprintf(opts.stderr, "warning: the sandbox in %s is not running; start it with `vaultctl sandbox up`\n", s.Dir)
+				fmt.Fprintf(opts.stderr, "warning: the sandbox in %s is not running; start it with `vaultctl-sandbox up`\n", s.Dir)
 			}
 			env := s.Env()
 			if sandboxJSONOutput(opts) {
@@ -295,7 +311,7 @@ With the global --output json, prints a JSON object instead.`,
 func sandboxLoad(dir string) (*sandbox.Sandbox, error) {
 	s, err := sandbox.Load(dir)
 	if errors.Is(err, sandbox.ErrNoSandbox) {
-		return nil, withCode(exitFailed, fmt.Errorf("no sandbox in %s; start one with `vaultctl sandbox up`", dir))
+		return nil, withCode(exitFailed, fmt.Errorf("no sandbox in %s; start one with `vaultctl-sandbox up`", dir))
 	}
 	if err != nil {
 		return nil, withCode(exitFailed, err)

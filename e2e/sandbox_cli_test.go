@@ -1,0 +1,116 @@
+package e2e
+
+// The sandbox's own binary, cmd/vaultctl-sandbox, against the shared sandbox; and vaultctl,
+// which no longer has a sandbox command.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	sandboxBuildOnce sync.Once
+	sandboxBinPath   string
+	sandboxBuildErr  error
+)
+
+func sandboxBinary(t *testing.T) string {
+	t.Helper()
+	sandboxBuildOnce.Do(func() {
+		_, here, _, _ := runtime.Caller(0)
+		dir, err := os.MkdirTemp("", "vaultctl-e2e-sandbox-bin")
+		if err != nil {
+			sandboxBuildErr = err
+			return
+		}
+		sandboxBinPath = filepath.Join(dir, "vaultctl-sandbox")
+		cmd := exec.Command("go", "build", "-o", sandboxBinPath, "./cmd/vaultctl-sandbox")
+		cmd.Dir = filepath.Dir(filepath.Dir(here))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			sandboxBuildErr = errors.New(string(out))
+		}
+	})
+	if sandboxBuildErr != nil {
+		t.Fatalf("building vaultctl-sandbox: %v", sandboxBuildErr)
+	}
+	return sandboxBinPath
+}
+
+// runSandboxCLI runs the binary on the shared sandbox's directory. Its output is never logged
+// whole: `env` prints the PostgreSQL password.
+func runSandboxCLI(t *testing.T, args ...string) (code int, stdout []byte, stderr string) {
+	t.Helper()
+	cmd := exec.Command(sandboxBinary(t), append(args, "--dir", sb.Dir)...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("running vaultctl-sandbox %s: %v", strings.Join(args, " "), err)
+	}
+	return code, out.Bytes(), errb.String()
+}
+
+func TestSandboxBinary(t *testing.T) {
+	code, out, stderr := runSandboxCLI(t, "status", "-o", "json")
+	var st struct {
+		Dir        string `json:"dir"`
+		Healthy    bool   `json:"healthy"`
+		Components []struct {
+			Name    string `json:"name"`
+			Healthy bool   `json:"healthy"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil || (code != 0 && code != 1) {
+		t.Fatalf("status: exit %d, %v; stderr: %s", code, err, stderr)
+	}
+	if (code == 0) != st.Healthy || st.Dir != sb.Dir {
+		t.Errorf("status: exit %d with healthy=%t, dir %s (want %s)", code, st.Healthy, st.Dir, sb.Dir)
+	}
+	apiserver := false
+	for _, c := range st.Components {
+		apiserver = apiserver || (c.Name == "kube-apiserver" && c.Healthy)
+	}
+	if !apiserver {
+		t.Errorf("status does not show a healthy kube-apiserver: %+v", st.Components)
+	}
+
+	code, out, stderr = runSandboxCLI(t, "env", "-o", "json")
+	var env map[string]string
+	if err := json.Unmarshal(out, &env); err != nil || code != 0 {
+		t.Fatalf("env: exit %d, %v; stderr: %s", code, err, stderr)
+	}
+	if env["KUBECONFIG"] != sb.Kubeconfig || !strings.HasPrefix(env["VAULTCTL_PG_URL"], "postgres://") {
+		t.Errorf("env: KUBECONFIG %q (want %q), VAULTCTL_PG_URL set: %t", env["KUBECONFIG"], sb.Kubeconfig, env["VAULTCTL_PG_URL"] != "")
+	}
+
+	if !st.Healthy {
+		t.Skip("skipping `up` on the running sandbox: a component is not healthy (left by another test?)")
+	}
+	code, out, stderr = runSandboxCLI(t, "up", "-o", "json")
+	var up struct {
+		AlreadyRunning bool `json:"alreadyRunning"`
+	}
+	if err := json.Unmarshal(out, &up); err != nil || code != 0 || !up.AlreadyRunning {
+		t.Errorf("up on a running sandbox: exit %d, alreadyRunning=%t, %v; stderr: %s", code, up.AlreadyRunning, err, stderr)
+	}
+}
+
+// The sandbox left the product binary: `vaultctl sandbox` is an unknown command.
+func TestVaultctlHasNoSandboxCommand(t *testing.T) {
+	res := vaultctl(t, "sandbox", "status")
+	if res.Code != 2 || !strings.Contains(res.Stderr, `unknown command "sandbox"`) {
+		t.Errorf("want exit 2 and unknown command, got %s", res)
+	}
+}
