@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vaultctl/vaultctl/action"
 	"github.com/vaultctl/vaultctl/phases"
 )
 
@@ -30,11 +31,7 @@ the file. With vault.init.pgpKeys the keys are still PGP-encrypted, one per key 
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			env, err := phases.Connect(cmd.Context(), l.Config)
-			if err != nil {
-				return withCode(exitFailed, phases.WithHint(err))
-			}
-			keys, err := env.ReadRecoveryKeys(cmd.Context())
+			keys, err := action.RecoveryKeys(cmd.Context(), &action.Configuration{Config: l.Config, Version: vaultctlVersion()})
 			if err != nil {
 				return withCode(exitFailed, phases.WithHint(err))
 			}
