@@ -136,6 +136,7 @@ func runPhases(cmd *cobra.Command, opts *rootOptions, flags phaseFlags, apply bo
 		Version:  vaultctlVersion(),
 		Reporter: rep,
 		Progress: rep.progress,
+		Debug:    newDebugLog(opts),
 	}
 	var out *action.RunResult
 	if apply {

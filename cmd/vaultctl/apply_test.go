@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -82,5 +83,31 @@ func TestUnknownPhaseExitsTwoWithoutContactingTheCluster(t *testing.T) {
 	}
 	if n := contacts.Load(); n != 0 {
 		t.Fatalf("a bad selection contacted the cluster or KMS %d times", n)
+	}
+}
+
+func TestVerboseLogsEachStepOnStderr(t *testing.T) {
+	cfg := unitConfig(t, "127.0.0.1:1") // nothing listens: preflight fails fast
+
+	code, stdout, stderr := runCLI("-v", "apply", "-c", cfg, "-o", "json")
+	if code != 1 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	var doc struct {
+		OK     bool `json:"ok"`
+		Phases []struct{ Phase, Status string }
+	}
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil || doc.OK || doc.Phases[0].Status != "failed" || doc.Phases[1].Status != "not run" {
+		t.Fatalf("-v must leave stdout one JSON document: %v\n%s", err, stdout)
+	}
+	for _, want := range []string{"vaultctl: apply: connecting", "vaultctl: preflight: before anything is written", "vaultctl: phase preflight: failed", "vaultctl: phase kms: not run"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+
+	code, stdout, stderr = runCLI("apply", "-c", cfg)
+	if code != 1 || strings.Contains(stderr, "vaultctl: ") || !strings.Contains(stdout, "preflight") || !strings.Contains(stderr, "Error: phase preflight") {
+		t.Fatalf("without -v: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 }

@@ -33,7 +33,7 @@ the file. With vault.init.pgpKeys the keys are still PGP-encrypted, one per key 
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			keys, err := action.RecoveryKeys(cmd.Context(), &action.Configuration{Config: l.Config, Version: vaultctlVersion()})
+			keys, err := action.RecoveryKeys(cmd.Context(), &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)})
 			if err != nil {
 				return withCode(exitFailed, phases.WithHint(err))
 			}

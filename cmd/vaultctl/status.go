@@ -27,7 +27,7 @@ Exit code 1 when Vault is degraded or unreachable.`,
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			st, err := action.Status(cmd.Context(), &action.Configuration{Config: l.Config, Version: vaultctlVersion()})
+			st, err := action.Status(cmd.Context(), &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)})
 			if err != nil {
 				return withCode(exitFailed, phases.WithHint(err))
 			}
