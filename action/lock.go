@@ -246,30 +246,34 @@ func (l *Lock) held(ctx context.Context, how string) (context.Context, error) {
 	return run, nil
 }
 
-// renewLoop renews until stopped, and cancels the run when the Lease is lost.
+// renewLoop renews until stopped, and cancels the run when the Lease is lost. A failed renewal
+// is retried sooner; once renewals have failed for Duration-RenewInterval (two thirds of it
+// with the defaults, like client-go's renew deadline) the run stops, before anyone could take
+// the Lease over.
 func (l *Lock) renewLoop(stop, done chan struct{}) {
 	defer close(done)
 	lastOK := l.Clock.Now()
+	wait := l.RenewInterval
 	for {
 		select {
 		case <-stop:
 			return
-		case <-l.Clock.After(l.RenewInterval):
+		case <-l.Clock.After(wait):
 		}
 		err := l.renew()
 		var lost *LostError
 		switch {
 		case err == nil:
-			lastOK = l.Clock.Now()
+			lastOK, wait = l.Clock.Now(), l.RenewInterval
 			l.logf("lock %s/%s: renewed", l.Namespace, l.Name)
 			continue
 		case errors.As(err, &lost):
-		case l.Clock.Since(lastOK)+l.RenewInterval >= l.Duration:
-			// The next attempt would come after the Lease could be taken over: stop now.
+		case l.Clock.Since(lastOK) >= l.Duration-l.RenewInterval:
 			lost = &LostError{Purpose: l.Purpose, Reason: fmt.Sprintf("renewing the Lease %s/%s failed for %s (%v); another run may take it over",
 				l.Namespace, l.Name, l.Clock.Since(lastOK).Round(time.Second), err)}
 		default:
-			l.logf("lock %s/%s: renewing failed, will retry: %v", l.Namespace, l.Name, err)
+			wait = l.RenewInterval / 5
+			l.logf("lock %s/%s: renewing failed, retrying in %s: %v", l.Namespace, l.Name, wait, err)
 			continue
 		}
 		l.mu.Lock()

@@ -64,13 +64,27 @@ func holderNow(t *testing.T, cs *fake.Clientset) string {
 // waitForWaiter blocks until a goroutine waits on the fake clock (a poll or a renewal timer).
 func waitForWaiter(t *testing.T, clk *clocktesting.FakeClock) {
 	t.Helper()
+	if !waitForWaiterOr(t, clk, nil) {
+		t.Fatal("unreachable")
+	}
+}
+
+// waitForWaiterOr is waitForWaiter that gives up, returning false, once done is closed.
+func waitForWaiterOr(t *testing.T, clk *clocktesting.FakeClock, done <-chan struct{}) bool {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !clk.HasWaiters() {
+		select {
+		case <-done:
+			return false
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatal("nothing is waiting on the clock")
 		}
 		time.Sleep(time.Millisecond)
 	}
+	return true
 }
 
 func TestAcquireCreatesNamespaceAndLeaseAndReleaseFreesIt(t *testing.T) {
@@ -239,15 +253,16 @@ func TestRenewalsFailingUntilExpiryCancelTheRun(t *testing.T) {
 	cs.PrependReactor("get", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, errors.New("connection refused")
 	})
-	// Duration 1m, renewals every 20s: a failure at +20s is retried; at +40s the next try would
-	// come when the Lease may already be someone else's.
+	// Duration 1m, renewals every 20s: a failure at +20s is retried every 4s; at +40s, the
+	// renew deadline, the run stops, 20s before anyone could take the Lease over.
 	waitForWaiter(t, clk)
 	clk.Step(l.RenewInterval)
-	waitForWaiter(t, clk)
-	if ctx.Err() != nil {
-		t.Fatalf("one failed renewal must not stop the run: %v", context.Cause(ctx))
+	for waitForWaiterOr(t, clk, ctx.Done()) {
+		if clk.Since(epoch) >= 40*time.Second {
+			t.Fatalf("still running at +%s with renewals failing since +0s", clk.Since(epoch))
+		}
+		clk.Step(4 * time.Second)
 	}
-	clk.Step(l.RenewInterval)
 	select {
 	case <-ctx.Done():
 	case <-time.After(5 * time.Second):
