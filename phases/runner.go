@@ -146,7 +146,7 @@ func (r *Runner) run(ctx context.Context, sel Selection, apply bool) ([]Result, 
 			continue
 		case ctx.Err() != nil:
 			failed = true
-			results = append(results, r.report(Result{Phase: name, Status: Failed, Error: &Error{Phase: name, What: "interrupted: " + ctx.Err().Error(), Hint: "re-run the same command; finished phases are skipped"}}))
+			results = append(results, r.report(Result{Phase: name, Status: Failed, Error: &Error{Phase: name, What: "interrupted: " + context.Cause(ctx).Error(), Hint: "re-run the same command; finished phases are skipped"}}))
 			continue
 		}
 		if r.Reporter != nil {

@@ -3,8 +3,6 @@ package phases
 import (
 	"context"
 	"errors"
-	"fmt"
-	"os"
 	"strings"
 	"testing"
 )
@@ -152,18 +150,6 @@ func TestFailuresKeepsEveryHint(t *testing.T) {
 	pe := asPhaseError("p", err)
 	if pe.What != "e1; e2; e3" || pe.Hint != "h1; h3" {
 		t.Fatalf("%+v", pe)
-	}
-}
-
-func TestDeadLocalHolder(t *testing.T) {
-	if !deadLocalHolder("box/999999999", "box") {
-		t.Error("a PID that does not exist on this host is dead")
-	}
-	if deadLocalHolder(fmt.Sprintf("box/%d", os.Getpid()), "box") {
-		t.Error("this very process is alive")
-	}
-	if deadLocalHolder("other-host/999999999", "box") {
-		t.Error("a holder on another host cannot be judged from here")
 	}
 }
 

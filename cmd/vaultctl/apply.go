@@ -1,32 +1,39 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/vaultctl/vaultctl/action"
 	"github.com/vaultctl/vaultctl/config"
 	"github.com/vaultctl/vaultctl/phases"
 )
 
 // phaseFlags are the selection flags shared by plan and apply.
 type phaseFlags struct {
-	only, skip []string
-	from       string
-	prune      bool
+	only, skip  []string
+	from        string
+	prune       bool
+	lockTimeout time.Duration
 }
 
-func (p *phaseFlags) register(cmd *cobra.Command) {
+func (p *phaseFlags) register(cmd *cobra.Command, apply bool) {
 	cmd.Flags().StringSliceVar(&p.only, "only", nil, "run only these phases (comma-separated)")
 	cmd.Flags().StringSliceVar(&p.skip, "skip", nil, "skip these phases (comma-separated)")
 	cmd.Flags().StringVar(&p.from, "from", "", "start at this phase")
 	cmd.Flags().BoolVar(&p.prune, "prune", false, "delete policies, roles and audit devices vaultctl created that the config no longer lists")
+	if apply {
+		cmd.Flags().DurationVar(&p.lockTimeout, "lock-timeout", 0,
+			"wait this long for another apply's lock instead of failing at once (a holder whose Lease stays unchanged for 15m by this machine's clock is taken over)")
+	}
 }
 
 func (p *phaseFlags) selection() phases.Selection {
@@ -39,14 +46,15 @@ func newPlanCmd(opts *rootOptions) *cobra.Command {
 		Use:   "plan",
 		Short: "Show what apply would change, phase by phase, without changing anything",
 		Long: `Plan runs every phase's check against the live estate and lists the differences.
-It changes nothing. Exit code 3 means there are changes to apply, 0 means everything is up to date.`,
+It changes nothing and takes no lock. Exit code 3 means there are changes to apply, 0 means
+everything is up to date.`,
 		Example: "  vaultctl plan\n  vaultctl plan --only preflight,kms\n  vaultctl plan -o json   # exit 3 when apply has work to do",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runPhases(cmd, opts, sel, false)
 		},
 	}
-	sel.register(cmd)
+	sel.register(cmd, false)
 	return cmd
 }
 
@@ -58,24 +66,30 @@ func newApplyCmd(opts *rootOptions) *cobra.Command {
 		Long: `Apply checks each phase against the live estate, applies only what differs, checks again
 to verify, and records a checkpoint in the ConfigMap vaultctl-checkpoints in the Vault namespace.
 A second apply reports every phase "up to date" and changes nothing. After a failure, fix what
-the message says and run apply again: finished phases are re-observed, not redone.`,
+the message says and run apply again: finished phases are re-observed, not redone.
+
+Preflight always runs first, whatever --only, --skip or --from select, and nothing is written
+before it passes. Then apply takes the Lease vaultctl-apply in the Vault namespace, so two
+applies never overlap; if another run holds it, apply fails at once (or waits --lock-timeout),
+naming the holder. Losing the Lease while running stops the run.`,
 		Example: `  vaultctl apply
   vaultctl apply --from kms
   vaultctl apply phase preflight
+  vaultctl apply --lock-timeout 20m         # wait for a running (or dead) apply's lock
   vaultctl apply --non-interactive -o json > result.json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runPhases(cmd, opts, sel, true)
 		},
 	}
-	sel.register(cmd)
+	sel.register(cmd, true)
 	cmd.AddCommand(&cobra.Command{
 		Use:     "phase NAME",
-		Short:   "Apply a single phase",
+		Short:   "Apply a single phase (after preflight)",
 		Example: "  vaultctl apply phase preflight\n  vaultctl apply phase kms",
 		Args:    cobra.ExactArgs(1),
 		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-			return phaseNames(), cobra.ShellCompDirectiveNoFileComp
+			return (&action.Configuration{}).PhaseNames(), cobra.ShellCompDirectiveNoFileComp
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runPhases(cmd, opts, phaseFlags{only: args}, true)
@@ -84,25 +98,18 @@ the message says and run apply again: finished phases are re-observed, not redon
 	return cmd
 }
 
-func phaseNames() []string {
-	var names []string
-	for _, p := range phases.All(&phases.Env{Config: &config.Config{}}) {
-		names = append(names, p.Name())
-	}
-	return names
-}
-
 // runResult is the one JSON document plan and apply print with -o json.
 type runResult struct {
-	Command string           `json:"command"`
-	OK      bool             `json:"ok"`
-	Changes int              `json:"changes"`
-	Phases  []phases.Result  `json:"phases"`
-	Errors  []config.Problem `json:"configErrors,omitempty"`
+	Command  string           `json:"command"`
+	OK       bool             `json:"ok"`
+	Changes  int              `json:"changes"`
+	Phases   []phases.Result  `json:"phases"`
+	Errors   []config.Problem `json:"configErrors,omitempty"`
+	Error    string           `json:"error,omitempty"` // a failure outside any phase (selection, connect, lock)
+	Warnings []string         `json:"warnings,omitempty"`
 }
 
 func runPhases(cmd *cobra.Command, opts *rootOptions, flags phaseFlags, apply bool) error {
-	sel := flags.selection()
 	name := map[bool]string{true: "apply", false: "plan"}[apply]
 	l, err := loadConfig(cmd, opts)
 	if err != nil {
@@ -123,59 +130,68 @@ func runPhases(cmd *cobra.Command, opts *rootOptions, flags phaseFlags, apply bo
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	env, err := phases.Connect(ctx, l.Config)
-	if err != nil {
-		return withCode(exitFailed, phases.WithHint(err))
-	}
-	env.Prune = flags.prune
-	defer env.Close(context.WithoutCancel(ctx))
 	rep := newReporter(opts, apply)
-	ctx = phases.WithProgress(ctx, rep.progress)
-	runner := &phases.Runner{
-		Phases:   phases.All(env),
-		Store:    &phases.ConfigMapStore{Client: env.Kube, Namespace: l.Vault.Namespace},
-		Reporter: rep,
+	ac := &action.Configuration{
+		Config:   l.Config,
 		Version:  vaultctlVersion(),
+		Reporter: rep,
+		Progress: rep.progress,
+		Debug:    newDebugLog(opts),
 	}
-	var results []phases.Result
+	var out *action.RunResult
 	if apply {
-		var unlock func()
-		if unlock, err = env.Lock(ctx); err != nil {
-			return withCode(exitFailed, phases.WithHint(err))
-		}
-		defer unlock()
-		results, err = runner.Apply(ctx, sel)
+		out, err = action.Apply(ctx, ac, action.ApplyOptions{Selection: flags.selection(), Prune: flags.prune, LockTimeout: flags.lockTimeout})
 	} else {
-		results, err = runner.Plan(ctx, sel)
+		out, err = action.Plan(ctx, ac, flags.selection())
+	}
+	res := runResult{Command: name, Phases: []phases.Result{}}
+	if out != nil {
+		res.OK, res.Changes, res.Warnings = out.OK, out.Changes, out.Warnings
+		if out.Phases != nil {
+			res.Phases = out.Phases
+		}
 	}
 	if err != nil {
-		return withCode(exitUsage, err)
-	}
-	res := runResult{Command: name, OK: true, Phases: results}
-	var failure *phases.Error
-	for _, r := range results {
-		res.Changes += len(r.Changes)
-		if r.Status == phases.Failed {
-			res.OK, failure = false, r.Error
+		code := exitFailed
+		if errors.Is(err, action.ErrInvalidSelection) {
+			code = exitUsage
 		}
+		err = phases.WithHint(err)
+		if opts.Output == "json" {
+			res.OK, res.Error = false, err.Error()
+			if werr := writeJSON(opts.stdout, res); werr != nil {
+				return werr
+			}
+		} else {
+			printNotes(opts.stderr, res.Warnings)
+		}
+		return withCode(code, err)
 	}
 	if opts.Output == "json" {
 		if err := writeJSON(opts.stdout, res); err != nil {
 			return err
 		}
 	} else {
+		printNotes(opts.stderr, res.Warnings)
 		rep.summary(res)
 	}
 	switch {
-	case failure != nil:
+	case out.Failure != nil:
 		if opts.Output == "json" {
 			return withCode(exitFailed, nil)
 		}
-		return withCode(exitFailed, failure)
+		return withCode(exitFailed, out.Failure)
 	case !apply && res.Changes > 0:
 		return withCode(exitHasDiffs, nil)
 	}
 	return nil
+}
+
+// printNotes shows what went wrong without changing the outcome (a lock not released).
+func printNotes(w io.Writer, notes []string) {
+	for _, n := range notes {
+		fmt.Fprintln(w, "warning:", n)
+	}
 }
 
 func plural(n int, word string) string {

@@ -54,7 +54,7 @@ func newRootCmd(opts *rootOptions) *cobra.Command {
 	f.StringVar(&opts.Context, "context", "", "kubeconfig context (overrides cluster.context)")
 	f.StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
 	f.BoolVar(&opts.NonInteractive, "non-interactive", false, "never prompt; fail instead (for CI)")
-	f.CountVarP(&opts.Verbose, "verbose", "v", "more detail (repeat for more)")
+	f.CountVarP(&opts.Verbose, "verbose", "v", "log each step on stderr with a timestamp: connect, preflight, lock taken/renewed/released, phase outcomes, progress")
 
 	cmd.AddCommand(
 		newVersionCmd(opts),

@@ -2,11 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
 
+	"github.com/vaultctl/vaultctl/action"
 	"github.com/vaultctl/vaultctl/phases"
 )
 
@@ -30,21 +33,17 @@ the file. With vault.init.pgpKeys the keys are still PGP-encrypted, one per key 
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			env, err := phases.Connect(cmd.Context(), l.Config)
+			keys, err := action.RecoveryKeys(cmd.Context(), &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)})
 			if err != nil {
 				return withCode(exitFailed, phases.WithHint(err))
 			}
-			keys, err := env.ReadRecoveryKeys(cmd.Context())
+			b, err := json.MarshalIndent(keys, "", "  ")
 			if err != nil {
-				return withCode(exitFailed, phases.WithHint(err))
+				return withCode(exitFailed, err)
 			}
-			b, _ := json.MarshalIndent(keys, "", "  ")
-			f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			err = writeNewFile(openNew, out, append(b, '\n'))
+			clear(b)
 			if err != nil {
-				return withCode(exitFailed, fmt.Errorf("%v (the file must not exist yet)", err))
-			}
-			defer f.Close()
-			if _, err := f.Write(append(b, '\n')); err != nil {
 				return withCode(exitFailed, err)
 			}
 			fmt.Fprintf(opts.stdout, "wrote %d recovery keys (threshold %d) to %s (mode 0600); delete it when done\n", len(keys.Keys), keys.Threshold, out)
@@ -53,4 +52,38 @@ the file. With vault.init.pgpKeys the keys are still PGP-encrypted, one per key 
 	}
 	cmd.Flags().StringVar(&out, "out", "", "file to create (mode 0600); must not exist")
 	return cmd
+}
+
+// syncFile is the part of *os.File that writeNewFile needs; tests make each step fail.
+type syncFile interface {
+	io.Writer
+	Sync() error
+	Close() error
+}
+
+func openNew(path string) (syncFile, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+}
+
+// writeNewFile creates path (it must not exist), writes data, flushes it to disk and closes it,
+// checking every step: a full disk often shows only at fsync or close, and a truncated key file
+// that looks written is worse than none. On any failure the partial file is removed.
+func writeNewFile(open func(string) (syncFile, error), path string, data []byte) error {
+	f, err := open(path)
+	if err != nil {
+		return fmt.Errorf("%v (the file must not exist yet)", err)
+	}
+	_, werr := f.Write(data)
+	var serr error
+	if werr == nil {
+		serr = f.Sync()
+	}
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			return fmt.Errorf("writing %s: %w; removing the partial file also failed, delete it by hand: %v", path, err, rerr)
+		}
+		return fmt.Errorf("writing %s: %w (the partial file was removed; fix the cause, e.g. disk space, and run again)", path, err)
+	}
+	return nil
 }

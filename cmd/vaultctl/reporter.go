@@ -147,3 +147,18 @@ func (r *reporter) summary(res runResult) {
 		fmt.Fprintf(r.w, "\nNothing to do: %s up to date.\n", plural(upToDate, "phase"))
 	}
 }
+
+// newDebugLog is -v: a timestamped line on stderr for each step an action takes (connect,
+// preflight, lock taken, renewed and released, each phase's outcome, progress lines). It goes to
+// stderr so that stdout stays the one JSON document with -o json. nil without -v.
+func newDebugLog(opts *rootOptions) func(string) {
+	if opts.Verbose == 0 {
+		return nil
+	}
+	var mu sync.Mutex // the lock's renewal goroutine logs too
+	return func(line string) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(opts.stderr, "%s vaultctl: %s\n", time.Now().Format("15:04:05.000"), line)
+	}
+}

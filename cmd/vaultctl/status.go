@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -9,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vaultctl/vaultctl/action"
 	"github.com/vaultctl/vaultctl/phases"
 )
 
@@ -27,16 +27,11 @@ Exit code 1 when Vault is degraded or unreachable.`,
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			env, err := phases.Connect(cmd.Context(), l.Config)
+			st, err := action.Status(cmd.Context(), &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)})
 			if err != nil {
 				return withCode(exitFailed, phases.WithHint(err))
 			}
-			rows, err := env.PhaseStatuses(cmd.Context())
-			if err != nil {
-				return withCode(exitFailed, err)
-			}
-			health, herr := env.Health(cmd.Context())
-			defer env.Close(context.WithoutCancel(cmd.Context()))
+			rows, health, herr := st.Phases, st.Vault, st.VaultErr
 			if opts.Output == "json" {
 				out := map[string]any{"phases": rows, "vault": health}
 				if herr != nil {
