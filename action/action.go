@@ -254,7 +254,9 @@ func Apply(ctx context.Context, c *Configuration, o ApplyOptions) (*RunResult, e
 	res := &RunResult{Command: "apply"}
 	ss, err := c.run(ctx, scope{name: "apply", preflight: true, lease: ApplyLease, lockWait: o.LockTimeout},
 		func(ctx context.Context, ss *session) error {
+			// Phases take --prune when they are built: build them again with it.
 			ss.env.Prune = o.Prune
+			ss.phases = c.phases(ss.env)
 			list, skip := make([]phases.Phase, 0, len(ss.phases)), []string(nil)
 			for _, p := range ss.phases {
 				switch {
