@@ -162,8 +162,9 @@ func (c *Configuration) run(ctx context.Context, s scope, work func(ctx context.
 		if err != nil {
 			return ss, err
 		}
+		parent := ctx // release even when the run's context ended with the lock
 		defer func() {
-			if err := lock.Release(ctx); err != nil {
+			if err := lock.Release(parent); err != nil {
 				ss.warnings = append(ss.warnings, err.Error())
 			}
 		}()
