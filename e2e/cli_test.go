@@ -14,35 +14,44 @@ import (
 )
 
 var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	buildsMu sync.Mutex
+	builds   = map[string]func() (string, error){}
 )
 
-// vaultctl builds the real binary once per test run, so end-to-end tests exercise exactly what
-// users run: flag parsing, config loading, exit codes and output.
-func vaultctlBinary(t *testing.T) string {
+// buildBinary builds the main package pkg (relative to the module root) once per test run and
+// returns the binary's path.
+func buildBinary(t *testing.T, pkg string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		_, here, _, _ := runtime.Caller(0)
-		root := filepath.Dir(filepath.Dir(here))
-		dir, err := os.MkdirTemp("", "vaultctl-e2e-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "vaultctl")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/vaultctl")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = errors.New(string(out))
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("building vaultctl: %v", buildErr)
+	buildsMu.Lock()
+	build, ok := builds[pkg]
+	if !ok {
+		build = sync.OnceValues(func() (string, error) {
+			_, here, _, _ := runtime.Caller(0)
+			dir, err := os.MkdirTemp("", "vaultctl-e2e-bin")
+			if err != nil {
+				return "", err
+			}
+			bin := filepath.Join(dir, filepath.Base(pkg))
+			cmd := exec.Command("go", "build", "-o", bin, pkg)
+			cmd.Dir = filepath.Dir(filepath.Dir(here))
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return "", errors.New(string(out))
+			}
+			return bin, nil
+		})
+		builds[pkg] = build
 	}
-	return binPath
+	buildsMu.Unlock()
+	bin, err := build()
+	if err != nil {
+		t.Fatalf("building %s: %v", pkg, err)
+	}
+	return bin
 }
+
+// vaultctlBinary builds the real binary once per test run, so end-to-end tests exercise exactly
+// what users run: flag parsing, config loading, exit codes and output.
+func vaultctlBinary(t *testing.T) string { return buildBinary(t, "./cmd/vaultctl") }
 
 // cliResult is one run of the binary.
 type cliResult struct {

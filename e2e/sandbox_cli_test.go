@@ -7,48 +7,16 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 )
-
-var (
-	sandboxBuildOnce sync.Once
-	sandboxBinPath   string
-	sandboxBuildErr  error
-)
-
-func sandboxBinary(t *testing.T) string {
-	t.Helper()
-	sandboxBuildOnce.Do(func() {
-		_, here, _, _ := runtime.Caller(0)
-		dir, err := os.MkdirTemp("", "vaultctl-e2e-sandbox-bin")
-		if err != nil {
-			sandboxBuildErr = err
-			return
-		}
-		sandboxBinPath = filepath.Join(dir, "vaultctl-sandbox")
-		cmd := exec.Command("go", "build", "-o", sandboxBinPath, "./cmd/vaultctl-sandbox")
-		cmd.Dir = filepath.Dir(filepath.Dir(here))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			sandboxBuildErr = errors.New(string(out))
-		}
-	})
-	if sandboxBuildErr != nil {
-		t.Fatalf("building vaultctl-sandbox: %v", sandboxBuildErr)
-	}
-	return sandboxBinPath
-}
 
 // runSandboxCLI runs the binary on the shared sandbox's directory. Its output is never logged
 // whole: `env` prints the PostgreSQL password.
 func runSandboxCLI(t *testing.T, args ...string) (code int, stdout []byte, stderr string) {
 	t.Helper()
-	cmd := exec.Command(sandboxBinary(t), append(args, "--dir", sb.Dir)...)
+	cmd := exec.Command(buildBinary(t, "./cmd/vaultctl-sandbox"), append(args, "--dir", sb.Dir)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
