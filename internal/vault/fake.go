@@ -42,10 +42,12 @@ const defaultTokenTTL = 768 * time.Hour
 //   - Data goes through a JSON round trip on the way in and out, so callers get the types
 //     vaultapi decodes (json.Number for numbers, []any for lists, map[string]any for
 //     objects) and never alias the server's state.
-//   - Auth roles come back with what was written, durations (token_ttl, ttl, period, …) as
-//     json.Number seconds the way Vault stores them, and policies/token_policies both set;
-//     Vault's defaults for unwritten fields are not filled in. A kubernetes config hides
-//     token_reviewer_jwt behind token_reviewer_jwt_set, as Vault does.
+//   - Auth roles come back merged over what earlier writes stored, with durations
+//     (token_ttl, period, …) as json.Number seconds whatever was written ("15m" or 900),
+//     Vault's defaults for the token_* fields (and the kubernetes and approle ones), and a
+//     deprecated field (policies, period) only when it was written. A kubernetes config
+//     hides token_reviewer_jwt behind token_reviewer_jwt_set. Database connections and roles
+//     come back in Vault's shape (connection_details without the password).
 //   - Login at an approle mount matches role_id (roles need bind_secret_id=false: the Fake
 //     issues no SecretIDs); at any other mount it succeeds only for an existing role and an
 //     identity allowed with AllowLogin. Each login issues a token with a lease under
@@ -250,7 +252,8 @@ func (s *FakeServer) ResetCalls() {
 }
 
 // AllowLogin lets Login at mount succeed for role with this jwt (body {"role", "jwt"}, as
-// the kubernetes and jwt methods take); the role must also exist. Anything else is refused.
+// the kubernetes and jwt methods take); the role must also exist, and a kubernetes method
+// must have its config written, as with Vault. Anything else is refused.
 func (s *FakeServer) AllowLogin(mount, role, jwt string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -302,7 +305,7 @@ func (s *FakeServer) SetSealType(t string) {
 }
 
 // SetRaft(false) makes the autopilot endpoints answer like a server without integrated
-// storage (400 "raft storage is not in use").
+// storage: the reads return nil, nil and WriteAutopilotConfig a 404.
 func (s *FakeServer) SetRaft(raft bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -404,7 +407,7 @@ func (c *fakeClient) WritePolicy(ctx context.Context, name, rules string) error 
 	case strings.TrimSpace(rules) == "":
 		return c.errorf(400, "PUT", p, "'policy' parameter not supplied or empty")
 	}
-	if _, err := hcl.Parse(rules); err != nil {
+	if err := checkPolicy(rules); err != nil {
 		return c.errorf(400, "PUT", p, "failed to parse policy: "+err.Error())
 	}
 	c.s.policies[name] = rules
@@ -433,6 +436,29 @@ func (c *fakeClient) ListPolicies(ctx context.Context) ([]string, error) {
 	return sortedKeys(c.s.policies), nil
 }
 
+// policyCapabilities are the capabilities Vault accepts in a path block.
+var policyCapabilities = []string{"create", "read", "update", "patch", "delete", "list", "sudo", "deny", "subscribe", "recover"}
+
+// checkPolicy parses HCL and checks capabilities, the errors Vault gives for a bad policy.
+func checkPolicy(rules string) error {
+	var f struct {
+		Path map[string]struct {
+			Capabilities []string `hcl:"capabilities"`
+		} `hcl:"path"`
+	}
+	if err := hcl.Decode(&f, rules); err != nil {
+		return err
+	}
+	for _, p := range slices.Sorted(maps.Keys(f.Path)) {
+		for _, cp := range f.Path[p].Capabilities {
+			if !slices.Contains(policyCapabilities, cp) {
+				return fmt.Errorf("path %q: invalid capability %q", p, cp)
+			}
+		}
+	}
+	return nil
+}
+
 // AuthMethods
 
 func (c *fakeClient) ListAuthMethods(ctx context.Context) (map[string]MountInfo, error) {
@@ -454,7 +480,7 @@ func (c *fakeClient) EnableAuthMethod(ctx context.Context, path string, m MountI
 	if err := c.call(ctx, "EnableAuthMethod", path, "POST", p, true); err != nil {
 		return err
 	}
-	if err := c.checkNewMount(key, m.Type, p); err != nil {
+	if err := c.checkNewMount(key, m.Type, p, authPlugins); err != nil {
 		return err
 	}
 	if _, ok := c.s.auths[key]; ok {
@@ -464,13 +490,23 @@ func (c *fakeClient) EnableAuthMethod(ctx context.Context, path string, m MountI
 	return nil
 }
 
+// The builtin plugins of Vault Community Edition the Fake accepts at EnableAuthMethod and
+// EnableMount; anything else is "not found in the catalog", as with Vault.
+var (
+	authPlugins   = []string{"alicloud", "approle", "aws", "azure", "cert", "cf", "gcp", "github", "jwt", "kerberos", "kubernetes", "ldap", "oci", "oidc", "okta", "radius", "userpass"}
+	secretPlugins = []string{"aws", "azure", "consul", "database", "gcp", "gcpkms", "kubernetes", "kv", "kv-v2", "ldap", "mongodbatlas", "nomad", "pki", "rabbitmq", "ssh", "terraform", "totp", "transit"}
+)
+
 // checkNewMount applies Vault's rules for a new mount path (secrets or auth).
-func (c *fakeClient) checkNewMount(key, typ, p string) error {
+func (c *fakeClient) checkNewMount(key, typ, p string, catalog []string) error {
 	if key == "/" {
 		return c.errorf(400, "POST", p, "path cannot be empty")
 	}
 	if typ == "" {
 		return c.errorf(400, "POST", p, "backend type must be specified as a string")
+	}
+	if !slices.Contains(catalog, typ) {
+		return c.errorf(400, "POST", p, "plugin not found in the catalog: "+typ)
 	}
 	return nil
 }
@@ -497,7 +533,7 @@ func (c *fakeClient) Login(ctx context.Context, mount string, body map[string]an
 	case "approle":
 		roleID, _ := in["role_id"].(string)
 		if roleID == "" {
-			return "", c.errorf(400, "PUT", p, "missing role_id")
+			return "", c.errorf(500, "PUT", p, "failed to determine alias name from login request")
 		}
 		for _, r := range a.roles {
 			if r["role_id"] == roleID {
@@ -522,6 +558,9 @@ func (c *fakeClient) Login(ctx context.Context, mount string, body map[string]an
 		if role = a.roles[name]; role == nil {
 			return "", c.errorf(400, "PUT", p, fmt.Sprintf("invalid role name %q", name))
 		}
+		if a.info.Type == "kubernetes" && a.config == nil {
+			return "", c.errorf(500, "PUT", p, "could not load backend configuration")
+		}
 		if !slices.Contains(s.logins, loginRule{m, name, jwt}) {
 			return "", c.errorf(403, "PUT", p, "permission denied")
 		}
@@ -541,6 +580,25 @@ func (c *fakeClient) Login(ctx context.Context, mount string, body map[string]an
 
 // AuthRoles
 
+// roleDefaults are the fields Vault returns for a role whatever was written, JSON-shaped.
+func roleDefaults(typ string) map[string]any {
+	zero := json.Number("0")
+	d := map[string]any{"token_bound_cidrs": []any{}, "token_explicit_max_ttl": zero, "token_max_ttl": zero, "token_no_default_policy": false,
+		"token_num_uses": zero, "token_period": zero, "token_policies": []any{}, "token_ttl": zero, "token_type": "default"}
+	switch typ {
+	case "kubernetes":
+		d["alias_name_source"] = "serviceaccount_uid"
+		d["bound_service_account_namespace_selector"] = ""
+	case "approle":
+		d["bind_secret_id"] = true
+		d["local_secret_ids"] = false
+		d["secret_id_bound_cidrs"] = nil
+		d["secret_id_num_uses"] = zero
+		d["secret_id_ttl"] = zero
+	}
+	return d
+}
+
 // roleDurations are the role fields Vault parses as durations and returns in seconds.
 var roleDurations = []string{"token_ttl", "token_max_ttl", "token_explicit_max_ttl", "token_period", "period", "ttl", "max_ttl", "secret_id_ttl"}
 
@@ -554,7 +612,10 @@ func (c *fakeClient) ReadRole(ctx context.Context, mount, name string) (map[stri
 	if a == nil || a.roles[name] == nil {
 		return nil, nil
 	}
-	out := jsonCopy(a.roles[name])
+	out := roleDefaults(a.info.Type)
+	for k, v := range jsonCopy(a.roles[name]) {
+		out[k] = v
+	}
 	if a.info.Type == "approle" {
 		delete(out, "role_id") // only readable at role/<name>/role-id
 	}
@@ -569,8 +630,11 @@ func (c *fakeClient) WriteRole(ctx context.Context, mount, name string, data map
 		return err
 	}
 	a := c.s.auths[m+"/"]
-	if a == nil || a.info.Type == "token" {
+	if a == nil {
 		return c.errorf(404, "PUT", p, fmt.Sprintf("no handler for route %q. route entry not found.", p))
+	}
+	if a.info.Type == "token" { // token roles live at auth/token/roles/
+		return c.errorf(404, "PUT", p, "1 error occurred:\n\t* unsupported path\n\n")
 	}
 	in, err := jsonObject(data)
 	if err != nil {
@@ -593,16 +657,30 @@ func (c *fakeClient) WriteRole(ctx context.Context, mount, name string, data map
 			role[k] = json.Number(strconv.FormatInt(secs, 10))
 		}
 	}
-	for _, k := range []string{"policies", "token_policies", "bound_service_account_names", "bound_service_account_namespaces", "token_bound_cidrs", "secret_id_bound_cidrs"} {
+	for _, k := range []string{"policies", "token_policies", "bound_service_account_names", "bound_service_account_namespaces", "token_bound_cidrs", "secret_id_bound_cidrs", "bound_cidrs"} {
 		if v, ok := in[k]; ok {
 			role[k] = commaList(v)
 		}
 	}
-	// policies is the deprecated alias of token_policies: Vault keeps both in step.
-	if v, ok := in["token_policies"]; ok {
-		role["policies"] = commaList(v)
-	} else if v, ok := in["policies"]; ok {
-		role["token_policies"] = commaList(v)
+	for _, k := range []string{"token_bound_cidrs", "secret_id_bound_cidrs"} {
+		if l, ok := role[k].([]any); ok {
+			for i, e := range l {
+				// Vault stores single addresses without their /32 or /128.
+				if s, ok := e.(string); ok {
+					l[i] = strings.TrimSuffix(strings.TrimSuffix(s, "/32"), "/128")
+				}
+			}
+		}
+	}
+	// A deprecated field (policies, period, …) sets its token_ twin too and both come back;
+	// writing the token_ field alone drops the deprecated one.
+	for _, pair := range [][2]string{{"policies", "token_policies"}, {"period", "token_period"}, {"ttl", "token_ttl"}, {"max_ttl", "token_max_ttl"}, {"bound_cidrs", "token_bound_cidrs"}} {
+		old, tok := pair[0], pair[1]
+		if _, ok := in[old]; ok {
+			role[tok] = role[old]
+		} else if _, ok := in[tok]; ok {
+			delete(role, old)
+		}
 	}
 	switch a.info.Type {
 	case "kubernetes":
@@ -661,10 +739,16 @@ func (c *fakeClient) ReadAuthConfig(ctx context.Context, mount string) (map[stri
 	}
 	out := jsonCopy(a.config)
 	if a.info.Type == "kubernetes" {
-		// Vault never returns the reviewer JWT, only whether one is set.
+		// Vault never returns the reviewer JWT, only whether one is set, and fills defaults.
 		jwt, _ := out["token_reviewer_jwt"].(string)
 		delete(out, "token_reviewer_jwt")
 		out["token_reviewer_jwt_set"] = jwt != ""
+		for k, v := range map[string]any{"disable_iss_validation": true, "disable_local_ca_jwt": false, "issuer": "", "kubernetes_ca_cert": "",
+			"pem_keys": []any{}, "use_annotations_as_alias_metadata": false} {
+			if _, ok := out[k]; !ok {
+				out[k] = v
+			}
+		}
 	}
 	return out, nil
 }
@@ -714,7 +798,7 @@ func (c *fakeClient) EnableMount(ctx context.Context, path string, m MountInfo) 
 	if err := c.call(ctx, "EnableMount", path, "POST", p, true); err != nil {
 		return err
 	}
-	if err := c.checkNewMount(key, m.Type, p); err != nil {
+	if err := c.checkNewMount(key, m.Type, p, secretPlugins); err != nil {
 		return err
 	}
 	if _, ok := c.s.mounts[key]; ok {
@@ -778,10 +862,7 @@ func (c *fakeClient) KVWrite(ctx context.Context, mount, path string, data map[s
 	if kv == nil {
 		return 0, c.errorf(404, "PUT", p, fmt.Sprintf("no handler for route %q. route entry not found.", p))
 	}
-	if data == nil {
-		return 0, c.errorf(400, "PUT", p, "no data provided")
-	}
-	in, err := jsonObject(data)
+	in, err := jsonObject(data) // nil is accepted: a version with no data
 	if err != nil {
 		return 0, err
 	}
@@ -930,13 +1011,13 @@ func (c *fakeClient) EnableAuditDevice(ctx context.Context, path string, d Audit
 	switch d.Type {
 	case "file":
 		if d.Options["file_path"] == "" {
-			return c.errorf(400, "PUT", p, "file_path is required")
+			return c.errorf(400, "PUT", p, "unable to create new audit backend: config cannot be nil: invalid internal parameter")
 		}
 	case "socket", "syslog":
 	case "":
 		return c.errorf(400, "PUT", p, "audit device type must be specified")
 	default:
-		return c.errorf(400, "PUT", p, fmt.Sprintf("unknown backend type: %q", d.Type))
+		return c.errorf(400, "PUT", p, fmt.Sprintf("unknown backend type: %q: invalid configuration", d.Type))
 	}
 	d.Options = maps.Clone(d.Options)
 	c.s.audits[key] = d
@@ -963,7 +1044,7 @@ func (c *fakeClient) AutopilotState(ctx context.Context) (*vaultapi.AutopilotSta
 		return nil, err
 	}
 	if !c.s.raft {
-		return nil, c.errorf(400, "GET", p, "raft storage is not in use")
+		return nil, nil // the path does not exist: vaultapi turns the 404 into nil
 	}
 	return copyAutopilotState(c.s.autopilotState), nil
 }
@@ -974,7 +1055,7 @@ func (c *fakeClient) AutopilotConfig(ctx context.Context) (*vaultapi.AutopilotCo
 		return nil, err
 	}
 	if !c.s.raft {
-		return nil, c.errorf(400, "GET", autopilotConfigPath, "raft storage is not in use")
+		return nil, nil
 	}
 	cfg := c.s.autopilotConfig
 	return &cfg, nil
@@ -990,7 +1071,7 @@ func (c *fakeClient) WriteAutopilotConfig(ctx context.Context, body map[string]a
 		return err
 	}
 	if !c.s.raft {
-		return c.errorf(400, "PUT", p, "raft storage is not in use")
+		return c.errorf(404, "PUT", p, "1 error occurred:\n\t* unsupported path\n\n")
 	}
 	in, err := jsonObject(body)
 	if err != nil {
@@ -1252,7 +1333,8 @@ func (c *fakeClient) dbMount(mount string) *fakeDB {
 }
 
 // dbTopLevel are the connection fields Vault keeps beside connection_details.
-var dbTopLevel = []string{"plugin_name", "plugin_version", "allowed_roles", "verify_connection", "root_rotation_statements", "password_policy", "skip_static_role_import_rotation"}
+var dbTopLevel = []string{"plugin_name", "plugin_version", "allowed_roles", "verify_connection", "root_rotation_statements", "password_policy",
+	"skip_static_role_import_rotation", "disable_automated_rotation", "rotation_period", "rotation_schedule", "rotation_window"}
 
 // ReadDBConnection returns Vault's shape: plugin settings at the top, the rest under
 // connection_details without secrets, the URL's password redacted.
@@ -1275,6 +1357,10 @@ func (c *fakeClient) ReadDBConnection(ctx context.Context, mount, name string) (
 		"password_policy":                    "",
 		"verify_connection":                  true,
 		"skip_static_role_import_rotation":   false,
+		"disable_automated_rotation":         false,
+		"rotation_period":                    json.Number("0"),
+		"rotation_schedule":                  "",
+		"rotation_window":                    json.Number("0"),
 	}
 	details := map[string]any{}
 	for k, v := range in {
@@ -1375,10 +1461,7 @@ func (c *fakeClient) WriteDBRole(ctx context.Context, mount, name string, data m
 		}
 	}
 	if s, _ := role["db_name"].(string); s == "" {
-		return c.errorf(400, "PUT", p, "empty database name attribute")
-	}
-	if len(stringList(role["creation_statements"])) == 0 {
-		return c.errorf(400, "PUT", p, "empty creation statements")
+		return c.errorf(400, "PUT", p, "database name is required")
 	}
 	db.roles[name] = role
 	return nil
@@ -1416,11 +1499,11 @@ func (c *fakeClient) GenerateDBCredentials(ctx context.Context, mount, role stri
 	dbName, _ := r["db_name"].(string)
 	conn := db.conns[dbName]
 	if conn == nil {
-		return nil, c.errorf(500, "GET", p, fmt.Sprintf("1 error occurred:\n\t* cannot find database %q", dbName))
+		return nil, c.errorf(500, "GET", p, fmt.Sprintf("1 error occurred:\n\t* failed to find entry for connection with name: %q\n\n", dbName))
 	}
 	allowed := stringList(commaList(conn["allowed_roles"]))
 	if !slices.Contains(allowed, "*") && !slices.Contains(allowed, role) {
-		return nil, c.errorf(400, "GET", p, fmt.Sprintf("%q is not an allowed role", role))
+		return nil, c.errorf(500, "GET", p, fmt.Sprintf("1 error occurred:\n\t* %q is not an allowed role\n\n", role))
 	}
 	ttl := defaultTokenTTL
 	if n := jsonInt(r["default_ttl"]); n > 0 {

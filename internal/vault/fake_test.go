@@ -31,6 +31,13 @@ func TestFakeContractSharedServer(t *testing.T) {
 	})
 }
 
+func TestFakeDatabaseContract(t *testing.T) {
+	vaulttest.Database(t, func(t *testing.T) (vault.Client, vault.Dialer) {
+		s := vault.NewFakeServer()
+		return s.RootClient(), s.Dialer()
+	}, "postgres://vaultadmin:not-used@127.0.0.1:5432/postgres?sslmode=disable")
+}
+
 var bg = context.Background()
 
 func TestFakeFailAndCalls(t *testing.T) {
@@ -79,6 +86,10 @@ func TestFakeKubernetesLogin(t *testing.T) {
 		"bound_service_account_names": "vaultctl", "bound_service_account_namespaces": "vault", "token_ttl": "15m",
 	}))
 	s.AllowLogin("kubernetes", "vaultctl-admin", "good-jwt")
+	if _, err := c.Login(bg, "kubernetes", map[string]any{"role": "vaultctl-admin", "jwt": "good-jwt"}); vault.StatusCode(err) != 500 {
+		t.Fatalf("Login before the method's config is written = %v, want Vault's 500", err)
+	}
+	must(t, c.WriteAuthConfig(bg, "kubernetes", map[string]any{"kubernetes_host": "https://kubernetes.default.svc"}))
 
 	for _, tc := range []struct {
 		body   map[string]any
@@ -217,8 +228,11 @@ func TestFakeAutopilot(t *testing.T) {
 		t.Fatalf("AutopilotConfig = %+v\nwant %+v", *cfg, want)
 	}
 	s.SetRaft(false)
-	if _, err := c.AutopilotState(bg); vault.StatusCode(err) != 400 {
-		t.Fatalf("AutopilotState without raft = %v", err)
+	if st, err := c.AutopilotState(bg); st != nil || err != nil {
+		t.Fatalf("AutopilotState without raft = %v, %v; want nil, nil", st, err)
+	}
+	if err := c.WriteAutopilotConfig(bg, map[string]any{"min_quorum": 3}); !vault.IsNotFound(err) {
+		t.Fatalf("WriteAutopilotConfig without raft = %v; want a 404", err)
 	}
 }
 
@@ -245,8 +259,8 @@ func TestFakeDatabase(t *testing.T) {
 	if r, err := c.ReadDBRole(bg, "database", "app"); r != nil || err != nil {
 		t.Fatalf("ReadDBRole of a missing role = %v, %v", r, err)
 	}
-	if err := c.WriteDBRole(bg, "database", "app", map[string]any{"db_name": "pg"}); vault.StatusCode(err) != 400 {
-		t.Fatalf("WriteDBRole without creation statements = %v", err)
+	if err := c.WriteDBRole(bg, "database", "app", map[string]any{"creation_statements": "x"}); vault.StatusCode(err) != 400 {
+		t.Fatalf("WriteDBRole without db_name = %v", err)
 	}
 	must(t, c.WriteDBRole(bg, "database", "app", map[string]any{"db_name": "pg", "creation_statements": []string{"CREATE ROLE \"{{name}}\""}, "default_ttl": "1h", "max_ttl": 86400}))
 	r, err := c.ReadDBRole(bg, "database", "app")
@@ -269,7 +283,7 @@ func TestFakeDatabase(t *testing.T) {
 		t.Fatalf("leases after RevokePrefix: %v", l)
 	}
 	must(t, c.WriteDBRole(bg, "database", "nope", map[string]any{"db_name": "pg", "creation_statements": "x"}))
-	if _, err := c.GenerateDBCredentials(bg, "database", "nope"); vault.StatusCode(err) != 400 {
+	if _, err := c.GenerateDBCredentials(bg, "database", "nope"); vault.StatusCode(err) != 500 {
 		t.Fatalf("credentials for a role the connection does not allow = %v", err)
 	}
 	must(t, c.DeleteDBRole(bg, "database", "app"))

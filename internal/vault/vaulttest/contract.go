@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,6 +130,7 @@ func policies(t *testing.T, c vault.Client, _ vault.Dialer) {
 		}
 	}
 	wantStatus(t, "WritePolicy with HCL that does not parse", c.WritePolicy(ctx, name, "path \"x\" {"), 400)
+	wantStatus(t, "WritePolicy with an unknown capability", c.WritePolicy(ctx, name, "path \"x\" {\n  capabilities = [\"fly\"]\n}\n"), 400)
 	wantStatus(t, "DeletePolicy default", c.DeletePolicy(ctx, "default"), 400)
 
 	// Vault lowercases policy names.
@@ -169,6 +171,12 @@ func authMethods(t *testing.T, c vault.Client, _ vault.Dialer) {
 		t.Fatalf("ListAuthMethods has no token/ method: %v", keys(m))
 	}
 	wantStatus(t, "EnableAuthMethod on a path in use", c.EnableAuthMethod(ctx, path, vault.MountInfo{Type: "approle"}), 400)
+	wantStatus(t, "EnableAuthMethod of an unknown plugin", c.EnableAuthMethod(ctx, unique("ct-bogus"), vault.MountInfo{Type: "bogus"}), 400)
+}
+
+func fmtJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 func keys[V any](m map[string]V) []string {
@@ -235,6 +243,17 @@ func approleRoles(t *testing.T, c vault.Client, _ vault.Dialer) {
 	if r["bind_secret_id"] != false {
 		t.Fatalf("bind_secret_id = %#v, want false", r["bind_secret_id"])
 	}
+	// Vault fills in what was not written; the deprecated policies comes back only when it
+	// is what was written; role_id is not part of the role.
+	wantNumber(t, "token_max_ttl (not written)", r["token_max_ttl"], "0")
+	if r["token_type"] != "default" {
+		t.Fatalf("token_type = %#v, want Vault's default", r["token_type"])
+	}
+	for _, k := range []string{"policies", "role_id"} {
+		if v, ok := r[k]; ok {
+			t.Fatalf("ReadRole returned %s = %#v", k, v)
+		}
+	}
 
 	// A duration string is stored, and read back, in seconds; other fields stay.
 	must(t, "WriteRole update", c.WriteRole(ctx, mount, "app", map[string]any{"token_ttl": "30m"}))
@@ -242,6 +261,14 @@ func approleRoles(t *testing.T, c vault.Client, _ vault.Dialer) {
 	must(t, "ReadRole", err)
 	wantNumber(t, "token_ttl after writing 30m", r["token_ttl"], "1800")
 	wantStrings(t, "token_policies after an update without them", r["token_policies"], "default", "ct-reader")
+
+	// Deprecated fields set their token_ twins, and both come back.
+	must(t, "WriteRole with deprecated fields", c.WriteRole(ctx, mount, "app", map[string]any{"policies": "p1,p2", "period": "1h"}))
+	r, err = c.ReadRole(ctx, mount, "app")
+	must(t, "ReadRole", err)
+	wantStrings(t, "policies", r["policies"], "p1", "p2")
+	wantStrings(t, "token_policies after writing policies", r["token_policies"], "p1", "p2")
+	wantNumber(t, "token_period after writing period", r["token_period"], "3600")
 
 	must(t, "WriteRole second", c.WriteRole(ctx, mount, "other", approleLogin(unique("role-id"), 60)))
 	list, err := c.ListRoles(ctx, mount)
@@ -273,25 +300,43 @@ func kubernetesRoles(t *testing.T, c vault.Client, _ vault.Dialer) {
 	wantNumber(t, "token_ttl", r["token_ttl"], "900")
 	wantStrings(t, "bound_service_account_names", r["bound_service_account_names"], "webapp")
 	wantStrings(t, "token_policies", r["token_policies"], "webapp-read")
-	if r["audience"] != "vault" {
-		t.Fatalf("audience = %#v, want vault", r["audience"])
+	if r["audience"] != "vault" || r["alias_name_source"] != "serviceaccount_uid" {
+		t.Fatalf("audience = %#v, alias_name_source = %#v; want vault and Vault's default", r["audience"], r["alias_name_source"])
+	}
+	if v, ok := r["policies"]; ok {
+		t.Fatalf("ReadRole returned the deprecated policies = %#v after token_policies was written", v)
 	}
 	wantStatus(t, "WriteRole without bound service accounts", c.WriteRole(ctx, mount, "bad", map[string]any{"token_ttl": 60}), 400)
 
 	if cfg, err := c.ReadAuthConfig(ctx, mount); err != nil || cfg != nil {
 		t.Fatalf("ReadAuthConfig before any config = %v, %v; want nil, nil", cfg, err)
 	}
+	_, err = c.Login(ctx, mount, map[string]any{"role": "webapp", "jwt": "not-a-jwt"})
+	wantStatus(t, "Login before the method is configured", err, 500)
+	_, err = c.Login(ctx, mount, map[string]any{"role": "nobody", "jwt": "not-a-jwt"})
+	wantStatus(t, "Login for a missing role", err, 400)
 	must(t, "WriteAuthConfig", c.WriteAuthConfig(ctx, mount, map[string]any{
 		"kubernetes_host": "https://127.0.0.1:6443", "disable_local_ca_jwt": true, "token_reviewer_jwt": "",
 	}))
 	cfg, err := c.ReadAuthConfig(ctx, mount)
 	must(t, "ReadAuthConfig", err)
-	if cfg["kubernetes_host"] != "https://127.0.0.1:6443" || cfg["token_reviewer_jwt_set"] != false || cfg["disable_local_ca_jwt"] != true {
+	if cfg["kubernetes_host"] != "https://127.0.0.1:6443" || cfg["token_reviewer_jwt_set"] != false || cfg["disable_local_ca_jwt"] != true || cfg["disable_iss_validation"] != true {
 		t.Fatalf("ReadAuthConfig = %v, want the host, token_reviewer_jwt_set=false, disable_local_ca_jwt=true", cfg)
 	}
 	if _, ok := cfg["token_reviewer_jwt"]; ok {
 		t.Fatalf("ReadAuthConfig returned token_reviewer_jwt: %v", cfg)
 	}
+	must(t, "WriteAuthConfig with a reviewer JWT", c.WriteAuthConfig(ctx, mount, map[string]any{
+		"kubernetes_host": "https://127.0.0.1:6443", "disable_local_ca_jwt": true, "token_reviewer_jwt": "reviewer.jwt.value",
+	}))
+	cfg, err = c.ReadAuthConfig(ctx, mount)
+	must(t, "ReadAuthConfig", err)
+	if cfg["token_reviewer_jwt_set"] != true || strings.Contains(fmtJSON(cfg), "reviewer.jwt.value") {
+		t.Fatalf("ReadAuthConfig = %v, want token_reviewer_jwt_set=true and no JWT", cfg)
+	}
+	// With a config, a JWT that does not verify is refused.
+	_, err = c.Login(ctx, mount, map[string]any{"role": "webapp", "jwt": "not-a-jwt"})
+	wantStatus(t, "Login with a bad JWT", err, 403)
 }
 
 func mounts(t *testing.T, c vault.Client, _ vault.Dialer) {
