@@ -53,7 +53,7 @@ func (m *MemoryStore) Put(_ context.Context, c Checkpoint) error {
 type PhaseStatus struct {
 	Phase      string      `json:"phase"`
 	Applied    bool        `json:"applied"`
-	Stale      bool        `json:"inputsChanged"` // the config changed since it was applied
+	Stale      bool        `json:"inputsChanged"`        // the config changed since it was applied
 	Unreadable bool        `json:"unreadable,omitempty"` // its checkpoint could not be parsed
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 }

@@ -54,7 +54,9 @@ type helmRelease struct {
 
 func (r helmRelease) object() string { return "Helm release " + r.namespace + "/" + r.name }
 
-func (r helmRelease) chartName() string { return r.chart.Metadata.Name + "-" + r.chart.Metadata.Version }
+func (r helmRelease) chartName() string {
+	return r.chart.Metadata.Name + "-" + r.chart.Metadata.Version
+}
 
 // status reports whether the release exists and whether an upgrade would write a revision.
 func (r helmRelease) status(ctx context.Context) (helmclient.Status, error) {

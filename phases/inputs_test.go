@@ -20,7 +20,7 @@ import (
 // differently while its input hash stayed the same reads config it does not declare.
 func TestEveryConfigKeyAPhaseReadsChangesItsInputHash(t *testing.T) {
 	bases := map[string]func() *config.Config{
-		"external": func() *config.Config { return behaviourConfig(config.ModeExternal) },
+		"external":   func() *config.Config { return behaviourConfig(config.ModeExternal) },
 		"in-cluster": func() *config.Config { return behaviourConfig(config.ModeInCluster) },
 	}
 	for mode, base := range bases {
