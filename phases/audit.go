@@ -2,12 +2,12 @@ package phases
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/plural"
 	"github.com/vaultctl/vaultctl/internal/vault"
 )
 
@@ -72,7 +72,7 @@ func (p *Audit) observe(ctx context.Context) ([]step, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return steps, append([]string{fmt.Sprintf("%d audit devices: %s", len(want), strings.Join(want, ", "))}, facts...), nil
+	return steps, append([]string{plural.S(len(want), "audit device")+": "+strings.Join(want, ", ")}, facts...), nil
 }
 
 func ensureAudit(v vault.Audit, live map[string]vault.AuditDevice, d config.AuditDevice) *step {

@@ -2,10 +2,10 @@ package phases
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/plural"
 	"github.com/vaultctl/vaultctl/internal/vault"
 	"github.com/vaultctl/vaultctl/policy"
 )
@@ -67,7 +67,7 @@ func (p *Policies) observe(ctx context.Context) ([]step, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return steps, append([]string{fmt.Sprintf("%d policies", len(want))}, facts...), nil
+	return steps, append([]string{plural.Count(len(want), "policy", "policies")}, facts...), nil
 }
 
 // policyMarked reports whether a live policy carries the header vaultctl writes.

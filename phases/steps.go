@@ -57,7 +57,7 @@ func applyObserved(ctx context.Context, observe observer) error {
 
 // concurrency bounds how many requests a phase has in flight against Vault or the API server:
 // cost must not grow one round trip per object with the estate, nor flood a small Vault.
-const concurrency = 16
+const concurrency = 32
 
 // forEach runs f for every item with bounded concurrency and returns the results in the
 // items' order; the first error wins and cancels the rest.
