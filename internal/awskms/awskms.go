@@ -10,12 +10,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/smithy-go/logging"
 )
 
 // New returns a KMS client. endpoint overrides AWS_ENDPOINT_URL_KMS, which the SDK honours
 // by itself when endpoint is empty.
 func New(ctx context.Context, region, endpoint string) (*kms.Client, error) {
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region))
+	// The SDK's default logger writes to stderr on its own (e.g. "WARN falling back to
+	// IMDSv1"), over the spinner; what matters of its failures reaches the user as errors.
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(region), awsconfig.WithLogger(logging.Nop{}))
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)
 	}
