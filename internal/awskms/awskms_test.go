@@ -2,6 +2,7 @@ package awskms
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -52,6 +53,67 @@ func describe(t *testing.T, endpoint string) error {
 	return err
 }
 
+func TestNoCredentialsIsACredentialsErrorListingTheChain(t *testing.T) {
+	noCredentials(t)
+	srv, hits := kmsServer(t)
+	err := describe(t, srv.URL)
+	var ce *CredentialsError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a *CredentialsError, got %T: %v", err, err)
+	}
+	msg := ce.Error()
+	for _, want := range []string{"no AWS credentials found", "AWS_ACCESS_KEY_ID", "web identity / IRSA", "shared files",
+		`profile "default"`, "container role", "EC2 instance role", "AWS_EC2_METADATA_DISABLED"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "failed to refresh cached credentials") {
+		t.Errorf("the SDK's cache noise reached the message: %s", msg)
+	}
+	if fix := ce.Fix(); !strings.Contains(fix, "AWS_ACCESS_KEY_ID") || !strings.Contains(fix, "IRSA") {
+		t.Errorf("fix: %s", fix)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Errorf("KMS was contacted %d times without credentials", n)
+	}
+}
+
+func TestCredentialsFromTheEnvironmentAreNotMarked(t *testing.T) {
+	noCredentials(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	srv, hits := kmsServer(t)
+	err := describe(t, srv.URL)
+	var ce *CredentialsError
+	if errors.As(err, &ce) {
+		t.Fatalf("static keys reported as a credentials failure: %v", err)
+	}
+	if hits.Load() == 0 {
+		t.Fatal("KMS was never asked")
+	}
+}
+
+func TestAFailingConfiguredSourceIsNotCalledMissing(t *testing.T) {
+	noCredentials(t)
+	dir := t.TempDir()
+	cfg := dir + "/config"
+	// A credential_process that fails: configured, so not "no credentials found".
+	if err := os.WriteFile(cfg, []byte("[default]\ncredential_process = false\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CONFIG_FILE", cfg)
+	srv, _ := kmsServer(t)
+	err := describe(t, srv.URL)
+	var ce *CredentialsError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a *CredentialsError, got %T: %v", err, err)
+	}
+	if len(ce.Tried) != 0 || !strings.Contains(ce.Error(), "could not get AWS credentials") || !strings.Contains(ce.Fix(), "credential_process") {
+		t.Fatalf("a configured source that fails: %v / %s", ce, ce.Fix())
+	}
+}
+
 // The SDK's own logger wrote "WARN falling back to IMDSv1" to stderr, over the spinner. An
 // instance metadata service that refuses tokens (403) is what triggers it.
 func TestTheSDKWritesNothingToStderr(t *testing.T) {
@@ -83,7 +145,8 @@ func TestTheSDKWritesNothingToStderr(t *testing.T) {
 	if len(out) != 0 {
 		t.Errorf("the SDK wrote to stderr: %s", out)
 	}
-	if err == nil || !strings.Contains(err.Error(), "EC2 IMDS") {
-		t.Errorf("want the instance role's failure, got %v", err)
+	var ce *CredentialsError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Error(), "EC2 instance role") {
+		t.Errorf("want no credentials found, got %v", err)
 	}
 }
