@@ -25,7 +25,7 @@ func Connect(ctx context.Context, cfg *config.Config) (*Env, error) {
 	env := &Env{Config: cfg, Clock: time.Now}
 	cluster, err := kube.Connect(cfg.Cluster.Kubeconfig, cfg.Cluster.Context)
 	if err != nil {
-		return nil, Fail("pass --kubeconfig and --context, or set cluster.kubeconfig / cluster.context", "%v", err)
+		return nil, Fail(kube.Hint(err, "pass --kubeconfig and --context, or set cluster.kubeconfig / cluster.context"), "%v", err)
 	}
 	env.Kube, env.KubeREST, env.KubeHost, env.KubeCA = cluster.Client, cluster.REST, cluster.Host, cluster.CAData
 	env.Kubeconfig, env.KubeContext = cfg.Cluster.Kubeconfig, cluster.Context

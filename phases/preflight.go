@@ -11,11 +11,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	authv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/awskms"
 )
 
 // Preflight proves the estate can be worked on before anything changes: the cluster answers and
@@ -242,17 +245,39 @@ func roundTrip(ctx context.Context, c KMSAPI, id string) error {
 	return nil
 }
 
+// kmsError says why a KMS call failed and what to do. The SDK's error types decide first; the
+// strings remain for errors that do not come from the SDK (fakes, emulators' proxies).
 func kmsError(err error, endpoint string) error {
+	// Credentials come first: an unreachable instance metadata service also says "connection
+	// refused" or "i/o timeout", and no request ever reached KMS.
+	var ce *awskms.CredentialsError
+	if errors.As(err, &ce) {
+		return Fail(ce.Fix(), "%v (KMS at %s was not contacted)", ce, endpoint)
+	}
+	var send *smithyhttp.RequestSendError
+	var api smithy.APIError
 	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "connection refused"), strings.Contains(msg, "no such host"), strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "deadline exceeded"):
+	case errors.As(err, &send), errors.Is(err, context.DeadlineExceeded),
+		strings.Contains(msg, "connection refused"), strings.Contains(msg, "no such host"), strings.Contains(msg, "i/o timeout"), strings.Contains(msg, "deadline exceeded"):
 		return Fail("check vault.seal.awskms.endpoint / AWS_ENDPOINT_URL_KMS and network access to KMS",
 			"KMS endpoint %s is unreachable: %v", endpoint, err)
-	case strings.Contains(msg, "AccessDenied"), strings.Contains(msg, "UnrecognizedClient"), strings.Contains(msg, "InvalidSignature"), strings.Contains(msg, "credentials"):
+	case errors.As(err, &api) && api.ErrorCode() == "AccessDeniedException", strings.Contains(msg, "AccessDenied"):
 		return Fail("give the identity kms:DescribeKey, kms:Encrypt, kms:Decrypt and kms:GenerateDataKey on the key (on EKS via the IRSA role)",
 			"KMS at %s refused the request: %v", endpoint, err)
+	case errors.As(err, &api) && badCredentialCodes[api.ErrorCode()],
+		strings.Contains(msg, "UnrecognizedClient"), strings.Contains(msg, "InvalidSignature"):
+		return Fail("check the AWS credentials in use (aws sts get-caller-identity) and the system clock; AWS_SESSION_TOKEN must go with temporary keys",
+			"KMS at %s rejected the AWS credentials: %v", endpoint, err)
 	}
 	return Fail("check the KMS key and endpoint", "KMS at %s: %v", endpoint, err)
+}
+
+// badCredentialCodes are KMS's answers to credentials it does not accept: unknown, expired or
+// signed wrongly. Granting permissions would not help.
+var badCredentialCodes = map[string]bool{
+	"UnrecognizedClientException": true, "InvalidSignatureException": true, "IncompleteSignature": true,
+	"ExpiredTokenException": true, "InvalidClientTokenId": true,
 }
 
 func createKeySteps(alias, region string) string {
