@@ -149,10 +149,10 @@ func SetHelp() string {
 
 // Problem is something wrong with the answers, named by the --set key that fixes it.
 type Problem struct {
-	Key     string // --set key
-	Arg     string // placeholder for its value
-	Missing bool   // no answer was given and there is no default
-	Message string
+	Key     string `json:"key"`           // --set key
+	Arg     string `json:"arg,omitempty"` // placeholder for its value
+	Missing bool   `json:"missing"`       // no answer was given and there is no default
+	Message string `json:"message"`
 }
 
 func (p Problem) String() string {
