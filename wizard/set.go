@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/textdist"
 )
 
 // setKey is one --set answer. Keys are config key paths where one answer is one config value, and
@@ -280,20 +281,34 @@ func keyProblems(a Answers, ps []config.Problem) []Problem {
 	return out
 }
 
+// suggestKey names the --set key closest to a mistyped one, by edit distance over the whole
+// key and over its last element ("regon=" or "vault.seal.region=" for vault.seal.awskms.region),
+// or as an abbreviation of a last element.
+// Short names allow fewer edits, so that "foo" suggests nothing rather than "vault.mode".
 func suggestKey(name string) string {
+	lower := strings.ToLower(name)
+	best, bestDist := "", min(3, max(1, len(lastElem(lower))/3))+1
+	for _, k := range setKeys {
+		for _, n := range append([]string{k.name}, k.aliases...) {
+			n = strings.ToLower(n)
+			d := min(textdist.Levenshtein(lower, n), textdist.Levenshtein(lastElem(lower), lastElem(n)))
+			if len(lastElem(lower)) >= 3 && strings.HasPrefix(lastElem(n), lastElem(lower)) {
+				d = min(d, 1) // an abbreviation: waves.prod, irsa
+			}
+			if d < bestDist {
+				best, bestDist = k.name, d
+			}
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
 	names := make([]string, 0, len(setKeys))
 	for _, k := range setKeys {
 		names = append(names, k.name)
-		if strings.EqualFold(k.name, name) {
-			return fmt.Sprintf(" (did you mean %q?)", k.name)
-		}
-	}
-	for _, k := range setKeys {
-		// A key given by its last element, e.g. region= for vault.seal.awskms.region=.
-		if strings.HasSuffix(strings.ToLower(k.name), "."+strings.ToLower(name)) {
-			return fmt.Sprintf(" (did you mean %q?)", k.name)
-		}
 	}
 	sort.Strings(names)
 	return "; known keys: " + strings.Join(names, ", ")
 }
+
+func lastElem(key string) string { return key[strings.LastIndex(key, ".")+1:] }

@@ -3,6 +3,7 @@ package wizard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -445,6 +446,36 @@ func TestNonInteractiveErrorsNameTheSetKey(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A mistyped --set key gets the nearest key, not a list of all twenty.
+func TestUnknownSetKeySuggestsTheNearest(t *testing.T) {
+	for _, c := range []struct{ key, want string }{
+		{"vault.seal.awskms.regon", "vault.seal.awskms.region"},
+		{"vault.seal.region", "vault.seal.awskms.region"},
+		{"waves.pilt", "waves.pilot"},
+		{"wave.pilot", "waves.pilot"},
+		{"waves.prod", "waves.production"},
+		{"vault.adress", "vault.address"},
+		{"kmsKeyID", "vault.seal.awskms.kmsKeyId"},
+		{"audit.device", "audit.devices"},
+		{"foo", ""}, // nothing near: the list of keys instead
+	} {
+		_, err := FromSet(Defaults(), []string{c.key + "=x"})
+		if err == nil {
+			t.Fatalf("%s: no error", c.key)
+		}
+		msg := err.Error()
+		if c.want == "" {
+			if strings.Contains(msg, "did you mean") || !strings.Contains(msg, "known keys: audit.allowSingleDevice,") {
+				t.Errorf("%s: want the list of keys, got %s", c.key, msg)
+			}
+			continue
+		}
+		if want := fmt.Sprintf("--set %s: unknown key (did you mean %q?)", c.key, c.want); msg != want {
+			t.Errorf("got  %s\nwant %s", msg, want)
+		}
 	}
 }
 
