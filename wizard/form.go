@@ -312,6 +312,12 @@ func (r *runner) askMode() question {
 		commit: func() { r.a.Mode = mode },
 		paths:  func(Answers) []string { return []string{"vault.mode"} },
 		recap:  func(a Answers) string { return "Vault mode: " + a.Mode },
+		after: func() {
+			// An address given with --set (or in an earlier round) is not written in this mode.
+			if !r.a.External() && r.a.Address != "" {
+				fmt.Fprintf(r.out, "Note: the Vault address %s is not used: in-cluster, vaultctl installs Vault and knows its address.\n", r.a.Address)
+			}
+		},
 	}
 }
 

@@ -79,9 +79,9 @@ var setKeys = []setKey{
 		paths: fixed("cluster.kubeconfig"), set: setString(func(a *Answers) *string { return &a.Kubeconfig })},
 	{name: "vault.mode", arg: "in-cluster|external", help: "in-cluster HA Raft Vault installed by vaultctl, or an external Vault (default in-cluster)",
 		paths: fixed("vault.mode"), set: setString(func(a *Answers) *string { return &a.Mode })},
-	{name: "vault.address", arg: "URL", help: "Vault API address; required when vault.mode is external",
+	{name: "vault.address", arg: "URL", help: "Vault API address; required when vault.mode is external, refused in in-cluster mode",
 		paths: fixed("vault.address"), set: setString(func(a *Answers) *string { return &a.Address })},
-	{name: "vault.replicas", arg: "N", help: "Vault servers (Raft voters) in in-cluster mode: 3 or 5 (default 3)",
+	{name: "vault.replicas", arg: "N", help: "Vault servers (Raft voters) in in-cluster mode: 3 or 5 (default 3); refused for an external Vault",
 		paths: fixed("vault.replicas"), set: setInt(func(a *Answers) *int { return &a.Replicas })},
 	{name: "vault.namespace", arg: "NS", help: "namespace for Vault and the injector (default vault)",
 		paths: fixed("vault.namespace"), set: setString(func(a *Answers) *string { return &a.Namespace })},
@@ -228,13 +228,27 @@ func FromSet(base Answers, sets []string) (Answers, error) {
 		return a, err
 	}
 	complete(&a, given)
-	if ps := Missing(a); len(ps) > 0 {
+	if ps := append(unused(a, given), Missing(a)...); len(ps) > 0 {
 		return a, &AnswerError{Problems: ps}
 	}
 	if errs, _ := Check(a); len(errs) > 0 {
 		return a, &AnswerError{Problems: keyProblems(a, errs)}
 	}
 	return a, nil
+}
+
+// unused lists the answers given that the chosen Vault mode would quietly drop: an address in
+// in-cluster mode (a forgotten vault.mode=external would install a second Vault) or a replica
+// count for an external Vault.
+func unused(a Answers, given map[string]bool) []Problem {
+	var ps []Problem
+	if given["vault.address"] && a.Mode == config.ModeInCluster {
+		ps = append(ps, Problem{Key: "vault.address", Message: "is only used when vault.mode is external, and vault.mode is in-cluster (vaultctl installs Vault in the cluster and knows its address); add --set vault.mode=external, or drop vault.address"})
+	}
+	if given["vault.replicas"] && a.External() {
+		ps = append(ps, Problem{Key: "vault.replicas", Message: "is only used when vault.mode is in-cluster; an external Vault's servers are not vaultctl's to count, so drop vault.replicas"})
+	}
+	return ps
 }
 
 // Missing lists the required answers that a has not got.

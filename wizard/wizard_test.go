@@ -290,6 +290,25 @@ func TestAccessibleStartsFromSetAnswers(t *testing.T) {
 	}
 }
 
+// An address from --set is not written when the answer is in-cluster: the wizard says so.
+func TestAccessibleSetAddressUnusedInCluster(t *testing.T) {
+	start := Defaults()
+	if _, err := ApplySet(&start, []string{"vault.address=not-a-url"}); err != nil {
+		t.Fatal(err)
+	}
+	a, out, err := accessible(t, NoCluster{}, start,
+		"", "", "", "us-east-1", "", "", "", "tools", "", "", "", "0", "", "", "y")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Note: the Vault address not-a-url is not used: in-cluster, vaultctl installs Vault and knows its address.") {
+		t.Errorf("the unused address was dropped silently:\n%s", out)
+	}
+	if l := mustValidate(t, a); l.External() || l.Vault.Address != "" {
+		t.Errorf("vault = %+v", l.Vault)
+	}
+}
+
 func TestAccessibleInputEndsEarly(t *testing.T) {
 	_, out, err := accessible(t, NoCluster{}, Defaults(), "", "", "")
 	if !errors.Is(err, errInputEnded) {
@@ -430,6 +449,10 @@ func TestNonInteractiveErrorsNameTheSetKey(t *testing.T) {
 			[]string{"--set audit.devices: has 1 device(s)"}},
 		{"bad region", []string{"vault.seal.awskms.region=Frankfurt", "waves.pilot=a"},
 			[]string{"--set vault.seal.awskms.region: must be an AWS region such as us-east-1"}},
+		{"address in in-cluster mode", []string{"vault.address=not-a-url", "vault.seal.awskms.region=us-east-1", "waves.pilot=a"},
+			[]string{"--set vault.address: is only used when vault.mode is external, and vault.mode is in-cluster", "add --set vault.mode=external, or drop vault.address"}},
+		{"replicas for an external Vault", []string{"vault.mode=external", "vault.address=https://vault.example.com:8200", "vault.replicas=5", "vault.seal.awskms.region=us-east-1", "waves.pilot=a"},
+			[]string{"--set vault.replicas: is only used when vault.mode is in-cluster"}},
 		{"unknown key", []string{"region=us-east-1"}, []string{`--set region: unknown key (did you mean "vault.seal.awskms.region"?)`}},
 		{"no value", []string{"vault.mode"}, []string{"--set vault.mode: needs the form key=value"}},
 	}
