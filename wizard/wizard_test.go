@@ -511,6 +511,53 @@ func TestSetHelpListsEveryKey(t *testing.T) {
 	}
 }
 
+// Each written wave gets the gates and the comment of its place in the plan actually written:
+// a first wave has no previous wave to wait for, and a lone production wave is not "last".
+func TestRenderWaveGatesFollowTheirPlace(t *testing.T) {
+	type want struct{ name, comment, gates string }
+	for _, c := range []struct {
+		waves []string
+		want  []want
+	}{
+		{[]string{WaveProduction}, []want{
+			{"production", "the only wave: no pilot before it, so it starts once the injector is healthy", "[injector-healthy, check-passing]"}}},
+		{[]string{WavePilot}, []want{{"pilot", "a low-risk first wave, to learn the injector", "[injector-healthy]"}}},
+		{[]string{WaveStaging, WaveProduction}, []want{
+			{"staging", "the first wave (no pilot), once the injector is healthy", "[injector-healthy, check-passing]"},
+			{"production", "last, once the staging wave ran clean", "[previous-wave-complete, check-passing]"}}},
+		{[]string{WavePilot, WaveProduction}, []want{
+			{"pilot", "a low-risk first wave, to learn the injector", "[injector-healthy]"},
+			{"production", "last, once the pilot wave ran clean", "[previous-wave-complete, check-passing]"}}},
+		{[]string{WavePilot, WaveStaging}, []want{
+			{"pilot", "a low-risk first wave, to learn the injector", "[injector-healthy]"},
+			{"staging", "last, once the pilot wave ran clean", "[previous-wave-complete, check-passing]"}}},
+		{WaveNames, []want{
+			{"pilot", "a low-risk first wave, to learn the injector", "[injector-healthy]"},
+			{"staging", "staging before production", "[previous-wave-complete, check-passing]"},
+			{"production", "last, once the earlier waves ran clean", "[previous-wave-complete, check-passing]"}}},
+	} {
+		a := Defaults()
+		a.Region = "us-east-1"
+		for _, w := range c.waves {
+			a.Waves[w] = []string{w + "-ns"}
+		}
+		data := string(must(Render(a)))
+		l := mustValidate(t, a)
+		if len(l.Migration.Waves) != len(c.want) {
+			t.Fatalf("%v: %d waves written", c.waves, len(l.Migration.Waves))
+		}
+		for i, w := range c.want {
+			got := l.Migration.Waves[i]
+			if got.Week != i+1 || got.Name != w.name || "["+strings.Join(got.Gates, ", ")+"]" != w.gates {
+				t.Errorf("%v: wave %d = week %d %s %v, want week %d %s %s", c.waves, i, got.Week, got.Name, got.Gates, i+1, w.name, w.gates)
+			}
+			if !strings.Contains(data, "name: "+w.name+" # "+w.comment+"\n") {
+				t.Errorf("%v: the %s wave lacks the comment %q:\n%s", c.waves, w.name, w.comment, data)
+			}
+		}
+	}
+}
+
 func TestRenderQuotesWhateverIsTyped(t *testing.T) {
 	for _, s := range []string{"kind-dev", "a: b", "x #y", "[ns]", "true", "-", "3", "'q'", `"dq"`, "ünïcode", "a,b", "*", "@home", "", " lead"} {
 		a := Defaults()
