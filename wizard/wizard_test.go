@@ -309,6 +309,91 @@ func TestAccessibleSetAddressUnusedInCluster(t *testing.T) {
 	}
 }
 
+// In accessible mode an empty line confirms a multiple choice, as it keeps the default
+// everywhere else, and the prompt says how many to choose instead of huh's "Select up to 3".
+func TestAccessibleMultiSelectEmptyLineConfirms(t *testing.T) {
+	a, out, err := accessible(t, NoCluster{}, Defaults(),
+		"", "", "", "us-east-1", "", "", "", "tools", "", "", "",
+		"1", "2", "", // audit: unselect file and stdout, confirm: refused, asked again at once
+		"7",      // not a choice
+		"3", "1", // syslog and file
+		"", // confirmed by an empty line
+		"", "", "y",
+	)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"Audit devices (type a number to select or unselect it; 0 or an empty line when done)\nChoose at least two:",
+		"Enter a number between 0 and 3 (empty: done): ✗ has 0 device(s); configure at least two",
+		`✗ "7" is not a choice: type 1 to 3 to select or unselect one, 0 or an empty line when done`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range []string{"Select up to", "must be a number between 0 and 3"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("output shows %q:\n%s", bad, out)
+		}
+	}
+	if got := auditPaths(mustValidate(t, a)); !slices.Equal(got, []string{"file", "syslog"}) {
+		t.Errorf("audit = %v", got)
+	}
+}
+
+// Each wave is checked as it is answered: the production wave refuses to be empty when the
+// earlier ones are, at once and in its own prompt, and says so before the choice.
+func TestAccessibleWavesCheckedAsAnswered(t *testing.T) {
+	a, out, err := accessible(t, twoContexts, Defaults(),
+		"1", "", "", "us-east-1", "", "", "",
+		"",      // pilot: none
+		"5", "", // staging: unselect the preselected staging; none
+		"3", "4", "", // production: unselect both preselected: refused at once
+		"3", "", // payments-prod
+		"", "", "", "", "y",
+	)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	const refusal = "the pilot and staging waves are empty, and at least one wave needs a namespace to migrate"
+	for _, want := range []string{
+		"Pilot wave: which namespaces go first? (type a number to select or unselect it; 0 or an empty line when done)\n" +
+			"One or two low-risk namespaces, to learn the injector. Each wave takes a week.\nSelect none to leave this wave out.",
+		"Select at least one: " + refusal + ".",
+		"(empty: done): ✗ " + refusal + "\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "Production wave: which namespaces last?") != 1 {
+		t.Errorf("the production wave was asked again from the start instead of refused in place:\n%s", out)
+	}
+	l := mustValidate(t, a)
+	if w := l.Migration.Waves; len(w) != 1 || w[0].Name != "production" || !slices.Equal(w[0].Namespaces, []string{"payments-prod"}) {
+		t.Errorf("waves = %+v", w)
+	}
+}
+
+// Without a cluster, the typed production wave is refused as it is typed, not after it.
+func TestAccessibleTypedWavesCheckedAsAnswered(t *testing.T) {
+	_, out, err := accessible(t, NoCluster{}, Defaults(),
+		"", "", "", "us-east-1", "", "", "",
+		"", "", "", // three empty waves: the third is refused in its own prompt
+		"shop", "", "0", "", "", "y",
+	)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Production wave: which namespaces last?: the pilot and staging waves are empty, and at least one wave needs a namespace to migrate\n") {
+		t.Errorf("the empty production wave was not refused in its prompt:\n%s", out)
+	}
+	if strings.Contains(out, "✗ choose at least one namespace") {
+		t.Errorf("the refusal came after the wave:\n%s", out)
+	}
+}
+
 func TestAccessibleInputEndsEarly(t *testing.T) {
 	_, out, err := accessible(t, NoCluster{}, Defaults(), "", "", "")
 	if !errors.Is(err, errInputEnded) {
