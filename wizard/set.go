@@ -242,7 +242,7 @@ func FromSet(base Answers, sets []string) (Answers, error) {
 // count for an external Vault.
 func unused(a Answers, given map[string]bool) []Problem {
 	var ps []Problem
-	if given["vault.address"] && a.Mode == config.ModeInCluster {
+	if given["vault.address"] && a.Address != "" && a.Mode == config.ModeInCluster {
 		ps = append(ps, Problem{Key: "vault.address", Message: "is only used when vault.mode is external, and vault.mode is in-cluster (vaultctl installs Vault in the cluster and knows its address); add --set vault.mode=external, or drop vault.address"})
 	}
 	if given["vault.replicas"] && a.External() {
