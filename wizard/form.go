@@ -1,6 +1,7 @@
 package wizard
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -141,12 +142,19 @@ func (r *runner) run() (Answers, error) {
 
 // ask runs one step until its answers pass.
 func (r *runner) ask(s step) error {
+	var refused error // why the last answers to this step were refused
 	for {
 		if r.ctx.Err() != nil {
 			return ErrAborted
 		}
 		q := s.build(r)
-		if err := r.form(q.fields...); err != nil {
+		fields := q.fields
+		if refused != nil && !r.o.Accessible {
+			// On a terminal the refusal is part of the form asked again, which huh clears once it
+			// is submitted: a line printed here would stay on the screen after the fix.
+			fields = append([]huh.Field{huh.NewNote().Title("✗ " + refused.Error())}, fields...)
+		}
+		if err := r.form(fields...); err != nil {
 			return err
 		}
 		q.commit()
@@ -159,7 +167,10 @@ func (r *runner) ask(s step) error {
 			err = q.check(r.a)
 		}
 		if err != nil {
-			fmt.Fprintf(r.out, "✗ %v\n\n", err)
+			refused = err
+			if r.o.Accessible { // a transcript, read top to bottom: the refusal stays in it
+				fmt.Fprintf(r.out, "✗ %v\n\n", err)
+			}
 			continue
 		}
 		if q.recap != nil && !r.o.Accessible {
@@ -312,6 +323,12 @@ func (r *runner) askMode() question {
 		commit: func() { r.a.Mode = mode },
 		paths:  func(Answers) []string { return []string{"vault.mode"} },
 		recap:  func(a Answers) string { return "Vault mode: " + a.Mode },
+		after: func() {
+			// An address given with --set (or in an earlier round) is not written in this mode.
+			if !r.a.External() && r.a.Address != "" {
+				fmt.Fprintf(r.out, "Note: the Vault address %s is not used: in-cluster, vaultctl installs Vault and knows its address.\n", r.a.Address)
+			}
+		},
 	}
 }
 
@@ -488,15 +505,19 @@ func (r *runner) askWave(name string) question {
 		if chosen == nil { // not answered yet
 			chosen = guessWave(name, opts)
 		}
+		rule := "Select none to leave this wave out."
+		if _, err := waveStatus(r.a, name, nil); err != nil {
+			rule = "Select at least one: " + err.Error() + "."
+		}
 		field, get = r.multi(multiSpec{
 			title: waveTitles[name],
 			desc:  waveDescs[name],
+			rule:  rule,
 			opts:  opts,
 			value: &chosen,
 			check: func(v []string) error {
-				c := r.a.Clone()
-				c.Waves[name] = v
-				return fieldError(c, wavePaths(name)(c)...)
+				_, err := waveStatus(r.a, name, v)
+				return err
 			},
 		})
 	} else {
@@ -506,31 +527,37 @@ func (r *runner) askWave(name string) question {
 			desc:     waveDescs[name] + " Namespace names, separated by commas.",
 			value:    &text,
 			optional: true,
-			check: func(v string) (string, error) {
-				c := r.a.Clone()
-				c.Waves[name] = splitList(v)
-				return fieldStatus(c, wavePaths(name)(c)...)
-			},
+			check:    func(v string) (string, error) { return waveStatus(r.a, name, splitList(v)) },
 		})
 		get = func() []string { return splitList(clean(text)) }
 	}
-	q := question{
+	return question{
 		fields: []huh.Field{field},
 		commit: func() { r.a.Waves[name] = get() },
 		paths:  wavePaths(name),
+		check: func(a Answers) error {
+			_, err := waveStatus(a, name, a.Waves[name])
+			return err
+		},
 		recap: func(a Answers) string {
 			return fmt.Sprintf("%s wave: %s", titleCase(name), cmpOr(strings.Join(a.Waves[name], ", "), "(none)"))
 		},
 	}
-	if name == WaveProduction {
-		q.check = func(a Answers) error {
-			if len(a.MigratedNamespaces()) == 0 {
-				return errors.New("choose at least one namespace to migrate, in this wave or an earlier one")
-			}
-			return nil
-		}
+}
+
+// waveStatus checks one wave's namespaces as they are chosen: config validate's verdict on this
+// wave, and the rule that some wave migrates something, which the last wave asked must enforce.
+// An empty wave is not "valid" but left out, and the warning says so.
+func waveStatus(a Answers, name string, namespaces []string) (warning string, err error) {
+	c := a.Clone()
+	c.Waves[name] = namespaces
+	if len(namespaces) > 0 {
+		return fieldStatus(c, wavePaths(name)(c)...)
 	}
-	return q
+	if name == WaveNames[len(WaveNames)-1] && len(c.MigratedNamespaces()) == 0 {
+		return "", fmt.Errorf("the %s waves are empty, and at least one wave needs a namespace to migrate", strings.Join(WaveNames[:len(WaveNames)-1], " and "))
+	}
+	return "no namespaces: this wave is left out of the plan", nil
 }
 
 // guessWave preselects the namespaces whose names say which wave they belong to.
@@ -628,9 +655,13 @@ func (r *runner) askAudit() question {
 		huh.NewOption("stdout: the pod log, for your log shipper", AuditStdout),
 		huh.NewOption("syslog: the node's syslog", AuditSyslog),
 	}
+	desc := "Choose at least two: Vault refuses every request when all its audit devices fail."
+	if r.a.AllowSingleAuditDevice {
+		desc = "Choose at least one (audit.allowSingleDevice is set); two are safer: Vault refuses every request when all its audit devices fail."
+	}
 	field, get := r.multi(multiSpec{
 		title: "Audit devices",
-		desc:  "Choose at least two: Vault refuses every request when all its audit devices fail.",
+		desc:  desc,
 		opts:  opts,
 		value: &chosen,
 		check: func(v []string) error {
@@ -901,28 +932,87 @@ func (l *liveValue) verdict() string {
 // multiSpec describes a multiple choice.
 type multiSpec struct {
 	title, desc string
-	opts        []huh.Option[string]
-	value       *[]string
-	check       func(v []string) error
+	// rule says how many to choose, when the description does not.
+	rule  string
+	opts  []huh.Option[string]
+	value *[]string
+	check func(v []string) error
 }
 
 // multi builds a multiple choice. On a terminal the choice is checked as it changes; in
-// accessible mode huh would re-ask forever at the end of input, so the step checks it instead.
+// accessible mode, when it is confirmed.
 func (r *runner) multi(s multiSpec) (huh.Field, func() []string) {
-	title, desc := s.title, s.desc
+	get := func() []string { return slices.Clone(*s.value) }
+	m := huh.NewMultiSelect[string]().Title(s.title).Description(joinNonEmpty(s.desc, s.rule) + " Space selects, enter confirms.").Options(s.opts...).Value(s.value)
 	if r.o.Accessible {
-		title += " (type a number to select or unselect it, 0 when done)"
-	} else {
-		desc += " Space selects, enter confirms."
+		return &accessibleMulti{MultiSelect: m, spec: s}, get
 	}
-	m := huh.NewMultiSelect[string]().Title(title).Description(desc).Options(s.opts...).Value(s.value)
 	if len(s.opts) > 10 {
 		m.Height(14)
 	}
-	if !r.o.Accessible {
-		m.Validate(s.check)
+	m.Validate(s.check)
+	return m, get
+}
+
+// accessibleMulti asks a multiple choice in accessible mode in place of huh's own prompt, which
+// re-asks forever on an empty line ("must be a number between 0 and 3") and announces "Select up
+// to 3 options" whatever the rule. Here an empty line confirms the selection shown, as an empty
+// line keeps the default everywhere else, and the rule is the question's own.
+type accessibleMulti struct {
+	*huh.MultiSelect[string]
+	spec multiSpec
+}
+
+// WithAccessible implements huh.Field; the form calls RunAccessible on what it returns.
+func (m *accessibleMulti) WithAccessible(bool) huh.Field { return m }
+
+// RunAccessible implements huh.Field. It returns when the selection is confirmed and passes the
+// check, or when input ends (the runner's line reader notes that).
+func (m *accessibleMulti) RunAccessible(w io.Writer, in io.Reader) error {
+	opts := m.spec.opts
+	selected := make([]bool, len(opts))
+	for i, o := range opts {
+		selected[i] = slices.Contains(*m.spec.value, o.Value)
 	}
-	return m, func() []string { return slices.Clone(*s.value) }
+	fmt.Fprintln(w, m.spec.title+" (type a number to select or unselect it; 0 or an empty line when done)")
+	fmt.Fprintln(w, joinNonEmpty(m.spec.desc, m.spec.rule))
+	for {
+		for i, o := range opts {
+			mark := " "
+			if selected[i] {
+				mark = "✓"
+			}
+			fmt.Fprintf(w, "%d. %s %s\n", i+1, mark, o.Key)
+		}
+		fmt.Fprintln(w, "0.   done")
+		fmt.Fprintf(w, "Enter a number between 0 and %d (empty: done): ", len(opts))
+		sc := bufio.NewScanner(in) // one line only: the runner's reader hands out a line per Read
+		if !sc.Scan() {
+			fmt.Fprintln(w)
+			return nil
+		}
+		answer := strings.TrimSpace(sc.Text())
+		if answer == "" || answer == "0" {
+			v := []string{} // answered, with none: not nil, which means not answered yet
+			for i, o := range opts {
+				if selected[i] {
+					v = append(v, o.Value)
+				}
+			}
+			if err := m.spec.check(v); err != nil {
+				fmt.Fprintf(w, "✗ %v\n", err)
+				continue
+			}
+			*m.spec.value = v
+			return nil
+		}
+		n, err := strconv.Atoi(answer)
+		if err != nil || n < 0 || n > len(opts) {
+			fmt.Fprintf(w, "✗ %q is not a choice: type 1 to %d to select or unselect one, 0 or an empty line when done\n", answer, len(opts))
+			continue
+		}
+		selected[n-1] = !selected[n-1]
+	}
 }
 
 // clean trims a typed answer; "-" is how accessible mode clears an optional default.

@@ -17,17 +17,38 @@ var auditPresets = map[string]struct{ typ, option, value, comment string }{
 	AuditSyslog: {"syslog", "tag", "vault", "to the node's syslog"},
 }
 
-// Gates each wave waits on, as in config.example.yaml's plan.
-var waveGates = map[string][]string{
-	WavePilot:      {"injector-healthy"},
-	WaveStaging:    {"previous-wave-complete", "check-passing"},
-	WaveProduction: {"previous-wave-complete", "check-passing"},
+// waveGates are the gates of the i-th of the rendered waves, as in config.example.yaml's plan:
+// the first waits for the injector (there is no earlier wave to complete), a later one for the
+// wave before it; staging and production also wait for `vaultctl check` to pass in CI.
+func waveGates(ws []wave, i int) []string {
+	switch {
+	case i > 0:
+		return []string{"previous-wave-complete", "check-passing"}
+	case ws[i].Name == WavePilot:
+		return []string{"injector-healthy"}
+	default:
+		return []string{"injector-healthy", "check-passing"}
+	}
 }
 
-var waveComments = map[string]string{
-	WavePilot:      "a low-risk first wave, to learn the injector",
-	WaveStaging:    "staging before production",
-	WaveProduction: "last, once the earlier waves ran clean",
+// waveComment says where the i-th wave stands in the plan actually written, so that a lone
+// production wave is not described as coming after waves that do not exist.
+func waveComment(ws []wave, i int) string {
+	last := i == len(ws)-1
+	switch name := ws[i].Name; {
+	case name == WavePilot:
+		return "a low-risk first wave, to learn the injector"
+	case len(ws) == 1:
+		return "the only wave: no pilot before it, so it starts once the injector is healthy"
+	case i == 0:
+		return "the first wave (no pilot), once the injector is healthy"
+	case name == WaveStaging && !last:
+		return "staging before production"
+	case len(ws) == 2:
+		return "last, once the " + ws[0].Name + " wave ran clean"
+	default:
+		return "last, once the earlier waves ran clean"
+	}
 }
 
 // Render writes the answers as a commented vaultctl.yaml: a trimmed config.example.yaml that holds
@@ -149,9 +170,9 @@ func Render(a Answers) ([]byte, error) {
 	}
 	for i, w := range ws {
 		e.item(4, "week: "+strconv.Itoa(i+1), "")
-		e.kv(6, "name", w.Name, waveComments[w.Name])
+		e.kv(6, "name", w.Name, waveComment(ws, i))
 		e.kv(6, "namespaces", flow(w.Namespaces), "")
-		e.kv(6, "gates", flow(waveGates[w.Name]), "")
+		e.kv(6, "gates", flow(waveGates(ws, i)), "")
 	}
 
 	e.blank()

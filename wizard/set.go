@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/textdist"
 )
 
 // setKey is one --set answer. Keys are config key paths where one answer is one config value, and
@@ -78,9 +79,9 @@ var setKeys = []setKey{
 		paths: fixed("cluster.kubeconfig"), set: setString(func(a *Answers) *string { return &a.Kubeconfig })},
 	{name: "vault.mode", arg: "in-cluster|external", help: "in-cluster HA Raft Vault installed by vaultctl, or an external Vault (default in-cluster)",
 		paths: fixed("vault.mode"), set: setString(func(a *Answers) *string { return &a.Mode })},
-	{name: "vault.address", arg: "URL", help: "Vault API address; required when vault.mode is external",
+	{name: "vault.address", arg: "URL", help: "Vault API address; required when vault.mode is external, refused in in-cluster mode",
 		paths: fixed("vault.address"), set: setString(func(a *Answers) *string { return &a.Address })},
-	{name: "vault.replicas", arg: "N", help: "Vault servers (Raft voters) in in-cluster mode: 3 or 5 (default 3)",
+	{name: "vault.replicas", arg: "N", help: "Vault servers (Raft voters) in in-cluster mode: 3 or 5 (default 3); refused for an external Vault",
 		paths: fixed("vault.replicas"), set: setInt(func(a *Answers) *int { return &a.Replicas })},
 	{name: "vault.namespace", arg: "NS", help: "namespace for Vault and the injector (default vault)",
 		paths: fixed("vault.namespace"), set: setString(func(a *Answers) *string { return &a.Namespace })},
@@ -149,10 +150,10 @@ func SetHelp() string {
 
 // Problem is something wrong with the answers, named by the --set key that fixes it.
 type Problem struct {
-	Key     string // --set key
-	Arg     string // placeholder for its value
-	Missing bool   // no answer was given and there is no default
-	Message string
+	Key     string `json:"key"`           // --set key
+	Arg     string `json:"arg,omitempty"` // placeholder for its value
+	Missing bool   `json:"missing"`       // no answer was given and there is no default
+	Message string `json:"message"`
 }
 
 func (p Problem) String() string {
@@ -227,13 +228,27 @@ func FromSet(base Answers, sets []string) (Answers, error) {
 		return a, err
 	}
 	complete(&a, given)
-	if ps := Missing(a); len(ps) > 0 {
+	if ps := append(unused(a, given), Missing(a)...); len(ps) > 0 {
 		return a, &AnswerError{Problems: ps}
 	}
 	if errs, _ := Check(a); len(errs) > 0 {
 		return a, &AnswerError{Problems: keyProblems(a, errs)}
 	}
 	return a, nil
+}
+
+// unused lists the answers given that the chosen Vault mode would quietly drop: an address in
+// in-cluster mode (a forgotten vault.mode=external would install a second Vault) or a replica
+// count for an external Vault.
+func unused(a Answers, given map[string]bool) []Problem {
+	var ps []Problem
+	if given["vault.address"] && a.Address != "" && a.Mode == config.ModeInCluster {
+		ps = append(ps, Problem{Key: "vault.address", Message: "is only used when vault.mode is external, and vault.mode is in-cluster (vaultctl installs Vault in the cluster and knows its address); add --set vault.mode=external, or drop vault.address"})
+	}
+	if given["vault.replicas"] && a.External() {
+		ps = append(ps, Problem{Key: "vault.replicas", Message: "is only used when vault.mode is in-cluster; an external Vault's servers are not vaultctl's to count, so drop vault.replicas"})
+	}
+	return ps
 }
 
 // Missing lists the required answers that a has not got.
@@ -280,20 +295,34 @@ func keyProblems(a Answers, ps []config.Problem) []Problem {
 	return out
 }
 
+// suggestKey names the --set key closest to a mistyped one, by edit distance over the whole
+// key and over its last element ("regon=" or "vault.seal.region=" for vault.seal.awskms.region),
+// or as an abbreviation of a last element.
+// Short names allow fewer edits, so that "foo" suggests nothing rather than "vault.mode".
 func suggestKey(name string) string {
+	lower := strings.ToLower(name)
+	best, bestDist := "", min(3, max(1, len(lastElem(lower))/3))+1
+	for _, k := range setKeys {
+		for _, n := range append([]string{k.name}, k.aliases...) {
+			n = strings.ToLower(n)
+			d := min(textdist.Levenshtein(lower, n), textdist.Levenshtein(lastElem(lower), lastElem(n)))
+			if len(lastElem(lower)) >= 3 && strings.HasPrefix(lastElem(n), lastElem(lower)) {
+				d = min(d, 1) // an abbreviation: waves.prod, irsa
+			}
+			if d < bestDist {
+				best, bestDist = k.name, d
+			}
+		}
+	}
+	if best != "" {
+		return fmt.Sprintf(" (did you mean %q?)", best)
+	}
 	names := make([]string, 0, len(setKeys))
 	for _, k := range setKeys {
 		names = append(names, k.name)
-		if strings.EqualFold(k.name, name) {
-			return fmt.Sprintf(" (did you mean %q?)", k.name)
-		}
-	}
-	for _, k := range setKeys {
-		// A key given by its last element, e.g. region= for vault.seal.awskms.region=.
-		if strings.HasSuffix(strings.ToLower(k.name), "."+strings.ToLower(name)) {
-			return fmt.Sprintf(" (did you mean %q?)", k.name)
-		}
 	}
 	sort.Strings(names)
 	return "; known keys: " + strings.Join(names, ", ")
 }
+
+func lastElem(key string) string { return key[strings.LastIndex(key, ".")+1:] }

@@ -3,6 +3,7 @@ package wizard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -289,6 +290,110 @@ func TestAccessibleStartsFromSetAnswers(t *testing.T) {
 	}
 }
 
+// An address from --set is not written when the answer is in-cluster: the wizard says so.
+func TestAccessibleSetAddressUnusedInCluster(t *testing.T) {
+	start := Defaults()
+	if _, err := ApplySet(&start, []string{"vault.address=not-a-url"}); err != nil {
+		t.Fatal(err)
+	}
+	a, out, err := accessible(t, NoCluster{}, start,
+		"", "", "", "us-east-1", "", "", "", "tools", "", "", "", "0", "", "", "y")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Note: the Vault address not-a-url is not used: in-cluster, vaultctl installs Vault and knows its address.") {
+		t.Errorf("the unused address was dropped silently:\n%s", out)
+	}
+	if l := mustValidate(t, a); l.External() || l.Vault.Address != "" {
+		t.Errorf("vault = %+v", l.Vault)
+	}
+}
+
+// In accessible mode an empty line confirms a multiple choice, as it keeps the default
+// everywhere else, and the prompt says how many to choose instead of huh's "Select up to 3".
+func TestAccessibleMultiSelectEmptyLineConfirms(t *testing.T) {
+	a, out, err := accessible(t, NoCluster{}, Defaults(),
+		"", "", "", "us-east-1", "", "", "", "tools", "", "", "",
+		"1", "2", "", // audit: unselect file and stdout, confirm: refused, asked again at once
+		"7",      // not a choice
+		"3", "1", // syslog and file
+		"", // confirmed by an empty line
+		"", "", "y",
+	)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"Audit devices (type a number to select or unselect it; 0 or an empty line when done)\nChoose at least two:",
+		"Enter a number between 0 and 3 (empty: done): ✗ has 0 device(s); configure at least two",
+		`✗ "7" is not a choice: type 1 to 3 to select or unselect one, 0 or an empty line when done`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, bad := range []string{"Select up to", "must be a number between 0 and 3"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("output shows %q:\n%s", bad, out)
+		}
+	}
+	if got := auditPaths(mustValidate(t, a)); !slices.Equal(got, []string{"file", "syslog"}) {
+		t.Errorf("audit = %v", got)
+	}
+}
+
+// Each wave is checked as it is answered: the production wave refuses to be empty when the
+// earlier ones are, at once and in its own prompt, and says so before the choice.
+func TestAccessibleWavesCheckedAsAnswered(t *testing.T) {
+	a, out, err := accessible(t, twoContexts, Defaults(),
+		"1", "", "", "us-east-1", "", "", "",
+		"",      // pilot: none
+		"5", "", // staging: unselect the preselected staging; none
+		"3", "4", "", // production: unselect both preselected: refused at once
+		"3", "", // payments-prod
+		"", "", "", "", "y",
+	)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	const refusal = "the pilot and staging waves are empty, and at least one wave needs a namespace to migrate"
+	for _, want := range []string{
+		"Pilot wave: which namespaces go first? (type a number to select or unselect it; 0 or an empty line when done)\n" +
+			"One or two low-risk namespaces, to learn the injector. Each wave takes a week.\nSelect none to leave this wave out.",
+		"Select at least one: " + refusal + ".",
+		"(empty: done): ✗ " + refusal + "\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "Production wave: which namespaces last?") != 1 {
+		t.Errorf("the production wave was asked again from the start instead of refused in place:\n%s", out)
+	}
+	l := mustValidate(t, a)
+	if w := l.Migration.Waves; len(w) != 1 || w[0].Name != "production" || !slices.Equal(w[0].Namespaces, []string{"payments-prod"}) {
+		t.Errorf("waves = %+v", w)
+	}
+}
+
+// Without a cluster, the typed production wave is refused as it is typed, not after it.
+func TestAccessibleTypedWavesCheckedAsAnswered(t *testing.T) {
+	_, out, err := accessible(t, NoCluster{}, Defaults(),
+		"", "", "", "us-east-1", "", "", "",
+		"", "", "", // three empty waves: the third is refused in its own prompt
+		"shop", "", "0", "", "", "y",
+	)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Production wave: which namespaces last?: the pilot and staging waves are empty, and at least one wave needs a namespace to migrate\n") {
+		t.Errorf("the empty production wave was not refused in its prompt:\n%s", out)
+	}
+	if strings.Contains(out, "✗ choose at least one namespace") {
+		t.Errorf("the refusal came after the wave:\n%s", out)
+	}
+}
+
 func TestAccessibleInputEndsEarly(t *testing.T) {
 	_, out, err := accessible(t, NoCluster{}, Defaults(), "", "", "")
 	if !errors.Is(err, errInputEnded) {
@@ -429,6 +534,10 @@ func TestNonInteractiveErrorsNameTheSetKey(t *testing.T) {
 			[]string{"--set audit.devices: has 1 device(s)"}},
 		{"bad region", []string{"vault.seal.awskms.region=Frankfurt", "waves.pilot=a"},
 			[]string{"--set vault.seal.awskms.region: must be an AWS region such as us-east-1"}},
+		{"address in in-cluster mode", []string{"vault.address=not-a-url", "vault.seal.awskms.region=us-east-1", "waves.pilot=a"},
+			[]string{"--set vault.address: is only used when vault.mode is external, and vault.mode is in-cluster", "add --set vault.mode=external, or drop vault.address"}},
+		{"replicas for an external Vault", []string{"vault.mode=external", "vault.address=https://vault.example.com:8200", "vault.replicas=5", "vault.seal.awskms.region=us-east-1", "waves.pilot=a"},
+			[]string{"--set vault.replicas: is only used when vault.mode is in-cluster"}},
 		{"unknown key", []string{"region=us-east-1"}, []string{`--set region: unknown key (did you mean "vault.seal.awskms.region"?)`}},
 		{"no value", []string{"vault.mode"}, []string{"--set vault.mode: needs the form key=value"}},
 	}
@@ -448,11 +557,88 @@ func TestNonInteractiveErrorsNameTheSetKey(t *testing.T) {
 	}
 }
 
+// A mistyped --set key gets the nearest key, not a list of all twenty.
+func TestUnknownSetKeySuggestsTheNearest(t *testing.T) {
+	for _, c := range []struct{ key, want string }{
+		{"vault.seal.awskms.regon", "vault.seal.awskms.region"},
+		{"vault.seal.region", "vault.seal.awskms.region"},
+		{"waves.pilt", "waves.pilot"},
+		{"wave.pilot", "waves.pilot"},
+		{"waves.prod", "waves.production"},
+		{"vault.adress", "vault.address"},
+		{"kmsKeyID", "vault.seal.awskms.kmsKeyId"},
+		{"audit.device", "audit.devices"},
+		{"foo", ""}, // nothing near: the list of keys instead
+	} {
+		_, err := FromSet(Defaults(), []string{c.key + "=x"})
+		if err == nil {
+			t.Fatalf("%s: no error", c.key)
+		}
+		msg := err.Error()
+		if c.want == "" {
+			if strings.Contains(msg, "did you mean") || !strings.Contains(msg, "known keys: audit.allowSingleDevice,") {
+				t.Errorf("%s: want the list of keys, got %s", c.key, msg)
+			}
+			continue
+		}
+		if want := fmt.Sprintf("--set %s: unknown key (did you mean %q?)", c.key, c.want); msg != want {
+			t.Errorf("got  %s\nwant %s", msg, want)
+		}
+	}
+}
+
 func TestSetHelpListsEveryKey(t *testing.T) {
 	help := SetHelp()
 	for _, k := range setKeys {
 		if !strings.Contains(help, "  "+k.name+"=") {
 			t.Errorf("--help lacks %s", k.name)
+		}
+	}
+}
+
+// Each written wave gets the gates and the comment of its place in the plan actually written:
+// a first wave has no previous wave to wait for, and a lone production wave is not "last".
+func TestRenderWaveGatesFollowTheirPlace(t *testing.T) {
+	type want struct{ name, comment, gates string }
+	for _, c := range []struct {
+		waves []string
+		want  []want
+	}{
+		{[]string{WaveProduction}, []want{
+			{"production", "the only wave: no pilot before it, so it starts once the injector is healthy", "[injector-healthy, check-passing]"}}},
+		{[]string{WavePilot}, []want{{"pilot", "a low-risk first wave, to learn the injector", "[injector-healthy]"}}},
+		{[]string{WaveStaging, WaveProduction}, []want{
+			{"staging", "the first wave (no pilot), once the injector is healthy", "[injector-healthy, check-passing]"},
+			{"production", "last, once the staging wave ran clean", "[previous-wave-complete, check-passing]"}}},
+		{[]string{WavePilot, WaveProduction}, []want{
+			{"pilot", "a low-risk first wave, to learn the injector", "[injector-healthy]"},
+			{"production", "last, once the pilot wave ran clean", "[previous-wave-complete, check-passing]"}}},
+		{[]string{WavePilot, WaveStaging}, []want{
+			{"pilot", "a low-risk first wave, to learn the injector", "[injector-healthy]"},
+			{"staging", "last, once the pilot wave ran clean", "[previous-wave-complete, check-passing]"}}},
+		{WaveNames, []want{
+			{"pilot", "a low-risk first wave, to learn the injector", "[injector-healthy]"},
+			{"staging", "staging before production", "[previous-wave-complete, check-passing]"},
+			{"production", "last, once the earlier waves ran clean", "[previous-wave-complete, check-passing]"}}},
+	} {
+		a := Defaults()
+		a.Region = "us-east-1"
+		for _, w := range c.waves {
+			a.Waves[w] = []string{w + "-ns"}
+		}
+		data := string(must(Render(a)))
+		l := mustValidate(t, a)
+		if len(l.Migration.Waves) != len(c.want) {
+			t.Fatalf("%v: %d waves written", c.waves, len(l.Migration.Waves))
+		}
+		for i, w := range c.want {
+			got := l.Migration.Waves[i]
+			if got.Week != i+1 || got.Name != w.name || "["+strings.Join(got.Gates, ", ")+"]" != w.gates {
+				t.Errorf("%v: wave %d = week %d %s %v, want week %d %s %s", c.waves, i, got.Week, got.Name, got.Gates, i+1, w.name, w.gates)
+			}
+			if !strings.Contains(data, "name: "+w.name+" # "+w.comment+"\n") {
+				t.Errorf("%v: the %s wave lacks the comment %q:\n%s", c.waves, w.name, w.comment, data)
+			}
 		}
 	}
 }
@@ -504,6 +690,37 @@ func TestDocSampleIsCurrent(t *testing.T) {
 	}
 	if got, want := s[i+len(start):j], string(must(Render(docSample()))); got != want {
 		t.Errorf("docs/wizard.md sample is out of date; it should read:\n%s", want)
+	}
+}
+
+// docs/wizard.md says which answers have no default; hold it to what the wizard requires.
+func TestDocNamesTheAnswersWithoutDefault(t *testing.T) {
+	doc, err := os.ReadFile("../docs/wizard.md")
+	if err != nil {
+		t.Skip("docs/wizard.md not found")
+	}
+	text := strings.Join(strings.Fields(string(doc)), " ")
+	if strings.Contains(text, "first: every answer has a default") {
+		t.Errorf("docs/wizard.md claims every answer has a default; the waves and an external address have none")
+	}
+	const claim = "The ones you must give are the namespaces to migrate (at least one, in any of the three waves) and, for an external Vault, its address"
+	if !strings.Contains(text, claim) {
+		t.Fatalf("docs/wizard.md lacks %q", claim)
+	}
+	// With the interactive defaults (the region defaults to us-east-1 there), exactly those are missing.
+	for mode, want := range map[string][]string{
+		"in-cluster": {"waves.pilot"},
+		"external":   {"vault.address", "waves.pilot"},
+	} {
+		a := Defaults()
+		a.Mode, a.Region = mode, DefaultRegion
+		var got []string
+		for _, p := range Missing(a) {
+			got = append(got, p.Key)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: missing %v, but the doc names %v", mode, got, want)
+		}
 	}
 }
 

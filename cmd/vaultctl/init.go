@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -86,7 +85,63 @@ type initRequest struct {
 	sets       []string
 }
 
+// initResult is the one JSON document `init -o json` prints, whether the file was written or not.
+type initResult struct {
+	Command string `json:"command"`
+	OK      bool   `json:"ok"`
+	File    string `json:"file"`
+	// Error is the human message, as on stderr; Problems are the same answers' problems, each
+	// with the --set key that fixes it, for a CI job to read.
+	Error    string           `json:"error,omitempty"`
+	Problems []wizard.Problem `json:"problems,omitempty"`
+	Warnings []config.Problem `json:"warnings"`
+	Next     []string         `json:"next,omitempty"`
+}
+
 func runInit(ctx context.Context, opts *rootOptions, req initRequest) error {
+	loaded, err := writeInit(ctx, opts, req)
+	next := []string{
+		"vaultctl config validate -c " + req.file,
+		"vaultctl plan -c " + req.file,
+		"vaultctl apply -c " + req.file,
+	}
+	if opts.Output == "json" {
+		res := initResult{Command: "init", OK: err == nil, File: req.file, Warnings: []config.Problem{}}
+		if err != nil {
+			res.Error = err.Error()
+			var ae *wizard.AnswerError
+			if errors.As(err, &ae) {
+				res.Problems = ae.Problems
+			}
+		} else {
+			res.Next = next
+			if loaded.Warnings != nil {
+				res.Warnings = loaded.Warnings
+			}
+		}
+		if werr := writeJSON(opts.stdout, res); werr != nil && err == nil {
+			return werr
+		}
+		// The error itself still goes to stderr, as human text, with its exit code.
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	for _, w := range loaded.Warnings {
+		fmt.Fprintln(opts.stderr, "warning:", w)
+	}
+	fmt.Fprintf(opts.stdout, "Wrote %s. Next:\n", req.file)
+	width := len(next[0])
+	for i, why := range []string{"check it (init already did)", "see what vaultctl would change", "make the changes; safe to re-run"} {
+		fmt.Fprintf(opts.stdout, "  %-*s  # %s\n", width, next[i], why)
+	}
+	return nil
+}
+
+// writeInit gets the answers (from --set, or by asking), renders them, checks the result as
+// `config validate` would and writes the file. Errors carry their exit code.
+func writeInit(ctx context.Context, opts *rootOptions, req initRequest) (*config.Loaded, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -95,7 +150,7 @@ func runInit(ctx context.Context, opts *rootOptions, req initRequest) error {
 	defer stop()
 
 	if err := wizard.CheckWritable(req.file, req.force); err != nil {
-		return withCode(exitUsage, err)
+		return nil, withCode(exitUsage, err)
 	}
 
 	base := wizard.Defaults()
@@ -106,18 +161,19 @@ func runInit(ctx context.Context, opts *rootOptions, req initRequest) error {
 	if opts.NonInteractive {
 		a, err := wizard.FromSet(base, req.sets)
 		if err != nil {
-			return withCode(exitUsage, err)
+			return nil, withCode(exitUsage, err)
 		}
 		answers = a
 	} else {
 		if _, err := wizard.ApplySet(&base, req.sets); err != nil {
-			return withCode(exitUsage, err)
+			return nil, withCode(exitUsage, err)
 		}
 		accessible := req.accessible || !isTerminal(opts.stdin) || os.Getenv("TERM") == "dumb"
 		// The forms draw on stderr, as huh does by default, so stdout can be redirected; the
-		// accessible prompts are plain text and go to stdout.
+		// accessible prompts are plain text and go to stdout, unless stdout is for the one JSON
+		// document.
 		out := opts.stderr
-		if accessible {
+		if accessible && opts.Output != "json" {
 			out = opts.stdout
 		}
 		a, err := wizard.Run(ctx, wizard.Options{
@@ -130,49 +186,30 @@ func runInit(ctx context.Context, opts *rootOptions, req initRequest) error {
 		})
 		if err != nil {
 			if errors.Is(err, wizard.ErrAborted) {
-				return withCode(exitFailed, err)
+				return nil, withCode(exitFailed, err)
 			}
-			return withCode(exitUsage, err)
+			return nil, withCode(exitUsage, err)
 		}
 		answers = a
 	}
 
 	data, err := wizard.Render(answers)
 	if err != nil {
-		return withCode(exitFailed, err)
+		return nil, withCode(exitFailed, err)
 	}
 	// The same check as `vaultctl config validate`, on the very bytes about to be written.
 	loaded, err := config.Parse(req.file, data, config.LoadOptions{Environ: []string{}})
 	if err != nil {
-		return withCode(exitFailed, fmt.Errorf("the rendered config does not validate (a bug in vaultctl init):\n%w", err))
+		return nil, withCode(exitFailed, fmt.Errorf("the rendered config does not validate (a bug in vaultctl init):\n%w", err))
 	}
 	if err := wizard.WriteFile(ctx, req.file, data, req.force); err != nil {
 		var exists *wizard.ExistsError
 		if errors.As(err, &exists) {
-			return withCode(exitUsage, err)
+			return nil, withCode(exitUsage, err)
 		}
-		return withCode(exitFailed, err)
+		return nil, withCode(exitFailed, err)
 	}
-
-	next := []string{
-		"vaultctl config validate -c " + req.file,
-		"vaultctl plan -c " + req.file,
-		"vaultctl apply -c " + req.file,
-	}
-	if opts.Output == "json" {
-		enc := json.NewEncoder(opts.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"file": req.file, "warnings": loaded.Warnings, "next": next})
-	}
-	for _, w := range loaded.Warnings {
-		fmt.Fprintln(opts.stderr, "warning:", w)
-	}
-	fmt.Fprintf(opts.stdout, "Wrote %s. Next:\n", req.file)
-	width := len(next[0])
-	for i, why := range []string{"check it (init already did)", "see what vaultctl would change", "make the changes; safe to re-run"} {
-		fmt.Fprintf(opts.stdout, "  %-*s  # %s\n", width, next[i], why)
-	}
-	return nil
+	return loaded, nil
 }
 
 func firstEnv(names ...string) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/vaultctl/vaultctl/config"
 	"github.com/vaultctl/vaultctl/internal/ptytest"
+	"github.com/vaultctl/vaultctl/wizard"
 )
 
 // initEnv makes a directory with a kubeconfig of two contexts whose API server refuses
@@ -300,6 +302,28 @@ func TestInitNonInteractiveMissingAnswer(t *testing.T) {
 	}
 }
 
+// oneJSON parses stdout as exactly one JSON document, as -o json promises.
+func oneJSON(t *testing.T, stdout string, v any) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(stdout))
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("stdout is not a JSON document: %v\n%s", err, stdout)
+	}
+	if rest, _ := io.ReadAll(dec.Buffered()); strings.TrimSpace(string(rest)) != "" || dec.More() {
+		t.Fatalf("stdout holds more than one JSON document:\n%s", stdout)
+	}
+}
+
+type initJSON struct {
+	Command  string           `json:"command"`
+	OK       *bool            `json:"ok"`
+	File     string           `json:"file"`
+	Error    string           `json:"error"`
+	Problems []wizard.Problem `json:"problems"`
+	Warnings []config.Problem `json:"warnings"`
+	Next     []string         `json:"next"`
+}
+
 func TestInitNonInteractiveJSON(t *testing.T) {
 	dir, kubeconfig := initEnv(t)
 	path := filepath.Join(dir, "platform.yaml")
@@ -308,17 +332,91 @@ func TestInitNonInteractiveJSON(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s", code, stderr)
 	}
-	var out struct {
-		File     string           `json:"file"`
-		Warnings []config.Problem `json:"warnings"`
-		Next     []string         `json:"next"`
-	}
-	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
-		t.Fatalf("%v\n%s", err, stdout)
-	}
+	var out initJSON
+	oneJSON(t, stdout, &out)
 	// --config names the file when --file is not given.
-	if out.File != path || len(out.Next) != 3 || len(out.Warnings) != 1 || out.Warnings[0].Path != "vault.replicas" {
+	if out.Command != "init" || out.OK == nil || !*out.OK || out.File != path || len(out.Next) != 3 ||
+		len(out.Warnings) != 1 || out.Warnings[0].Path != "vault.replicas" {
 		t.Errorf("unexpected output: %+v", out)
+	}
+}
+
+// A failing init with -o json still prints its one JSON document: a CI job reads the missing
+// keys from it, and stderr holds only the human message.
+func TestInitJSONFailures(t *testing.T) {
+	dir, kubeconfig := initEnv(t)
+	existing := filepath.Join(dir, "existing.yaml")
+	if err := os.WriteFile(existing, []byte("kept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		args     []string
+		want     []string // in "error", and on stderr
+		problems []string // --set keys in "problems"
+	}{
+		{"missing answers", []string{"--non-interactive", "-f", filepath.Join(dir, "a.yaml"), "--set", "vault.mode=external"},
+			[]string{"missing answer: pass --set vault.address=URL", "missing answer: pass --set vault.seal.awskms.region=REGION", "missing answer: pass --set waves.pilot=NS[,NS...]"},
+			[]string{"vault.address", "vault.seal.awskms.region", "waves.pilot"}},
+		{"wrong answer", []string{"--non-interactive", "-f", filepath.Join(dir, "b.yaml"), "--set", "vault.seal.awskms.region=Frankfurt", "--set", "waves.pilot=tools"},
+			[]string{"--set vault.seal.awskms.region: must be an AWS region"}, []string{"vault.seal.awskms.region"}},
+		{"file exists", []string{"--non-interactive", "-f", existing, "--set", "vault.seal.awskms.region=us-east-1", "--set", "waves.pilot=tools"},
+			[]string{"already exists; pass --force"}, nil},
+		{"accessible, input ends", []string{"--accessible", "-f", filepath.Join(dir, "c.yaml")},
+			[]string{"input ended before every question was answered"}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, stdout, stderr := runInitCmd("1\n", append(c.args, "-o", "json", "--kubeconfig", kubeconfig)...)
+			if code != exitUsage {
+				t.Fatalf("exit %d, want %d\nstdout %s\nstderr %s", code, exitUsage, stdout, stderr)
+			}
+			var out initJSON
+			oneJSON(t, stdout, &out)
+			if out.Command != "init" || out.OK == nil || *out.OK || out.Error == "" || out.Warnings == nil {
+				t.Errorf("want command init, ok false, an error and a warnings array; got %+v", out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out.Error, w) || !strings.Contains(stderr, w) {
+					t.Errorf("%q is not in both the JSON error and stderr:\nerror: %s\nstderr: %s", w, out.Error, stderr)
+				}
+			}
+			var keys []string
+			for _, p := range out.Problems {
+				keys = append(keys, p.Key)
+			}
+			if !slices.Equal(keys, c.problems) {
+				t.Errorf("problems name %v, want %v", keys, c.problems)
+			}
+			if strings.Contains(stderr, "{") {
+				t.Errorf("stderr holds JSON; it is for people:\n%s", stderr)
+			}
+		})
+	}
+	if b, _ := os.ReadFile(existing); string(b) != "kept\n" {
+		t.Errorf("the existing file was changed: %q", b)
+	}
+	if got := entries(t, dir); !slices.Equal(got, []string{"existing.yaml", "kubeconfig"}) {
+		t.Errorf("files left behind: %v", got)
+	}
+}
+
+// With -o json the accessible prompts go to stderr: stdout is for the one JSON document.
+func TestInitAccessibleJSONKeepsStdoutForTheDocument(t *testing.T) {
+	dir, kubeconfig := initEnv(t)
+	path := filepath.Join(dir, "vaultctl.yaml")
+	answers := strings.Join([]string{"1", "", "", "eu-north-1", "", "", "", "tools", "", "", "", "0", "", "", "y"}, "\n") + "\n"
+	code, stdout, stderr := runInitCmd(answers, "-o", "json", "-f", path, "--kubeconfig", kubeconfig)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var out initJSON
+	oneJSON(t, stdout, &out)
+	if out.OK == nil || !*out.OK || out.File != path {
+		t.Errorf("unexpected output: %+v", out)
+	}
+	if !strings.Contains(stderr, "Vault mode [in-cluster]") {
+		t.Errorf("the prompts are not on stderr:\n%s", stderr)
 	}
 }
 
