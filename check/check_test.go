@@ -384,3 +384,26 @@ func TestAliasBomb(t *testing.T) {
 		t.Errorf("alias bomb: exit %d, %d findings, first %v", rep.ExitCode(), len(rep.Findings), rep.Findings[:min(1, len(rep.Findings))])
 	}
 }
+
+// A finding's fix is one whole line: the parse-error fix used to be the first line of the rule's
+// paragraph, cut off at "exclude it and check".
+func TestFixesAreWholeSentences(t *testing.T) {
+	rep := run(t, Options{Config: policyConfig(), KVMounts: []string{"kv-team"}}, "testdata")
+	for _, f := range rep.Findings {
+		fix := strings.TrimSpace(f.Fix)
+		bad := fix == "" || strings.Contains(fix, "\n") || strings.HasSuffix(fix, ":") || strings.HasSuffix(fix, ",")
+		for _, w := range []string{"and", "or", "the", "check", "to", "a"} {
+			bad = bad || strings.HasSuffix(fix, " "+w)
+		}
+		if bad {
+			t.Errorf("%s:%d %s: fix is not a whole line: %q", f.File, f.Line, f.Rule, f.Fix)
+		}
+	}
+	rep = run(t, Options{}, "testdata/rules/broken.yaml")
+	const want = "fix the syntax at the reported line; if the file is a Helm or Kustomize source, check the rendered output instead (helm template . | vaultctl check -) and --exclude the sources"
+	for _, f := range rep.Findings {
+		if f.Rule == RuleParseError && f.Fix != want {
+			t.Errorf("parse-error fix %q, want %q", f.Fix, want)
+		}
+	}
+}

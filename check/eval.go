@@ -83,7 +83,7 @@ func (fc *fileChecker) checkFile(name string, data []byte) fileResult {
 		}
 	}
 	if serr != nil {
-		msg, fix := "not valid YAML or JSON: "+serr.Msg, rulesByID[RuleParseError].fixLine()
+		msg, fix := "not valid YAML or JSON: "+serr.Msg, parseErrorFix
 		if bytes.Contains(data, []byte("{{")) {
 			// The usual cause in a manifest tree: a Helm chart or another Go-template source.
 			msg += "; the file contains {{ }} template directives"
@@ -97,11 +97,9 @@ func (fc *fileChecker) checkFile(name string, data []byte) fileResult {
 	return fc.res
 }
 
-// fixLine is the first line of a rule's fix text, for findings that have no specific fix.
-func (r *Rule) fixLine() string {
-	s, _, _ := strings.Cut(r.Fix, "\n")
-	return strings.TrimSpace(s)
-}
+// parseErrorFix is the one-line fix of a syntax error; the rule's Fix is a paragraph with
+// examples, too long for a finding.
+const parseErrorFix = "fix the syntax at the reported line; if the file is a Helm or Kustomize source, check the rendered output instead (helm template . | vaultctl check -) and --exclude the sources"
 
 // object is a Kubernetes object found in a document or a List.
 type object struct {
