@@ -51,6 +51,8 @@ type Options struct {
 	Exclude []string
 	// Config, when set, enables policy-mismatch and supplies defaults for the fields above.
 	Config *config.Config
+	// ConfigFile names Config's file in the report; see LoadConfig.
+	ConfigFile string
 	// Workers bounds parallel parsing; 0 means runtime.GOMAXPROCS(0).
 	Workers int
 }
@@ -78,6 +80,8 @@ type Report struct {
 	Findings []Finding `json:"findings"`
 	Files    int       `json:"files"`
 	Objects  int       `json:"objects"`
+	// Config is the config file policy-mismatch was checked against; "" when none was used.
+	Config string `json:"config"`
 	// ToolVersion is shown in SARIF and JUnit output when set.
 	ToolVersion string `json:"-"`
 }
@@ -183,6 +187,28 @@ func (s *settings) required(ns string) bool {
 	return false
 }
 
+// LoadConfig returns the config check uses and its file name. An explicit --config must load
+// ("" turns the config off); the default file (vaultctl.yaml) is used when it exists, so that
+// policy-mismatch runs in the repository the config lives in, and is no error when absent.
+func LoadConfig(path string, explicit bool) (*config.Config, string, error) {
+	if path == "" {
+		return nil, "", nil
+	}
+	if !explicit {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, "", nil
+		}
+	}
+	cfg, err := config.LoadFile(path)
+	if err != nil {
+		if !explicit {
+			return nil, "", usagef("%v\n(%s is read by default because it exists; fix it, name another with --config, or check without one: --config '')", err, path)
+		}
+		return nil, "", &UsageError{err}
+	}
+	return cfg, path, nil
+}
+
 // input is one file to check.
 type input struct {
 	name string // as reported
@@ -254,6 +280,9 @@ func Run(ctx context.Context, opts Options, paths []string, stdin io.Reader) (*R
 	}
 
 	rep := &Report{Files: len(inputs)}
+	if opts.Config != nil {
+		rep.Config = opts.ConfigFile
+	}
 	allowedSecrets := map[string]bool{}
 	for _, r := range results {
 		for _, sec := range r.secrets {

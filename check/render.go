@@ -72,7 +72,7 @@ func summary(r *Report) string {
 	files := plural(r.Files, "file")
 	objs := plural(r.Objects, "object")
 	if len(r.Findings) == 0 {
-		return fmt.Sprintf("no findings in %s (%s)", files, objs)
+		return fmt.Sprintf("no findings in %s (%s)%s", files, objs, configNote(r))
 	}
 	byRule := map[string]int{}
 	for _, f := range r.Findings {
@@ -84,8 +84,17 @@ func summary(r *Report) string {
 			parts = append(parts, fmt.Sprintf("%s %d", rule.ID, n))
 		}
 	}
-	return fmt.Sprintf("%s in %s (%s): %s; vaultctl check --explain RULE tells how to fix them",
-		plural(len(r.Findings), "finding"), files, objs, strings.Join(parts, ", "))
+	return fmt.Sprintf("%s in %s (%s)%s: %s; vaultctl check --explain RULE tells how to fix them",
+		plural(len(r.Findings), "finding"), files, objs, configNote(r), strings.Join(parts, ", "))
+}
+
+// configNote says which config roles and policies were checked against, so that a run without
+// one does not pass for a policy check.
+func configNote(r *Report) string {
+	if r.Config == "" {
+		return ""
+	}
+	return "; roles and policies checked against " + r.Config
 }
 
 func plural(n int, word string) string {
@@ -107,7 +116,8 @@ func WriteJSON(w io.Writer, r *Report) error {
 		Objects  int            `json:"objects"`
 		Summary  map[string]int `json:"summary"`
 		ExitCode int            `json:"exitCode"`
-	}{r.Findings, r.Files, r.Objects, byRule, r.ExitCode()}
+		Config   string         `json:"config"`
+	}{r.Findings, r.Files, r.Objects, byRule, r.ExitCode(), r.Config}
 	if out.Findings == nil {
 		out.Findings = []Finding{}
 	}
