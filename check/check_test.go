@@ -2,6 +2,7 @@ package check
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -139,6 +140,7 @@ func TestFixtures(t *testing.T) {
 			Options{Namespaces: []string{"production", "team-*"}, DefaultNamespace: "production", AllowSecretTypes: []string{"kubernetes.io/tls"}}},
 		{"duplicate keys", []string{"testdata/rules/duplicate.yaml"}, Options{}},
 		{"policy mismatch", []string{"testdata/rules/policy.yaml"}, Options{Config: policyConfig()}},
+		{"unrendered templates", []string{"testdata/templates/unrendered.yaml"}, Options{Namespaces: []string{"production"}}},
 		{"directory walk: .yml, subdirectories, excluded chart", []string{"testdata/tree"},
 			Options{Exclude: []string{"charts"}}},
 	}
@@ -405,5 +407,27 @@ func TestFixesAreWholeSentences(t *testing.T) {
 		if f.Rule == RuleParseError && f.Fix != want {
 			t.Errorf("parse-error fix %q, want %q", f.Fix, want)
 		}
+	}
+}
+
+// An unrendered name: {{ .Values.name }} used to read as an empty name ("Secret: ", with the
+// suggestion secret/default/); it is reported as a template, pointing at the rendered output.
+func TestUnrenderedTemplate(t *testing.T) {
+	rep := run(t, Options{Namespaces: []string{"production"}}, "testdata/templates/unrendered.yaml")
+	var buf bytes.Buffer
+	WriteText(&buf, rep)
+	out := buf.String()
+	for _, want := range []string{
+		"testdata/templates/unrendered.yaml:5:1: error raw-secret: Secret production/{{ .Values.name }}: unrendered template (metadata.name is {{ .Values.name }}): rendered, this is a Secret of type Opaque, whose values belong in Vault",
+		"    fix: check the rendered output (helm template . | vaultctl check -), and move",
+		"Secret {{ .Release.Namespace }}/{{ .Release.Name }}-db: unrendered template (metadata.name is {{ .Release.Name }}-db, metadata.namespace is {{ .Release.Namespace }})",
+		"; then check the rendered output (helm template . | vaultctl check -)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "secret/default/") || strings.Contains(out, "Secret: ") {
+		t.Errorf("template reported as an empty name:\n%s", out)
 	}
 }

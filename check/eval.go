@@ -32,6 +32,7 @@ type fileChecker struct {
 	w    walker
 	fp   fastParser
 	buf  []byte
+	data []byte // the file being checked, for source text in messages
 }
 
 func newFileChecker(s *settings) *fileChecker { return &fileChecker{s: s} }
@@ -65,8 +66,9 @@ func (fc *fileChecker) readFile(name string) ([]byte, error) {
 
 // checkFile parses and checks one file.
 func (fc *fileChecker) checkFile(name string, data []byte) fileResult {
-	fc.file = name
+	fc.file, fc.data = name, data
 	fc.res = fileResult{}
+	defer func() { fc.data = nil }()
 	docs, serr := parseDocuments(data, &fc.fp)
 	for _, doc := range docs {
 		fc.w = walker{budget: nodeBudget}
@@ -109,6 +111,11 @@ type object struct {
 	kindKey           *yaml.Node // for the finding's position
 	line, column      int
 	explicitNamespace bool
+	// unrendered describes template directives in the name or namespace ("metadata.name is
+	// {{ .Values.name }}"): the object is a template source, not what kubectl applies.
+	unrendered string
+	// nsUnknown: the namespace is a template, so it may be any namespace once rendered.
+	nsUnknown bool
 }
 
 func (fc *fileChecker) document(n *yaml.Node, depth int) {
@@ -125,17 +132,29 @@ func (fc *fileChecker) document(n *yaml.Node, depth int) {
 	o := &object{n: n, kind: kind, kindKey: kindKey, apiVersion: w.getStr(n, "apiVersion"),
 		line: kindKey.Line, column: kindKey.Column}
 	_, meta := w.get(n, "metadata")
-	o.name = w.getStr(meta, "name")
+	_, nameNode := w.get(meta, "name")
+	o.name, _ = str(nameNode)
 	if o.name == "" {
 		if g := w.getStr(meta, "generateName"); g != "" {
 			o.name = g + "*"
 		}
 	}
-	if ns := w.getStr(meta, "namespace"); ns != "" {
+	_, nsNode := w.get(meta, "namespace")
+	if ns, _ := str(nsNode); ns != "" {
 		o.namespace, o.explicitNamespace = ns, true
 	} else {
 		o.namespace = fc.s.defaultNS
 	}
+	var unrendered []string
+	if t := fc.templated(nameNode); t != "" {
+		o.name = t
+		unrendered = append(unrendered, "metadata.name is "+t)
+	}
+	if t := fc.templated(nsNode); t != "" {
+		o.namespace, o.explicitNamespace, o.nsUnknown = t, true, true
+		unrendered = append(unrendered, "metadata.namespace is "+t)
+	}
+	o.unrendered = strings.Join(unrendered, ", ")
 
 	if _, items := w.get(n, "items"); items != nil && (kind == "List" || strings.HasSuffix(kind, "List")) {
 		// kubectl applies every item of a v1 List (and of FooList kinds); so do we.
@@ -187,11 +206,20 @@ func (fc *fileChecker) add(o *object, rule string, n *yaml.Node, msg, fix string
 	if n != nil && n.Line > 0 {
 		line, col = n.Line, n.Column
 	}
+	if o.fromTemplate() && rule != RuleRawSecret {
+		fix += "; then check the rendered output (" + fc.helmHint() + ")"
+	}
 	fc.res.findings = append(fc.res.findings, Finding{
 		File: fc.file, Line: line, Column: col, Kind: o.kind, Namespace: o.namespace, Name: o.name,
 		Rule: rule, Severity: rulesByID[rule].Severity, Message: msg, Fix: fix,
 	})
 	return &fc.res.findings[len(fc.res.findings)-1]
+}
+
+// required reports whether injection is required for o: in a required namespace, or in a
+// namespace that is a template and may render as any.
+func (fc *fileChecker) required(o *object) bool {
+	return o.nsUnknown || fc.s.required(o.namespace)
 }
 
 func (fc *fileChecker) secret(o *object) {
@@ -200,7 +228,11 @@ func (fc *fileChecker) secret(o *object) {
 		typ = "Opaque"
 	}
 	fc.res.secrets = append(fc.res.secrets, secretInfo{ref: o.namespace + "/" + o.name, typ: typ})
-	if !fc.s.required(o.namespace) || fc.s.allowTypes[typ] {
+	if !fc.required(o) || fc.s.allowTypes[typ] {
+		return
+	}
+	if o.fromTemplate() {
+		fc.unrenderedSecret(o, typ)
 		return
 	}
 	fix := fmt.Sprintf("move the values to Vault (for example secret/%s/%s), delete this Secret and inject them with vault.hashicorp.com/agent-inject-secret-* annotations",
@@ -289,7 +321,7 @@ func (fc *fileChecker) workload(o *object) {
 	if !ok {
 		return // no pod template: not a valid workload, nothing the injector would see
 	}
-	required := fc.s.required(o.namespace)
+	required := fc.required(o)
 	ann, annList, annKey := fc.annotations(t.meta)
 	pos := annKey
 	if pos == nil {
