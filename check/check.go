@@ -82,6 +82,8 @@ type Report struct {
 	Objects  int       `json:"objects"`
 	// Config is the config file policy-mismatch was checked against; "" when none was used.
 	Config string `json:"config"`
+	// BaseDir is what SARIF URIs are relative to; the working directory when empty.
+	BaseDir string `json:"-"`
 	// ToolVersion is shown in SARIF and JUnit output when set.
 	ToolVersion string `json:"-"`
 }
