@@ -140,6 +140,7 @@ func TestFixtures(t *testing.T) {
 			Options{Namespaces: []string{"production", "team-*"}, DefaultNamespace: "production", AllowSecretTypes: []string{"kubernetes.io/tls"}}},
 		{"duplicate keys", []string{"testdata/rules/duplicate.yaml"}, Options{}},
 		{"policy mismatch", []string{"testdata/rules/policy.yaml"}, Options{Config: policyConfig()}},
+		{"Vault's own components", []string{"testdata/rules/vault-own.yaml"}, Options{}},
 		{"unrendered templates", []string{"testdata/templates/unrendered.yaml"}, Options{Namespaces: []string{"production"}}},
 		{"directory walk: .yml, subdirectories, excluded chart", []string{"testdata/tree"},
 			Options{Exclude: []string{"charts"}}},
@@ -429,5 +430,24 @@ func TestUnrenderedTemplate(t *testing.T) {
 	}
 	if strings.Contains(out, "secret/default/") || strings.Contains(out, "Secret: ") {
 		t.Errorf("template reported as an empty name:\n%s", out)
+	}
+}
+
+// With no --namespace every namespace is required, and Vault's own server and injector used to be
+// flagged for missing injection (and the server for mounting its TLS Secret). vaultctl's chart,
+// as it renders, must pass.
+func TestVaultsOwnChartPasses(t *testing.T) {
+	golden, _ := filepath.Glob("../charts/testdata/*.golden.yaml")
+	if len(golden) == 0 {
+		t.Fatal("no rendered charts in ../charts/testdata")
+	}
+	for _, g := range golden {
+		rep := run(t, Options{}, g)
+		for _, f := range rep.Findings {
+			t.Errorf("%s:%d: %s %s/%s: %s: %s", g, f.Line, f.Kind, f.Namespace, f.Name, f.Rule, f.Message)
+		}
+		if rep.Objects == 0 {
+			t.Errorf("%s: no objects checked", g)
+		}
 	}
 }

@@ -321,7 +321,8 @@ func (fc *fileChecker) workload(o *object) {
 	if !ok {
 		return // no pod template: not a valid workload, nothing the injector would see
 	}
-	required := fc.required(o)
+	// Vault's own pods cannot get their secrets from Vault.
+	required := fc.required(o) && !fc.vaultComponent(o, t)
 	ann, annList, annKey := fc.annotations(t.meta)
 	pos := annKey
 	if pos == nil {

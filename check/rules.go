@@ -60,7 +60,11 @@ vault.hashicorp.com/agent-inject with a value the injector reads as true (it par
 config). Annotations on the workload's own metadata do not count: the injector only ever sees
 the pod, so they are reported with a pointer to where they belong. A template that carries
 vault.hashicorp.com/agent-inject-status: injected (copied from a running pod) is reported too:
-the injector skips pods so marked.`,
+the injector skips pods so marked. Vault's own server, Agent Injector and CSI provider are
+exempt (they cannot get their secrets from Vault): they are recognised by the labels vaultctl's
+chart and the official hashicorp/vault chart give them (app.kubernetes.io/name vault with
+component server, vault-agent-injector with component webhook, vault-csi-provider) together
+with a container running a Vault image.`,
 		Fix: `Add to spec.template.metadata.annotations (not the Deployment's metadata):
   vault.hashicorp.com/agent-inject: "true"
   vault.hashicorp.com/role: "<role bound to the pod's service account>"`,
@@ -89,7 +93,7 @@ only as an init container, renders the secrets once and exits.`,
 workload is checked for env[].valueFrom.secretKeyRef and envFrom[].secretRef, and the pod's
 volumes for secret volumes and projected secret sources. A reference to a Secret that is
 defined in the checked input with an allowed type (--allow-secret-type) is not reported.
-imagePullSecrets are not reported.`,
+imagePullSecrets are not reported, nor are Vault's own workloads (see missing-injection).`,
 		Fix: `Put the value in Vault, inject it with vault.hashicorp.com/agent-inject-secret-<name> (and a
 template), and read the rendered file under /vault/secrets/<name> instead of the environment
 variable or Secret volume.`,

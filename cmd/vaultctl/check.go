@@ -29,7 +29,9 @@ Rules (vaultctl check --explain RULE for details):
 
 --namespace (repeatable, globs allowed) names the namespaces where Vault is required; objects
 without metadata.namespace are in --default-namespace; with no --namespace (and none in the
-config's check.requiredNamespaces) every namespace is checked.
+config's check.requiredNamespaces) every namespace is checked. Vault's own server, injector
+and CSI provider pods (labelled as vaultctl's and the official chart label them, running a
+Vault image) never need injection.
 
 The config is --config FILE, else vaultctl.yaml when it exists in the working directory (a
 missing vaultctl.yaml is no error; --config '' checks without one). With a config, roles and
