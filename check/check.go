@@ -213,8 +213,9 @@ func LoadConfig(path string, explicit bool) (*config.Config, string, error) {
 
 // input is one file to check.
 type input struct {
-	name string // as reported
-	path string // to open; empty for stdin
+	name  string // as reported
+	path  string // to open; empty for stdin
+	chart string // the Helm chart whose templates/ holds the file, if any
 }
 
 // Run checks paths: files, directories (walked for .yaml, .yml and .json) and "-" for stdin.
@@ -272,6 +273,7 @@ func Run(ctx context.Context, opts Options, paths []string, stdin io.Reader) (*R
 					}}}
 					continue
 				}
+				fc.chart = in.chart
 				results[i] = fc.checkFile(in.name, data)
 			}
 		}()
@@ -387,6 +389,12 @@ func collect(s *settings, paths []string) ([]input, error) {
 		})
 		if err != nil {
 			return nil, usagef("%s: %v", p, err)
+		}
+	}
+	charts := map[string]string{}
+	for i := range inputs {
+		if inputs[i].path != "" {
+			inputs[i].chart = helmChart(inputs[i].path, charts)
 		}
 	}
 	return inputs, nil

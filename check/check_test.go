@@ -142,6 +142,9 @@ func TestFixtures(t *testing.T) {
 		{"policy mismatch", []string{"testdata/rules/policy.yaml"}, Options{Config: policyConfig()}},
 		{"Vault's own components", []string{"testdata/rules/vault-own.yaml"}, Options{}},
 		{"unrendered templates", []string{"testdata/templates/unrendered.yaml"}, Options{Namespaces: []string{"production"}}},
+		{"Helm chart templates", []string{"testdata/templates/chart"}, Options{Namespaces: []string{"production"}}},
+		{"kustomization secretGenerator", []string{"testdata/templates/kustomize"},
+			Options{Namespaces: []string{"production"}, AllowSecretTypes: []string{"kubernetes.io/tls"}}},
 		{"directory walk: .yml, subdirectories, excluded chart", []string{"testdata/tree"},
 			Options{Exclude: []string{"charts"}}},
 	}
@@ -172,7 +175,8 @@ func TestFindingsWithoutMarks(t *testing.T) {
 		{"syntax error after a valid document", []string{"testdata/rules/broken.yaml"}, Options{},
 			[]findingKey{{"testdata/rules/broken.yaml", 2, RuleRawSecret}, {"testdata/rules/broken.yaml", 10, RuleParseError}}},
 		{"Helm template source is not YAML", []string{"testdata/tree/charts"}, Options{},
-			[]findingKey{{"testdata/tree/charts/web/templates/secret.yaml", 3, RuleParseError}}},
+			[]findingKey{{"testdata/tree/charts/web/templates/secret.yaml", 3, RuleParseError},
+				{"testdata/tree/charts/web/templates/secret.yaml", 2, RuleRawSecret}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -448,6 +452,37 @@ func TestVaultsOwnChartPasses(t *testing.T) {
 		}
 		if rep.Objects == 0 {
 			t.Errorf("%s: no objects checked", g)
+		}
+	}
+}
+
+// A kustomization's secretGenerator and a chart's templates/ used to pass silently although
+// both produce raw Secrets: they are reported where they stand, with the command that renders
+// them.
+func TestTemplateSourcesPointAtRenderedOutput(t *testing.T) {
+	for _, c := range []struct {
+		path string
+		want []string
+	}{
+		{"testdata/templates/kustomize", []string{
+			"testdata/templates/kustomize/kustomization.yaml:11:5: error raw-secret: Secret production/db: secretGenerator db: when the kustomization is built, this is a Secret of type Opaque, whose values belong in Vault",
+			"    fix: check the rendered output (kustomize build testdata/templates/kustomize | vaultctl check -), and move the values to Vault",
+		}},
+		{"testdata/templates/chart", []string{
+			"testdata/templates/chart/templates/secret.yaml:3:1: error raw-secret: Secret production/web-db: template of Helm chart testdata/templates/chart: rendered, this is a Secret of type Opaque, whose values belong in Vault",
+			"testdata/templates/chart/templates/optional-secret.yaml:3:1: error raw-secret: Secret {{ .Release.Namespace }}/{{ include \"web.fullname\" . }}-db: template of Helm chart testdata/templates/chart (not YAML until rendered): rendered, this is a Secret of type Opaque",
+			"    fix: check the rendered output (helm template testdata/templates/chart | vaultctl check -), and move",
+			"    fix: check the rendered output instead (helm template testdata/templates/chart | vaultctl check -) and --exclude the template sources",
+			"; then check the rendered output (helm template testdata/templates/chart | vaultctl check -)",
+		}},
+	} {
+		rep := run(t, Options{Namespaces: []string{"production"}, AllowSecretTypes: []string{"kubernetes.io/tls"}}, c.path)
+		var buf bytes.Buffer
+		WriteText(&buf, rep)
+		for _, w := range c.want {
+			if !strings.Contains(buf.String(), w) {
+				t.Errorf("%s: output lacks %q:\n%s", c.path, w, buf.String())
+			}
 		}
 	}
 }

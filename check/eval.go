@@ -26,13 +26,14 @@ type secretInfo struct{ ref, typ string }
 
 // fileChecker checks files one at a time; one per worker goroutine.
 type fileChecker struct {
-	s    *settings
-	file string
-	res  fileResult
-	w    walker
-	fp   fastParser
-	buf  []byte
-	data []byte // the file being checked, for source text in messages
+	s     *settings
+	file  string
+	chart string // the Helm chart whose templates/ holds file, if any
+	res   fileResult
+	w     walker
+	fp    fastParser
+	buf   []byte
+	data  []byte // the file being checked, for source text in messages
 }
 
 func newFileChecker(s *settings) *fileChecker { return &fileChecker{s: s} }
@@ -86,15 +87,19 @@ func (fc *fileChecker) checkFile(name string, data []byte) fileResult {
 	}
 	if serr != nil {
 		msg, fix := "not valid YAML or JSON: "+serr.Msg, parseErrorFix
-		if bytes.Contains(data, []byte("{{")) {
+		template := bytes.Contains(data, []byte("{{"))
+		if template {
 			// The usual cause in a manifest tree: a Helm chart or another Go-template source.
 			msg += "; the file contains {{ }} template directives"
-			fix = "check the rendered output instead (helm template . | vaultctl check -) and --exclude the template sources"
+			fix = "check the rendered output instead (" + fc.helmHint() + ") and --exclude the template sources"
 		}
 		fc.res.findings = append(fc.res.findings, Finding{
 			File: name, Line: serr.Line, Column: serr.Column, Rule: RuleParseError, Severity: SeverityError,
 			Message: msg, Fix: fix,
 		})
+		if template {
+			fc.scanTemplateSecrets(data)
+		}
 	}
 	return fc.res
 }
@@ -126,10 +131,15 @@ func (fc *fileChecker) document(n *yaml.Node, depth int) {
 	w := &fc.w
 	kindKey, kindNode := w.get(n, "kind")
 	kind, _ := str(kindNode)
+	apiVersion := w.getStr(n, "apiVersion")
+	if depth == 0 && fc.isKustomization(apiVersion, kind) {
+		fc.kustomization(n)
+		return
+	}
 	if kind == "" {
 		return
 	}
-	o := &object{n: n, kind: kind, kindKey: kindKey, apiVersion: w.getStr(n, "apiVersion"),
+	o := &object{n: n, kind: kind, kindKey: kindKey, apiVersion: apiVersion,
 		line: kindKey.Line, column: kindKey.Column}
 	_, meta := w.get(n, "metadata")
 	_, nameNode := w.get(meta, "name")
@@ -206,7 +216,7 @@ func (fc *fileChecker) add(o *object, rule string, n *yaml.Node, msg, fix string
 	if n != nil && n.Line > 0 {
 		line, col = n.Line, n.Column
 	}
-	if o.fromTemplate() && rule != RuleRawSecret {
+	if fc.fromTemplate(o) && rule != RuleRawSecret {
 		fix += "; then check the rendered output (" + fc.helmHint() + ")"
 	}
 	fc.res.findings = append(fc.res.findings, Finding{
@@ -231,8 +241,8 @@ func (fc *fileChecker) secret(o *object) {
 	if !fc.required(o) || fc.s.allowTypes[typ] {
 		return
 	}
-	if o.fromTemplate() {
-		fc.unrenderedSecret(o, typ)
+	if fc.fromTemplate(o) {
+		fc.templateSecret(o, typ)
 		return
 	}
 	fix := fmt.Sprintf("move the values to Vault (for example secret/%s/%s), delete this Secret and inject them with vault.hashicorp.com/agent-inject-secret-* annotations",

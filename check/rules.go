@@ -40,7 +40,11 @@ metadata.namespace are in --default-namespace. Secret types given with --allow-s
 check.allowSecretTypes in the config are exempt (kubernetes.io/tls for an Ingress certificate,
 kubernetes.io/dockerconfigjson for image pulls). A Secret without a type is Opaque.
 Look-alikes are not Secrets: SecretProviderClass, ExternalSecret, SealedSecret, or the text
-"kind: Secret" inside a ConfigMap.`,
+"kind: Secret" inside a ConfigMap. Template sources are reported where they stand, with the
+command that renders them: a Secret in a Helm chart's templates/ (found line by line when the
+template is not YAML), a Secret whose name or namespace is an unrendered {{ }} directive (a
+templated namespace counts as required), and each secretGenerator entry of a kustomization
+(in the kustomization's namespace unless the entry names one).`,
 		Fix: `Write the values to Vault (vault kv put secret/<namespace>/<name> key=value), delete the
 Secret from the manifests and read the values through the Vault Agent Injector annotations
 (see --explain missing-injection). If the type is legitimately managed as a Secret, exempt it:
@@ -165,7 +169,8 @@ error, a duplicate key in a mapping (tools disagree on which value wins, so the 
 see a different object than kubectl applies) or a file that cannot be read is reported with
 its file and line, and makes vaultctl check exit 2. Documents before the error are still
 checked. Helm charts and Kustomize bases are templates, not manifests: check what they
-render instead.`,
+render instead. A template that is not YAML is still scanned for the Secrets it renders
+(see raw-secret).`,
 		Fix: `Fix the syntax at the reported line. For a Helm or Kustomize source tree, exclude it and check
 the rendered output:
   helm template . | vaultctl check -
