@@ -42,9 +42,11 @@ its allowed Secret types and excludes in addition to the flags.
 Helm charts and Kustomize bases are templates, not manifests: check what they render, piped
 through -, and exclude their sources. Checked as they stand, their Secrets are still reported,
 with the command that renders them: a Secret in a chart's templates/, one whose name or
-namespace is an unrendered {{ }} directive, a kustomization's secretGenerator. An --exclude glob without a slash matches any file
-or directory name (charts, '*.tpl.yaml'); one with a slash matches the path from the checked
-directory, ** standing for any number of directories ('charts/**', 'base/*/secret.yaml').
+namespace is an unrendered {{ }} directive, a kustomization's secretGenerator.
+
+An --exclude glob without a slash matches any file or directory name (charts, '*.tpl.yaml');
+one with a slash matches the path from the checked directory, ** standing for any number of
+directories ('charts/**', 'base/*/secret.yaml').
 
 Exit codes:
   0  no findings
