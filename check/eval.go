@@ -34,6 +34,8 @@ type fileChecker struct {
 	fp    fastParser
 	buf   []byte
 	data  []byte // the file being checked, for source text in messages
+	// secretLines are the kind: lines of the Secrets parsed in the file.
+	secretLines []int
 }
 
 func newFileChecker(s *settings) *fileChecker { return &fileChecker{s: s} }
@@ -69,6 +71,7 @@ func (fc *fileChecker) readFile(name string) ([]byte, error) {
 func (fc *fileChecker) checkFile(name string, data []byte) fileResult {
 	fc.file, fc.data = name, data
 	fc.res = fileResult{}
+	fc.secretLines = fc.secretLines[:0]
 	defer func() { fc.data = nil }()
 	docs, serr := parseDocuments(data, &fc.fp)
 	for _, doc := range docs {
@@ -238,6 +241,7 @@ func (fc *fileChecker) secret(o *object) {
 		typ = "Opaque"
 	}
 	fc.res.secrets = append(fc.res.secrets, secretInfo{ref: o.namespace + "/" + o.name, typ: typ})
+	fc.secretLines = append(fc.secretLines, o.line)
 	if !fc.required(o) || fc.s.allowTypes[typ] {
 		return
 	}

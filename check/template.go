@@ -154,14 +154,12 @@ var (
 )
 
 // scanTemplateSecrets finds the Secrets a template source that is not YAML would render, line by
-// line: a document whose top-level kind is Secret. Lines already reported are skipped (the
-// documents before a syntax error were parsed and checked).
+// line: a document whose top-level kind is Secret. Secrets in the documents before the syntax
+// error were parsed and checked already.
 func (fc *fileChecker) scanTemplateSecrets(data []byte) {
-	reported := map[int]bool{}
-	for _, f := range fc.res.findings {
-		if f.Rule == RuleRawSecret {
-			reported[f.Line] = true
-		}
+	parsed := make(map[int]bool, len(fc.secretLines))
+	for _, l := range fc.secretLines {
+		parsed[l] = true
 	}
 	type doc struct {
 		apiVersion, kind, typ, name, namespace string
@@ -170,7 +168,7 @@ func (fc *fileChecker) scanTemplateSecrets(data []byte) {
 	}
 	var d doc
 	emit := func() {
-		if d.kind == "Secret" && (d.apiVersion == "" || d.apiVersion == "v1" || strings.Contains(d.apiVersion, "{{")) && !reported[d.kindLine] {
+		if d.kind == "Secret" && (d.apiVersion == "" || d.apiVersion == "v1" || strings.Contains(d.apiVersion, "{{")) && !parsed[d.kindLine] {
 			fc.textSecret(d.kindLine, d.name, d.namespace, d.typ)
 		}
 		d = doc{}
@@ -244,10 +242,10 @@ func (fc *fileChecker) textSecret(line int, name, ns, typ string) {
 	if typ == "" || strings.Contains(typ, "{{") {
 		typ = "Opaque"
 	}
+	fc.res.objects++
 	if !fc.required(o) || fc.s.allowTypes[typ] {
 		return
 	}
-	fc.res.objects++
 	fc.templateSecret(o, typ)
 }
 
