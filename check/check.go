@@ -51,6 +51,8 @@ type Options struct {
 	Exclude []string
 	// Config, when set, enables policy-mismatch and supplies defaults for the fields above.
 	Config *config.Config
+	// ConfigFile names Config's file in the report; see LoadConfig.
+	ConfigFile string
 	// Workers bounds parallel parsing; 0 means runtime.GOMAXPROCS(0).
 	Workers int
 }
@@ -78,6 +80,10 @@ type Report struct {
 	Findings []Finding `json:"findings"`
 	Files    int       `json:"files"`
 	Objects  int       `json:"objects"`
+	// Config is the config file policy-mismatch was checked against; "" when none was used.
+	Config string `json:"config"`
+	// BaseDir is what SARIF URIs are relative to; the working directory when empty.
+	BaseDir string `json:"-"`
 	// ToolVersion is shown in SARIF and JUnit output when set.
 	ToolVersion string `json:"-"`
 }
@@ -183,10 +189,33 @@ func (s *settings) required(ns string) bool {
 	return false
 }
 
+// LoadConfig returns the config check uses and its file name. An explicit --config must load
+// ("" turns the config off); the default file (vaultctl.yaml) is used when it exists, so that
+// policy-mismatch runs in the repository the config lives in, and is no error when absent.
+func LoadConfig(path string, explicit bool) (*config.Config, string, error) {
+	if path == "" {
+		return nil, "", nil
+	}
+	if !explicit {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, "", nil
+		}
+	}
+	cfg, err := config.LoadFile(path)
+	if err != nil {
+		if !explicit {
+			return nil, "", usagef("%v\n(%s is read by default because it exists; fix it, name another with --config, or check without one: --config '')", err, path)
+		}
+		return nil, "", &UsageError{err}
+	}
+	return cfg, path, nil
+}
+
 // input is one file to check.
 type input struct {
-	name string // as reported
-	path string // to open; empty for stdin
+	name  string // as reported
+	path  string // to open; empty for stdin
+	chart string // the Helm chart whose templates/ holds the file, if any
 }
 
 // Run checks paths: files, directories (walked for .yaml, .yml and .json) and "-" for stdin.
@@ -244,6 +273,7 @@ func Run(ctx context.Context, opts Options, paths []string, stdin io.Reader) (*R
 					}}}
 					continue
 				}
+				fc.chart = in.chart
 				results[i] = fc.checkFile(in.name, data)
 			}
 		}()
@@ -254,6 +284,9 @@ func Run(ctx context.Context, opts Options, paths []string, stdin io.Reader) (*R
 	}
 
 	rep := &Report{Files: len(inputs)}
+	if opts.Config != nil {
+		rep.Config = opts.ConfigFile
+	}
 	allowedSecrets := map[string]bool{}
 	for _, r := range results {
 		for _, sec := range r.secrets {
@@ -356,6 +389,12 @@ func collect(s *settings, paths []string) ([]input, error) {
 		})
 		if err != nil {
 			return nil, usagef("%s: %v", p, err)
+		}
+	}
+	charts := map[string]string{}
+	for i := range inputs {
+		if inputs[i].path != "" {
+			inputs[i].chart = helmChart(inputs[i].path, charts)
 		}
 	}
 	return inputs, nil

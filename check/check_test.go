@@ -2,6 +2,7 @@ package check
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -139,6 +140,11 @@ func TestFixtures(t *testing.T) {
 			Options{Namespaces: []string{"production", "team-*"}, DefaultNamespace: "production", AllowSecretTypes: []string{"kubernetes.io/tls"}}},
 		{"duplicate keys", []string{"testdata/rules/duplicate.yaml"}, Options{}},
 		{"policy mismatch", []string{"testdata/rules/policy.yaml"}, Options{Config: policyConfig()}},
+		{"Vault's own components", []string{"testdata/rules/vault-own.yaml"}, Options{}},
+		{"unrendered templates", []string{"testdata/templates/unrendered.yaml"}, Options{Namespaces: []string{"production"}}},
+		{"Helm chart templates", []string{"testdata/templates/chart"}, Options{Namespaces: []string{"production"}}},
+		{"kustomization secretGenerator", []string{"testdata/templates/kustomize"},
+			Options{Namespaces: []string{"production"}, AllowSecretTypes: []string{"kubernetes.io/tls"}}},
 		{"directory walk: .yml, subdirectories, excluded chart", []string{"testdata/tree"},
 			Options{Exclude: []string{"charts"}}},
 	}
@@ -169,7 +175,8 @@ func TestFindingsWithoutMarks(t *testing.T) {
 		{"syntax error after a valid document", []string{"testdata/rules/broken.yaml"}, Options{},
 			[]findingKey{{"testdata/rules/broken.yaml", 2, RuleRawSecret}, {"testdata/rules/broken.yaml", 10, RuleParseError}}},
 		{"Helm template source is not YAML", []string{"testdata/tree/charts"}, Options{},
-			[]findingKey{{"testdata/tree/charts/web/templates/secret.yaml", 3, RuleParseError}}},
+			[]findingKey{{"testdata/tree/charts/web/templates/secret.yaml", 3, RuleParseError},
+				{"testdata/tree/charts/web/templates/secret.yaml", 2, RuleRawSecret}}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -382,5 +389,100 @@ func TestAliasBomb(t *testing.T) {
 	rep := run(t, Options{}, f)
 	if rep.ExitCode() != 2 || len(rep.Findings) != 1 || !strings.Contains(rep.Findings[0].Message, "aliases") {
 		t.Errorf("alias bomb: exit %d, %d findings, first %v", rep.ExitCode(), len(rep.Findings), rep.Findings[:min(1, len(rep.Findings))])
+	}
+}
+
+// A finding's fix is one whole line: the parse-error fix used to be the first line of the rule's
+// paragraph, cut off at "exclude it and check".
+func TestFixesAreWholeSentences(t *testing.T) {
+	rep := run(t, Options{Config: policyConfig(), KVMounts: []string{"kv-team"}}, "testdata")
+	for _, f := range rep.Findings {
+		fix := strings.TrimSpace(f.Fix)
+		bad := fix == "" || strings.Contains(fix, "\n") || strings.HasSuffix(fix, ":") || strings.HasSuffix(fix, ",")
+		for _, w := range []string{"and", "or", "the", "check", "to", "a"} {
+			bad = bad || strings.HasSuffix(fix, " "+w)
+		}
+		if bad {
+			t.Errorf("%s:%d %s: fix is not a whole line: %q", f.File, f.Line, f.Rule, f.Fix)
+		}
+	}
+	rep = run(t, Options{}, "testdata/rules/broken.yaml")
+	const want = "fix the syntax at the reported line; if the file is a Helm or Kustomize source, check the rendered output instead (helm template . | vaultctl check -) and --exclude the sources"
+	for _, f := range rep.Findings {
+		if f.Rule == RuleParseError && f.Fix != want {
+			t.Errorf("parse-error fix %q, want %q", f.Fix, want)
+		}
+	}
+}
+
+// An unrendered name: {{ .Values.name }} used to read as an empty name ("Secret: ", with the
+// suggestion secret/default/); it is reported as a template, pointing at the rendered output.
+func TestUnrenderedTemplate(t *testing.T) {
+	rep := run(t, Options{Namespaces: []string{"production"}}, "testdata/templates/unrendered.yaml")
+	var buf bytes.Buffer
+	WriteText(&buf, rep)
+	out := buf.String()
+	for _, want := range []string{
+		"testdata/templates/unrendered.yaml:5:1: error raw-secret: Secret production/{{ .Values.name }}: unrendered template (metadata.name is {{ .Values.name }}): rendered, this is a Secret of type Opaque, whose values belong in Vault",
+		"    fix: check the rendered output (helm template . | vaultctl check -), and move",
+		"Secret {{ .Release.Namespace }}/{{ .Release.Name }}-db: unrendered template (metadata.name is {{ .Release.Name }}-db, metadata.namespace is {{ .Release.Namespace }})",
+		"; then check the rendered output (helm template . | vaultctl check -)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "secret/default/") || strings.Contains(out, "Secret: ") {
+		t.Errorf("template reported as an empty name:\n%s", out)
+	}
+}
+
+// With no --namespace every namespace is required, and Vault's own server and injector used to be
+// flagged for missing injection (and the server for mounting its TLS Secret). vaultctl's chart,
+// as it renders, must pass.
+func TestVaultsOwnChartPasses(t *testing.T) {
+	golden, _ := filepath.Glob("../charts/testdata/*.golden.yaml")
+	if len(golden) == 0 {
+		t.Fatal("no rendered charts in ../charts/testdata")
+	}
+	for _, g := range golden {
+		rep := run(t, Options{}, g)
+		for _, f := range rep.Findings {
+			t.Errorf("%s:%d: %s %s/%s: %s: %s", g, f.Line, f.Kind, f.Namespace, f.Name, f.Rule, f.Message)
+		}
+		if rep.Objects == 0 {
+			t.Errorf("%s: no objects checked", g)
+		}
+	}
+}
+
+// A kustomization's secretGenerator and a chart's templates/ used to pass silently although
+// both produce raw Secrets: they are reported where they stand, with the command that renders
+// them.
+func TestTemplateSourcesPointAtRenderedOutput(t *testing.T) {
+	for _, c := range []struct {
+		path string
+		want []string
+	}{
+		{"testdata/templates/kustomize", []string{
+			"testdata/templates/kustomize/kustomization.yaml:11:5: error raw-secret: Secret production/db: secretGenerator db: when the kustomization is built, this is a Secret of type Opaque, whose values belong in Vault",
+			"    fix: check the rendered output (kustomize build testdata/templates/kustomize | vaultctl check -), and move the values to Vault",
+		}},
+		{"testdata/templates/chart", []string{
+			"testdata/templates/chart/templates/secret.yaml:3:1: error raw-secret: Secret production/web-db: template of Helm chart testdata/templates/chart: rendered, this is a Secret of type Opaque, whose values belong in Vault",
+			"testdata/templates/chart/templates/optional-secret.yaml:3:1: error raw-secret: Secret {{ .Release.Namespace }}/{{ include \"web.fullname\" . }}-db: template of Helm chart testdata/templates/chart (not YAML until rendered): rendered, this is a Secret of type Opaque",
+			"    fix: check the rendered output (helm template testdata/templates/chart | vaultctl check -), and move",
+			"    fix: check the rendered output instead (helm template testdata/templates/chart | vaultctl check -) and --exclude the template sources",
+			"; then check the rendered output (helm template testdata/templates/chart | vaultctl check -)",
+		}},
+	} {
+		rep := run(t, Options{Namespaces: []string{"production"}, AllowSecretTypes: []string{"kubernetes.io/tls"}}, c.path)
+		var buf bytes.Buffer
+		WriteText(&buf, rep)
+		for _, w := range c.want {
+			if !strings.Contains(buf.String(), w) {
+				t.Errorf("%s: output lacks %q:\n%s", c.path, w, buf.String())
+			}
+		}
 	}
 }

@@ -26,12 +26,16 @@ type secretInfo struct{ ref, typ string }
 
 // fileChecker checks files one at a time; one per worker goroutine.
 type fileChecker struct {
-	s    *settings
-	file string
-	res  fileResult
-	w    walker
-	fp   fastParser
-	buf  []byte
+	s     *settings
+	file  string
+	chart string // the Helm chart whose templates/ holds file, if any
+	res   fileResult
+	w     walker
+	fp    fastParser
+	buf   []byte
+	data  []byte // the file being checked, for source text in messages
+	// secretLines are the kind: lines of the Secrets parsed in the file.
+	secretLines []int
 }
 
 func newFileChecker(s *settings) *fileChecker { return &fileChecker{s: s} }
@@ -65,8 +69,10 @@ func (fc *fileChecker) readFile(name string) ([]byte, error) {
 
 // checkFile parses and checks one file.
 func (fc *fileChecker) checkFile(name string, data []byte) fileResult {
-	fc.file = name
+	fc.file, fc.data = name, data
 	fc.res = fileResult{}
+	fc.secretLines = fc.secretLines[:0]
+	defer func() { fc.data = nil }()
 	docs, serr := parseDocuments(data, &fc.fp)
 	for _, doc := range docs {
 		fc.w = walker{budget: nodeBudget}
@@ -83,25 +89,27 @@ func (fc *fileChecker) checkFile(name string, data []byte) fileResult {
 		}
 	}
 	if serr != nil {
-		msg, fix := "not valid YAML or JSON: "+serr.Msg, rulesByID[RuleParseError].fixLine()
-		if bytes.Contains(data, []byte("{{")) {
+		msg, fix := "not valid YAML or JSON: "+serr.Msg, parseErrorFix
+		template := bytes.Contains(data, []byte("{{"))
+		if template {
 			// The usual cause in a manifest tree: a Helm chart or another Go-template source.
 			msg += "; the file contains {{ }} template directives"
-			fix = "check the rendered output instead (helm template . | vaultctl check -) and --exclude the template sources"
+			fix = "check the rendered output instead (" + fc.helmHint() + ") and --exclude the template sources"
 		}
 		fc.res.findings = append(fc.res.findings, Finding{
 			File: name, Line: serr.Line, Column: serr.Column, Rule: RuleParseError, Severity: SeverityError,
 			Message: msg, Fix: fix,
 		})
+		if template {
+			fc.scanTemplateSecrets(data)
+		}
 	}
 	return fc.res
 }
 
-// fixLine is the first line of a rule's fix text, for findings that have no specific fix.
-func (r *Rule) fixLine() string {
-	s, _, _ := strings.Cut(r.Fix, "\n")
-	return strings.TrimSpace(s)
-}
+// parseErrorFix is the one-line fix of a syntax error; the rule's Fix is a paragraph with
+// examples, too long for a finding.
+const parseErrorFix = "fix the syntax at the reported line; if the file is a Helm or Kustomize source, check the rendered output instead (helm template . | vaultctl check -) and --exclude the sources"
 
 // object is a Kubernetes object found in a document or a List.
 type object struct {
@@ -111,6 +119,11 @@ type object struct {
 	kindKey           *yaml.Node // for the finding's position
 	line, column      int
 	explicitNamespace bool
+	// unrendered describes template directives in the name or namespace ("metadata.name is
+	// {{ .Values.name }}"): the object is a template source, not what kubectl applies.
+	unrendered string
+	// nsUnknown: the namespace is a template, so it may be any namespace once rendered.
+	nsUnknown bool
 }
 
 func (fc *fileChecker) document(n *yaml.Node, depth int) {
@@ -121,23 +134,40 @@ func (fc *fileChecker) document(n *yaml.Node, depth int) {
 	w := &fc.w
 	kindKey, kindNode := w.get(n, "kind")
 	kind, _ := str(kindNode)
+	apiVersion := w.getStr(n, "apiVersion")
+	if depth == 0 && fc.isKustomization(apiVersion, kind) {
+		fc.kustomization(n)
+		return
+	}
 	if kind == "" {
 		return
 	}
-	o := &object{n: n, kind: kind, kindKey: kindKey, apiVersion: w.getStr(n, "apiVersion"),
+	o := &object{n: n, kind: kind, kindKey: kindKey, apiVersion: apiVersion,
 		line: kindKey.Line, column: kindKey.Column}
 	_, meta := w.get(n, "metadata")
-	o.name = w.getStr(meta, "name")
+	_, nameNode := w.get(meta, "name")
+	o.name, _ = str(nameNode)
 	if o.name == "" {
 		if g := w.getStr(meta, "generateName"); g != "" {
 			o.name = g + "*"
 		}
 	}
-	if ns := w.getStr(meta, "namespace"); ns != "" {
+	_, nsNode := w.get(meta, "namespace")
+	if ns, _ := str(nsNode); ns != "" {
 		o.namespace, o.explicitNamespace = ns, true
 	} else {
 		o.namespace = fc.s.defaultNS
 	}
+	var unrendered []string
+	if t := fc.templated(nameNode); t != "" {
+		o.name = t
+		unrendered = append(unrendered, "metadata.name is "+t)
+	}
+	if t := fc.templated(nsNode); t != "" {
+		o.namespace, o.explicitNamespace, o.nsUnknown = t, true, true
+		unrendered = append(unrendered, "metadata.namespace is "+t)
+	}
+	o.unrendered = strings.Join(unrendered, ", ")
 
 	if _, items := w.get(n, "items"); items != nil && (kind == "List" || strings.HasSuffix(kind, "List")) {
 		// kubectl applies every item of a v1 List (and of FooList kinds); so do we.
@@ -189,11 +219,20 @@ func (fc *fileChecker) add(o *object, rule string, n *yaml.Node, msg, fix string
 	if n != nil && n.Line > 0 {
 		line, col = n.Line, n.Column
 	}
+	if fc.fromTemplate(o) && rule != RuleRawSecret {
+		fix += "; then check the rendered output (" + fc.helmHint() + ")"
+	}
 	fc.res.findings = append(fc.res.findings, Finding{
 		File: fc.file, Line: line, Column: col, Kind: o.kind, Namespace: o.namespace, Name: o.name,
 		Rule: rule, Severity: rulesByID[rule].Severity, Message: msg, Fix: fix,
 	})
 	return &fc.res.findings[len(fc.res.findings)-1]
+}
+
+// required reports whether injection is required for o: in a required namespace, or in a
+// namespace that is a template and may render as any.
+func (fc *fileChecker) required(o *object) bool {
+	return o.nsUnknown || fc.s.required(o.namespace)
 }
 
 func (fc *fileChecker) secret(o *object) {
@@ -202,7 +241,12 @@ func (fc *fileChecker) secret(o *object) {
 		typ = "Opaque"
 	}
 	fc.res.secrets = append(fc.res.secrets, secretInfo{ref: o.namespace + "/" + o.name, typ: typ})
-	if !fc.s.required(o.namespace) || fc.s.allowTypes[typ] {
+	fc.secretLines = append(fc.secretLines, o.line)
+	if !fc.required(o) || fc.s.allowTypes[typ] {
+		return
+	}
+	if fc.fromTemplate(o) {
+		fc.templateSecret(o, typ)
 		return
 	}
 	fix := fmt.Sprintf("move the values to Vault (for example secret/%s/%s), delete this Secret and inject them with vault.hashicorp.com/agent-inject-secret-* annotations",
@@ -291,7 +335,8 @@ func (fc *fileChecker) workload(o *object) {
 	if !ok {
 		return // no pod template: not a valid workload, nothing the injector would see
 	}
-	required := fc.s.required(o.namespace)
+	// Vault's own pods cannot get their secrets from Vault.
+	required := fc.required(o) && !fc.vaultComponent(o, t)
 	ann, annList, annKey := fc.annotations(t.meta)
 	pos := annKey
 	if pos == nil {

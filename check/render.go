@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -72,7 +73,7 @@ func summary(r *Report) string {
 	files := plural(r.Files, "file")
 	objs := plural(r.Objects, "object")
 	if len(r.Findings) == 0 {
-		return fmt.Sprintf("no findings in %s (%s)", files, objs)
+		return fmt.Sprintf("no findings in %s (%s)%s", files, objs, configNote(r))
 	}
 	byRule := map[string]int{}
 	for _, f := range r.Findings {
@@ -84,8 +85,17 @@ func summary(r *Report) string {
 			parts = append(parts, fmt.Sprintf("%s %d", rule.ID, n))
 		}
 	}
-	return fmt.Sprintf("%s in %s (%s): %s; vaultctl check --explain RULE tells how to fix them",
-		plural(len(r.Findings), "finding"), files, objs, strings.Join(parts, ", "))
+	return fmt.Sprintf("%s in %s (%s)%s: %s; vaultctl check --explain RULE tells how to fix them",
+		plural(len(r.Findings), "finding"), files, objs, configNote(r), strings.Join(parts, ", "))
+}
+
+// configNote says which config roles and policies were checked against, so that a run without
+// one does not pass for a policy check.
+func configNote(r *Report) string {
+	if r.Config == "" {
+		return ""
+	}
+	return "; roles and policies checked against " + r.Config
 }
 
 func plural(n int, word string) string {
@@ -107,7 +117,8 @@ func WriteJSON(w io.Writer, r *Report) error {
 		Objects  int            `json:"objects"`
 		Summary  map[string]int `json:"summary"`
 		ExitCode int            `json:"exitCode"`
-	}{r.Findings, r.Files, r.Objects, byRule, r.ExitCode()}
+		Config   string         `json:"config"`
+	}{r.Findings, r.Files, r.Objects, byRule, r.ExitCode(), r.Config}
 	if out.Findings == nil {
 		out.Findings = []Finding{}
 	}
@@ -125,8 +136,9 @@ type sarifLog struct {
 }
 
 type sarifRun struct {
-	Tool    sarifTool     `json:"tool"`
-	Results []sarifResult `json:"results"`
+	Tool               sarifTool                   `json:"tool"`
+	OriginalURIBaseIDs map[string]sarifArtifactLoc `json:"originalUriBaseIds,omitempty"`
+	Results            []sarifResult               `json:"results"`
 }
 
 type sarifTool struct {
@@ -185,8 +197,9 @@ type sarifPhysical struct {
 }
 
 type sarifArtifactLoc struct {
-	URI       string `json:"uri"`
-	URIBaseID string `json:"uriBaseId,omitempty"`
+	URI         string     `json:"uri"`
+	URIBaseID   string     `json:"uriBaseId,omitempty"`
+	Description *sarifText `json:"description,omitempty"`
 }
 
 type sarifRegion struct {
@@ -194,15 +207,41 @@ type sarifRegion struct {
 	StartColumn int `json:"startColumn,omitempty"`
 }
 
-// sarifURI makes a file name a URI reference: relative paths stay relative to the checkout
-// (%SRCROOT%), which is what code scanning needs to place an alert on a line.
-func sarifURI(name string) sarifArtifactLoc {
-	p := filepath.ToSlash(name)
-	if filepath.IsAbs(name) {
-		return sarifArtifactLoc{URI: (&url.URL{Scheme: "file", Path: p}).String()}
+// stdinURI locates findings in input read from "-". SARIF has no name for a stream; this is where
+// POSIX systems expose it, an absolute URI that cannot be mistaken for a file in the checkout.
+const stdinURI = "file:///dev/stdin"
+
+// srcRoot is the base of relative artifact URIs: the directory check ran in, which in CI is the
+// checkout code scanning places alerts in.
+const srcRoot = "%SRCROOT%"
+
+// sarifURI locates a file for code scanning: relative to base (the working directory), with
+// forward slashes, when the file is under it; an absolute file URI otherwise, since "../x" would
+// name a file outside the checkout.
+func sarifURI(name, base string) sarifArtifactLoc {
+	if name == StdinName {
+		return sarifArtifactLoc{URI: stdinURI, Description: &sarifText{
+			Text: "standard input: the manifests piped to vaultctl check - (for example helm template output), not a file in the repository"}}
 	}
-	p = strings.TrimPrefix(p, "./")
-	return sarifArtifactLoc{URI: (&url.URL{Path: p}).EscapedPath(), URIBaseID: "%SRCROOT%"}
+	abs := name
+	if !filepath.IsAbs(abs) && base != "" {
+		abs = filepath.Join(base, name)
+	}
+	if base != "" {
+		if rel, err := filepath.Rel(base, abs); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return sarifArtifactLoc{URI: (&url.URL{Path: filepath.ToSlash(rel)}).String(), URIBaseID: srcRoot}
+		}
+	}
+	return sarifArtifactLoc{URI: fileURI(abs)}
+}
+
+// fileURI is the file: URI of an absolute path (C:\x becomes file:///C:/x).
+func fileURI(abs string) string {
+	p := filepath.ToSlash(abs)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p
+	}
+	return (&url.URL{Scheme: "file", Path: p}).String()
 }
 
 // WriteSARIF writes a SARIF 2.1.0 log for GitHub code scanning and other SARIF viewers.
@@ -226,7 +265,18 @@ func WriteSARIF(w io.Writer, r *Report) error {
 			Properties:           sarifRuleProperty{Tags: []string{"security", "kubernetes", "vault"}, Precision: "high", ProblemSeverity: level, SecuritySeverity: sev},
 		})
 	}
+	base := r.BaseDir
+	if base == "" {
+		base, _ = os.Getwd()
+	}
 	run := sarifRun{Tool: sarifTool{Driver: driver}, Results: []sarifResult{}}
+	if base != "" {
+		// Say what relative URIs are relative to; a base URI ends with a slash.
+		run.OriginalURIBaseIDs = map[string]sarifArtifactLoc{srcRoot: {
+			URI:         strings.TrimSuffix(fileURI(base), "/") + "/",
+			Description: &sarifText{Text: "the working directory vaultctl check ran in"},
+		}}
+	}
 	for i := range r.Findings {
 		f := &r.Findings[i]
 		msg := f.Message
@@ -236,8 +286,9 @@ func WriteSARIF(w io.Writer, r *Report) error {
 		if f.Fix != "" {
 			msg += ". Fix: " + f.Fix
 		}
-		loc := sarifURI(f.File)
-		sum := sha256.Sum256([]byte(f.Rule + "\x00" + f.File + "\x00" + f.object() + "\x00" + f.Message))
+		loc := sarifURI(f.File, base)
+		// The URI, not the name as typed: ./k8s/x and k8s/x are one alert.
+		sum := sha256.Sum256([]byte(f.Rule + "\x00" + loc.URI + "\x00" + f.object() + "\x00" + f.Message))
 		run.Results = append(run.Results, sarifResult{
 			RuleID: f.Rule, RuleIndex: index[f.Rule], Level: string(f.Severity),
 			Message: sarifText{Text: msg},

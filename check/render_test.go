@@ -2,9 +2,11 @@ package check
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -250,5 +252,87 @@ func TestTextOutput(t *testing.T) {
 	}
 	if err := Write(&buf, "yaml", rep); err == nil {
 		t.Error("unknown format accepted")
+	}
+}
+
+// SARIF URIs are relative to the working directory with no "..", absolute file URIs outside it,
+// and stdin is a real URI with a description; they used to be "../m/secret.yaml" and
+// "%3Cstdin%3E" resolved against the checkout.
+func TestSARIFURIs(t *testing.T) {
+	dir := t.TempDir()
+	secret := []byte("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n")
+	for _, p := range []string{"work/sub/secret.yaml", "work/two words.yaml", "m/secret.yaml"} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(dir, p), secret, 0o644)
+	}
+	sch := sarifSchema(t)
+	t.Chdir(filepath.Join(dir, "work"))
+	cwd, _ := os.Getwd()
+	rep, err := Run(context.Background(), Options{},
+		[]string{"./sub", filepath.Join(cwd, "two words.yaml"), "../m/secret.yaml", "-"}, bytes.NewReader(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := WriteSARIF(&buf, rep); err != nil {
+		t.Fatal(err)
+	}
+	inst, _ := jsonschema.UnmarshalJSON(bytes.NewReader(buf.Bytes()))
+	if err := sch.Validate(inst); err != nil {
+		t.Fatalf("SARIF does not validate: %v", err)
+	}
+	type loc struct {
+		URI         string `json:"uri"`
+		URIBaseID   string `json:"uriBaseId"`
+		Description *struct {
+			Text string `json:"text"`
+		} `json:"description"`
+	}
+	var log struct {
+		Runs []struct {
+			OriginalURIBaseIDs map[string]loc `json:"originalUriBaseIds"`
+			Results            []struct {
+				Locations []struct {
+					PhysicalLocation struct {
+						ArtifactLocation loc `json:"artifactLocation"`
+					} `json:"physicalLocation"`
+				} `json:"locations"`
+			} `json:"results"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &log); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]loc{}
+	for _, r := range log.Runs[0].Results {
+		l := r.Locations[0].PhysicalLocation.ArtifactLocation
+		got[l.URI] = l
+	}
+	for uri, base := range map[string]string{
+		"sub/secret.yaml":  "%SRCROOT%",
+		"two%20words.yaml": "%SRCROOT%",
+		fileURI(filepath.Join(dir, "m/secret.yaml")): "",
+		"file:///dev/stdin":                          "",
+	} {
+		l, ok := got[uri]
+		if !ok {
+			t.Errorf("no result with uri %q; got %v", uri, got)
+			continue
+		}
+		if l.URIBaseID != base {
+			t.Errorf("uri %q: uriBaseId %q, want %q", uri, l.URIBaseID, base)
+		}
+	}
+	if l := got["file:///dev/stdin"]; l.Description == nil || !strings.Contains(l.Description.Text, "standard input") {
+		t.Errorf("stdin location does not say what it is: %+v", l)
+	}
+	root := log.Runs[0].OriginalURIBaseIDs["%SRCROOT%"]
+	if root.URI != fileURI(cwd)+"/" {
+		t.Errorf("%%SRCROOT%% is %q, want %q", root.URI, fileURI(cwd)+"/")
+	}
+	for uri := range got {
+		if strings.Contains(uri, "..") || strings.Contains(uri, "%3C") {
+			t.Errorf("uri %q", uri)
+		}
 	}
 }

@@ -40,7 +40,11 @@ metadata.namespace are in --default-namespace. Secret types given with --allow-s
 check.allowSecretTypes in the config are exempt (kubernetes.io/tls for an Ingress certificate,
 kubernetes.io/dockerconfigjson for image pulls). A Secret without a type is Opaque.
 Look-alikes are not Secrets: SecretProviderClass, ExternalSecret, SealedSecret, or the text
-"kind: Secret" inside a ConfigMap.`,
+"kind: Secret" inside a ConfigMap. Template sources are reported where they stand, with the
+command that renders them: a Secret in a Helm chart's templates/ (found line by line when the
+template is not YAML), a Secret whose name or namespace is an unrendered {{ }} directive (a
+templated namespace counts as required), and each secretGenerator entry of a kustomization
+(in the kustomization's namespace unless the entry names one).`,
 		Fix: `Write the values to Vault (vault kv put secret/<namespace>/<name> key=value), delete the
 Secret from the manifests and read the values through the Vault Agent Injector annotations
 (see --explain missing-injection). If the type is legitimately managed as a Secret, exempt it:
@@ -60,7 +64,11 @@ vault.hashicorp.com/agent-inject with a value the injector reads as true (it par
 config). Annotations on the workload's own metadata do not count: the injector only ever sees
 the pod, so they are reported with a pointer to where they belong. A template that carries
 vault.hashicorp.com/agent-inject-status: injected (copied from a running pod) is reported too:
-the injector skips pods so marked.`,
+the injector skips pods so marked. Vault's own server, Agent Injector and CSI provider are
+exempt (they cannot get their secrets from Vault): they are recognised by the labels vaultctl's
+chart and the official hashicorp/vault chart give them (app.kubernetes.io/name vault with
+component server, vault-agent-injector with component webhook, vault-csi-provider) together
+with a container running a Vault image.`,
 		Fix: `Add to spec.template.metadata.annotations (not the Deployment's metadata):
   vault.hashicorp.com/agent-inject: "true"
   vault.hashicorp.com/role: "<role bound to the pod's service account>"`,
@@ -89,7 +97,7 @@ only as an init container, renders the secrets once and exits.`,
 workload is checked for env[].valueFrom.secretKeyRef and envFrom[].secretRef, and the pod's
 volumes for secret volumes and projected secret sources. A reference to a Secret that is
 defined in the checked input with an allowed type (--allow-secret-type) is not reported.
-imagePullSecrets are not reported.`,
+imagePullSecrets are not reported, nor are Vault's own workloads (see missing-injection).`,
 		Fix: `Put the value in Vault, inject it with vault.hashicorp.com/agent-inject-secret-<name> (and a
 template), and read the rendered file under /vault/secrets/<name> instead of the environment
 variable or Secret volume.`,
@@ -161,7 +169,8 @@ error, a duplicate key in a mapping (tools disagree on which value wins, so the 
 see a different object than kubectl applies) or a file that cannot be read is reported with
 its file and line, and makes vaultctl check exit 2. Documents before the error are still
 checked. Helm charts and Kustomize bases are templates, not manifests: check what they
-render instead.`,
+render instead. A template that is not YAML is still scanned for the Secrets it renders
+(see raw-secret).`,
 		Fix: `Fix the syntax at the reported line. For a Helm or Kustomize source tree, exclude it and check
 the rendered output:
   helm template . | vaultctl check -

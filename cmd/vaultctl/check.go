@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vaultctl/vaultctl/check"
-	"github.com/vaultctl/vaultctl/config"
 )
 
 const checkLong = `Check Kubernetes manifests before they merge: no raw Secrets where Vault is the rule,
@@ -24,20 +23,30 @@ Rules (vaultctl check --explain RULE for details):
   job-sidecar         a Job or CronJob that injects without agent-pre-populate-only: it never ends
   secret-reference    a container still reading a Secret (secretKeyRef, envFrom, secret volume)
   kv-path             an injected path on a KV v2 mount without data/
-  policy-mismatch     with --config: the pod's role or its policies cannot read what it injects
+  policy-mismatch     with a config: the pod's role or its policies cannot read what it injects
   unknown-annotation  a vault.hashicorp.com/ annotation the injector ignores (a typo)
   parse-error         a file that is not valid YAML or JSON
 
 --namespace (repeatable, globs allowed) names the namespaces where Vault is required; objects
 without metadata.namespace are in --default-namespace; with no --namespace (and none in the
-config's check.requiredNamespaces) every namespace is checked. With --config, the config's
-check section supplies defaults: its namespaces unless --namespace is given, and its allowed
-Secret types and excludes in addition to the flags.
+config's check.requiredNamespaces) every namespace is checked. Vault's own server, injector
+and CSI provider pods (labelled as vaultctl's and the official chart label them, running a
+Vault image) never need injection.
 
-Helm charts and Kustomize bases are templates, not manifests: exclude their sources and
-check what they render, piped through -. An --exclude glob without a slash matches any file
-or directory name (charts, '*.tpl.yaml'); one with a slash matches the path from the checked
-directory, ** standing for any number of directories ('charts/**', 'base/*/secret.yaml').
+The config is --config FILE, else vaultctl.yaml when it exists in the working directory (a
+missing vaultctl.yaml is no error; --config '' checks without one). With a config, roles and
+policies are checked (policy-mismatch), the summary line and the JSON "config" key name the
+file, and its check section supplies defaults: its namespaces unless --namespace is given, and
+its allowed Secret types and excludes in addition to the flags.
+
+Helm charts and Kustomize bases are templates, not manifests: check what they render, piped
+through -, and exclude their sources. Checked as they stand, their Secrets are still reported,
+with the command that renders them: a Secret in a chart's templates/, one whose name or
+namespace is an unrendered {{ }} directive, a kustomization's secretGenerator.
+
+An --exclude glob without a slash matches any file or directory name (charts, '*.tpl.yaml');
+one with a slash matches the path from the checked directory, ** standing for any number of
+directories ('charts/**', 'base/*/secret.yaml').
 
 Exit codes:
   0  no findings
@@ -51,7 +60,7 @@ const checkExample = `  vaultctl check k8s/
   vaultctl check k8s/ --exclude 'charts/**' --exclude '*.tpl.yaml'
   vaultctl check -o sarif k8s/ > results.sarif       # GitHub code scanning
   vaultctl check -o junit k8s/ > check.xml           # CI test report
-  vaultctl check --config vaultctl.yaml k8s/         # also verify roles and policies
+  vaultctl check --config deploy/vaultctl.yaml k8s/  # roles and policies from another config
   vaultctl check --explain kv-path`
 
 func newCheckCmd(opts *rootOptions) *cobra.Command {
@@ -80,15 +89,13 @@ func newCheckCmd(opts *rootOptions) *cobra.Command {
 			if len(args) == 0 {
 				return withCode(exitUsage, fmt.Errorf("no PATH given; for example: vaultctl check k8s/ (or - for stdin)"))
 			}
-			// The global --config has a default; check uses a config only when asked, so that a
-			// CI job without one is not broken by a vaultctl.yaml lying around.
-			if f := cmd.Flags().Lookup("config"); f != nil && f.Changed {
-				cfg, err := config.LoadFile(opts.ConfigPath)
-				if err != nil {
-					return withCode(exitUsage, err)
-				}
-				copts.Config = cfg
+			// The default vaultctl.yaml is used when it exists; a named one must exist.
+			f := cmd.Flags().Lookup("config")
+			cfg, file, err := check.LoadConfig(opts.ConfigPath, f != nil && f.Changed)
+			if err != nil {
+				return withCode(exitUsage, err)
 			}
+			copts.Config, copts.ConfigFile = cfg, file
 			rep, err := check.Run(cmd.Context(), copts, args, opts.stdin)
 			if err != nil {
 				return withCode(exitUsage, err)
