@@ -42,7 +42,7 @@ func LoadFile(path string) (*Config, error) {
 }
 
 // Load reads, layers, defaults and validates a config. Every problem found is reported in one
-// *ValidationError.
+// *ValidationError, which also carries the warnings found beside them.
 func Load(o LoadOptions) (*Loaded, error) {
 	data, err := os.ReadFile(o.Path)
 	if err != nil {
@@ -65,11 +65,10 @@ func Parse(name string, data []byte, o LoadOptions) (*Loaded, error) {
 		environ = os.Environ()
 	}
 	applyOverrides(cfg, src, ps, environ, o.Flags)
-	if err := ps.err(); err != nil {
-		return nil, err
-	}
 	ApplyDefaults(cfg)
+	nErrs, nWarn := len(ps.errs), len(ps.warn)
 	validate(cfg, ps)
+	ps.dropConsequences(nErrs, nWarn)
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
@@ -140,6 +139,10 @@ func applyOverrides(cfg *Config, src *Source, ps *problems, environ []string, fl
 		}
 		if err := setLeaf(cfg, l, v.GetString(l.path)); err != nil {
 			ps.errorf(l.path, "%v", err)
+			// The file's value stays, but it is not what the user asked for: say nothing about it.
+			ps.damage(l.path)
+		} else {
+			delete(ps.damaged, l.path) // whatever the file held there, the override replaced it
 		}
 	}
 	for k := range env {

@@ -1,0 +1,109 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// readmeExample is the README's "Config validation" output, produced from base with three edits.
+const readmeExample = `3 problems in config:
+vaultctl.yaml:5: vault.replicas: must be odd so Raft keeps a quorum through a failure (3 or 5), got 2
+vaultctl.yaml:9: vault.seal.awskms.kmsKeyID: unknown key (did you mean "kmsKeyId"?)
+vaultctl.yaml:21: roles[0].maxTTL: must be at least ttl (1h), got 30m`
+
+func TestReadmeExampleReportsDecodeAndSemanticProblemsTogether(t *testing.T) {
+	text := strings.NewReplacer("replicas: 3", "replicas: 2", "kmsKeyId:", "kmsKeyID:", "maxTTL: 4h", "maxTTL: 30m").Replace(base)
+	_, err := Parse("vaultctl.yaml", []byte(text), LoadOptions{Environ: []string{}})
+	if err == nil || err.Error() != readmeExample {
+		t.Fatalf("got:\n%v\nwant (the README's example):\n%s", err, readmeExample)
+	}
+	readme, rerr := os.ReadFile("../README.md")
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if !strings.Contains(string(readme), "```\n"+readmeExample+"\n```") {
+		t.Error("README.md no longer shows what `config validate` prints for this config")
+	}
+}
+
+// Each case mixes problems the decoder finds (unknown keys, wrong types, duplicates) with ones
+// only validation finds; all must be reported, and nothing the decode problem itself causes.
+func TestDecodeProblemsDoNotHideOthers(t *testing.T) {
+	cases := []struct {
+		name  string
+		edits []string // old, new pairs applied to base
+		want  []string // every problem, in order
+	}{
+		{"wrong type and semantic", []string{"replicas: 3", "replicas: three", "maxTTL: 4h", "maxTTL: 30m"}, []string{
+			`config.yaml:5: vault.replicas: must be a whole number, got "three"`,
+			"config.yaml:21: roles[0].maxTTL: must be at least ttl (1h), got 30m",
+		}},
+		{"bad duration is not also 'required'", []string{"ttl: 1h", "ttl: soon", "region: us-east-1", "region: moon"}, []string{
+			"config.yaml:8: vault.seal.awskms.region: must be an AWS region such as us-east-1, got \"moon\"",
+			`config.yaml:20: roles[0].ttl: must be a duration such as 30m or 1h, got "soon"`,
+		}},
+		{"unknown top-level key and semantic", []string{"kind: Platform", "kind: Platform\nvaults: {}", "replicas: 3", "replicas: 4"}, []string{
+			`config.yaml:3: vaults: unknown key (did you mean "vault"?)`,
+			"config.yaml:6: vault.replicas: must be odd so Raft keeps a quorum through a failure (3 or 5), got 4",
+		}},
+		{"duplicate key keeps the first", []string{"  replicas: 3", "  replicas: 2\n  replicas: 3"}, []string{
+			"config.yaml:5: vault.replicas: must be odd so Raft keeps a quorum through a failure (3 or 5), got 2",
+			"config.yaml:6: vault.replicas: duplicate key (first set on line 5)",
+		}},
+		{"list where a mapping belongs", []string{"  seal:\n    awskms:\n      region: us-east-1\n      kmsKeyId: alias/vault-unseal-key\n", "  seal: [awskms]\n", "ttl: 1h", "ttl: 5h"}, []string{
+			"config.yaml:6: vault.seal: must be a mapping (found a list)",
+			"config.yaml:18: roles[0].maxTTL: must be at least ttl (5h), got 4h",
+		}},
+		{"two documents", []string{"maxTTL: 4h", "maxTTL: 30m", "file_path: stdout}}\n", "file_path: stdout}}\n---\nkind: Platform\n"}, []string{
+			"config.yaml:21: roles[0].maxTTL: must be at least ttl (1h), got 30m",
+			"config.yaml:26: holds more than one YAML document; keep one Platform per file",
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			text := base
+			for i := 0; i < len(tc.edits); i += 2 {
+				if !strings.Contains(text, tc.edits[i]) {
+					t.Fatalf("test bug: %q not in base", tc.edits[i])
+				}
+				text = strings.Replace(text, tc.edits[i], tc.edits[i+1], 1)
+			}
+			_, err := Parse("config.yaml", []byte(text), LoadOptions{Environ: []string{}})
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("want a *ValidationError, got %v", err)
+			}
+			var got []string
+			for _, p := range ve.Problems {
+				got = append(got, p.String())
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+// The CLI renders warnings even when the config is invalid, so they travel with the error.
+func TestWarningsComeWithErrors(t *testing.T) {
+	text := strings.Replace(base, "replicas: 3", "replicas: 4\n  init: {keepRootToken: true}", 1)
+	_, err := Parse("config.yaml", []byte(text), LoadOptions{Environ: []string{"VAULTCTL_NO_SUCH_KEY=1"}})
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 1 {
+		t.Fatalf("want one problem, got %v", err)
+	}
+	var got []string
+	for _, w := range ve.Warnings {
+		got = append(got, w.String())
+	}
+	want := []string{"env VAULTCTL_NO_SUCH_KEY: not a known config key; ignored", "config.yaml:6: vault.init.keepRootToken: a live root token is a standing risk; leave it false and use the vaultctl-admin role"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if strings.Contains(err.Error(), "keepRootToken") {
+		t.Errorf("Error() must hold the problems only: %v", err)
+	}
+}
