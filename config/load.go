@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"strconv"
@@ -25,6 +26,26 @@ type LoadOptions struct {
 	Flags map[string]*pflag.Flag
 }
 
+// MaxFileSize bounds a config file: a vaultctl config is a few KiB, and YAML decoding holds
+// the whole tree in memory, so a file this large is the wrong file (or an attack), never a config.
+const MaxFileSize = 4 << 20
+
+func tooLarge(name string, size int64) *ValidationError {
+	return &ValidationError{Problems: []Problem{{File: name, Message: fmt.Sprintf(
+		"is %s, over the %s limit for a config file (a vaultctl config is a few KiB): is -c/--config pointing at the right file?",
+		humanSize(size), humanSize(MaxFileSize))}}}
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return strings.TrimSuffix(fmt.Sprintf("%.1f", float64(n)/(1<<20)), ".0") + " MiB"
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
 // Loaded is a validated config with what is worth telling the user about it.
 type Loaded struct {
 	*Config
@@ -44,18 +65,43 @@ func LoadFile(path string) (*Config, error) {
 // Load reads, layers, defaults and validates a config. Every problem found is reported in one
 // *ValidationError, which also carries the warnings found beside them.
 func Load(o LoadOptions) (*Loaded, error) {
-	data, err := os.ReadFile(o.Path)
+	data, err := readConfigFile(o.Path)
 	if err != nil {
-		if os.IsNotExist(err) {
-			return nil, &ValidationError{Problems: []Problem{{File: o.Path, Message: "config file not found; create one with `vaultctl init` or copy config.example.yaml"}}}
-		}
-		return nil, &ValidationError{Problems: []Problem{{File: o.Path, Message: err.Error()}}}
+		return nil, err
 	}
 	return Parse(o.Path, data, o)
 }
 
+// readConfigFile reads at most MaxFileSize bytes, refusing a larger file before reading it.
+func readConfigFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, &ValidationError{Problems: []Problem{{File: path, Message: "config file not found; create one with `vaultctl init` or copy config.example.yaml"}}}
+		}
+		return nil, &ValidationError{Problems: []Problem{{File: path, Message: err.Error()}}}
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > MaxFileSize {
+		return nil, tooLarge(path, st.Size())
+	}
+	// A pipe or device has no size to check up front: read one byte past the limit to know.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, &ValidationError{Problems: []Problem{{File: path, Message: err.Error()}}}
+	}
+	if len(data) > MaxFileSize {
+		return nil, &ValidationError{Problems: []Problem{{File: path, Message: fmt.Sprintf(
+			"is over the %s limit for a config file (a vaultctl config is a few KiB): is -c/--config pointing at the right file?", humanSize(MaxFileSize))}}}
+	}
+	return data, nil
+}
+
 // Parse is Load for bytes already in hand; name is used in messages.
 func Parse(name string, data []byte, o LoadOptions) (*Loaded, error) {
+	if len(data) > MaxFileSize {
+		return nil, tooLarge(name, int64(len(data)))
+	}
 	cfg, src, ps := decode(name, data)
 	if cfg == nil {
 		return nil, ps.err()

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -105,5 +106,27 @@ func TestWarningsComeWithErrors(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "keepRootToken") {
 		t.Errorf("Error() must hold the problems only: %v", err)
+	}
+}
+
+func TestHugeFileIsRefusedBeforeReading(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "vaultctl.yaml")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sparse: 38 MiB that cost nothing to write, and would take seconds to decode.
+	if err := f.Truncate(38 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = Load(LoadOptions{Path: path, Environ: []string{}})
+	want := path + ": is 38 MiB, over the 4 MiB limit for a config file (a vaultctl config is a few KiB): is -c/--config pointing at the right file?"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v\nwant %s", err, want)
+	}
+	_, err = Parse("big.yaml", make([]byte, MaxFileSize+1), LoadOptions{Environ: []string{}})
+	if err == nil || !strings.Contains(err.Error(), "big.yaml: is 4 MiB, over the 4 MiB limit") {
+		t.Fatalf("Parse: got %v", err)
 	}
 }
