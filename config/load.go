@@ -113,13 +113,24 @@ func Parse(name string, data []byte, o LoadOptions) (*Loaded, error) {
 	applyOverrides(cfg, src, ps, environ, o.Flags)
 	ApplyDefaults(cfg)
 	nErrs, nWarn := len(ps.errs), len(ps.warn)
-	validate(cfg, ps)
+	validate(cfg, ps, validation{getenv: lookupIn(environ)})
 	ps.dropConsequences(nErrs, nWarn)
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
 	sortProblems(ps.warn)
 	return &Loaded{Config: cfg, Source: src, Warnings: ps.warn}, nil
+}
+
+// lookupIn reads variables from environ as os.Getenv would (the last setting wins).
+func lookupIn(environ []string) func(string) string {
+	m := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return func(k string) string { return m[k] }
 }
 
 // leaf is a scalar config key that the environment or a flag can override.

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 )
 
 // readmeExample is the README's "Config validation" output, produced from base with three edits.
@@ -106,6 +108,120 @@ func TestWarningsComeWithErrors(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "keepRootToken") {
 		t.Errorf("Error() must hold the problems only: %v", err)
+	}
+}
+
+// Values that may be secrets are never repeated in a message, whichever key or variable held them.
+func TestSecretsAreNeverEchoed(t *testing.T) {
+	const secret = "s3cret-hunter2"
+	external := strings.Replace(base, "  mode: in-cluster", "  mode: external", 1)
+	cases := []struct {
+		name, text string
+		env        []string
+		want       string
+	}{
+		{"pasted into password.env", strings.Replace(base, "roles:\n", dbWithPasswordEnv(secret+"!")+"roles:\n", 1), nil,
+			"databases[0].password.env: must be the name of an environment variable"},
+		{"user:password in vault.address", strings.Replace(external, "  mode: external", "  mode: external\n  address: https://admin:"+secret+"@vault.example.com", 1), nil,
+			"vault.address: must not hold credentials"},
+		{"user:password in a malformed vault.address", strings.Replace(external, "  mode: external", "  mode: external\n  address: https://admin:"+secret+"/x@vault example.com", 1), nil,
+			"vault.address: must be an http(s) URL"},
+		{"user:password in VAULTCTL_VAULT_ADDRESS", external, []string{"VAULTCTL_VAULT_ADDRESS=https://admin:" + secret + "@vault.example.com"},
+			"env VAULTCTL_VAULT_ADDRESS: vault.address: must not hold credentials"},
+		{"user:password in VAULT_ADDR", external, []string{"VAULT_ADDR=https://admin:" + secret + "@vault.example.com"},
+			"env VAULT_ADDR: vault.address: must not hold credentials"},
+		{"user:password in kubernetesAuth.host", strings.Replace(base, "roles:\n", "kubernetesAuth: {host: 'https://k:"+secret+"@api.example.com'}\nroles:\n", 1), nil,
+			"kubernetesAuth.host: must not hold credentials"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("config.yaml", []byte(tc.text), LoadOptions{Environ: append([]string{}, tc.env...)})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want %q, got %v", tc.want, err)
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Fatalf("the message echoes the secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	external := strings.Replace(base, "  mode: in-cluster", "  mode: external\n  address: https://vault.example.com:8200", 1)
+	cases := []struct {
+		name, text string
+		want       string
+	}{
+		{"policy on a mount vaultctl does not manage", strings.Replace(base, "path: secret/production/db-credentials", "path: transit/encrypt/app", 1),
+			`config.yaml:13: policies[0].rules[0].path: "transit" is not a mount vaultctl manages (kv lists secret; databases use their mount), so the path is written to the policy as is`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := Parse("config.yaml", []byte(tc.text), LoadOptions{Environ: []string{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range l.Warnings {
+				got = append(got, w.String())
+				if strings.Contains(w.String(), tc.want) {
+					return
+				}
+			}
+			t.Errorf("no warning %q; got:\n%s", tc.want, strings.Join(got, "\n"))
+		})
+	}
+	// Nothing to warn about: the external mode egress policy is asked for, a database mount
+	// and Vault's own mounts are known.
+	quiet := external + "networkPolicies:\n  enabled: true\n  appEgress: true\n  allowedClients: [{namespace: production}]\n"
+	quiet = strings.Replace(quiet, "        capabilities: [read]\n", "        capabilities: [read]\n      - {path: sys/health, capabilities: [read]}\n      - {path: database/creds/r, capabilities: [read]}\n", 1)
+	quiet = strings.Replace(quiet, "roles:\n", dbWithPasswordEnv("DB_PASSWORD")+"roles:\n", 1)
+	l, err := Parse("config.yaml", []byte(quiet), LoadOptions{Environ: []string{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range l.Warnings {
+		t.Errorf("unexpected warning: %s", w)
+	}
+}
+
+// vaultctl follows the vault CLI where the config is silent, and a problem with a value that
+// came from the environment or a flag names it rather than a line of the file.
+func TestEnvironmentAndFlagsAreNamed(t *testing.T) {
+	external := strings.Replace(base, "  mode: in-cluster", "  mode: external", 1)
+	cases := []struct {
+		name  string
+		text  string
+		env   []string
+		flags map[string]*pflag.Flag
+		want  string // "" means valid
+	}{
+		{"external mode takes VAULT_ADDR", external, []string{"VAULT_ADDR=https://vault.example.com:8200"}, nil, ""},
+		{"VAULT_ADDR that is not a URL", external, []string{"VAULT_ADDR=vault.example.com"}, nil,
+			`env VAULT_ADDR: vault.address: must be an http(s) URL such as https://vault.example.com:8200, got "vault.example.com"`},
+		{"VAULTCTL_VAULT_ADDRESS that is not a URL", external, []string{"VAULTCTL_VAULT_ADDRESS=vault:8200"}, nil,
+			`env VAULTCTL_VAULT_ADDRESS: vault.address: must be an http(s) URL`},
+		{"VAULTCTL_VAULT_SEAL_AWSKMS_REGION invalid", base, []string{"VAULTCTL_VAULT_SEAL_AWSKMS_REGION=mars"}, nil,
+			`env VAULTCTL_VAULT_SEAL_AWSKMS_REGION: vault.seal.awskms.region: must be an AWS region such as us-east-1, got "mars"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("config.yaml", []byte(tc.text), LoadOptions{Environ: append([]string{}, tc.env...), Flags: tc.flags})
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("want valid, got %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("want %q, got %v", tc.want, err)
+			case tc.want != "" && strings.Contains(err.Error(), "config.yaml:") && !strings.Contains(tc.want, "config.yaml:"):
+				t.Fatalf("an environment or flag value must not be blamed on a line of the file: %v", err)
+			}
+		})
+	}
+	// The file's own mistake is still the file's, and the override that replaces it is checked.
+	_, err := Parse("config.yaml", []byte(strings.Replace(base, "replicas: 3", "replicas: three", 1)), LoadOptions{Environ: []string{"VAULTCTL_VAULT_REPLICAS=4"}})
+	want := "2 problems in config:\nenv VAULTCTL_VAULT_REPLICAS: vault.replicas: must be odd so Raft keeps a quorum through a failure (3 or 5), got 4\nconfig.yaml:5: vault.replicas: must be a whole number, got \"three\""
+	if err == nil || err.Error() != want {
+		t.Errorf("got %v\nwant %s", err, want)
 	}
 }
 
