@@ -21,6 +21,7 @@ type Source struct {
 	File      string
 	lines     map[string]int    // key path -> line in File
 	overrides map[string]string // key path -> "env VAULTCTL_X" or "flag --x"
+	written   map[string]string // key path -> a relative path as written, before resolvePaths
 }
 
 func newSource(file string) *Source {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -24,6 +25,12 @@ type LoadOptions struct {
 	// Flags maps a config key path to the command-line flag that overrides it (only flags the
 	// user actually set count), e.g. "cluster.kubeconfig" -> --kubeconfig.
 	Flags map[string]*pflag.Flag
+	// CheckFiles also confirms that the files the config reads exist (cluster.kubeconfig,
+	// vault.tls.caCert, kubernetesAuth.caCert, vault.init.pgpKeys), so that a typo fails
+	// `config validate` instead of a phase halfway through apply. Commands that use those files
+	// set it; `check`, which reads only policies and roles, and the wizard, which writes the
+	// config before the files may exist, do not.
+	CheckFiles bool
 }
 
 // MaxFileSize bounds a config file: a vaultctl config is a few KiB, and YAML decoding holds
@@ -97,7 +104,8 @@ func readConfigFile(path string) ([]byte, error) {
 	return data, nil
 }
 
-// Parse is Load for bytes already in hand; name is used in messages.
+// Parse is Load for bytes already in hand; name is used in messages, and relative paths in the
+// config resolve against its directory.
 func Parse(name string, data []byte, o LoadOptions) (*Loaded, error) {
 	if len(data) > MaxFileSize {
 		return nil, tooLarge(name, int64(len(data)))
@@ -112,8 +120,9 @@ func Parse(name string, data []byte, o LoadOptions) (*Loaded, error) {
 	}
 	applyOverrides(cfg, src, ps, environ, o.Flags)
 	ApplyDefaults(cfg)
+	resolvePaths(cfg, src, filepath.Dir(name))
 	nErrs, nWarn := len(ps.errs), len(ps.warn)
-	validate(cfg, ps, validation{getenv: lookupIn(environ)})
+	validate(cfg, ps, validation{getenv: lookupIn(environ), checkFiles: o.CheckFiles})
 	ps.dropConsequences(nErrs, nWarn)
 	if err := ps.err(); err != nil {
 		return nil, err

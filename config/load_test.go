@@ -116,6 +116,16 @@ func TestBadConfigs(t *testing.T) {
 			[]string{`config.yaml:13: policies[0].rules[0].path: "secrets" is not a KV mount vaultctl knows (kv lists secret): did you mean secret/production/db-credentials?`}},
 		{"two waves in one week", "roles:\n", "migration:\n  waves:\n    - {week: 1, name: pilot, namespaces: [tools]}\n    - {week: 1, name: staging, namespaces: [staging]}\nroles:\n",
 			[]string{`config.yaml:18: migration.waves[1].week: week 1 is already the week of migration.waves[0] ("pilot"); give each wave a week of its own`}},
+		{"pgp key file missing", "  replicas: 3", "  replicas: 3\n  init: {recoveryShares: 1, recoveryThreshold: 1, pgpKeys: [keys/alice.asc]}",
+			[]string{"config.yaml:6: vault.init.pgpKeys[0]: PGP public key file keys/alice.asc does not exist"}},
+		{"vault CA file missing", "  replicas: 3", "  replicas: 3\n  tls: {caCert: certs/vault-ca.pem}",
+			[]string{"config.yaml:6: vault.tls.caCert: CA file certs/vault-ca.pem does not exist"}},
+		{"kubeconfig missing", "vault:\n", "cluster:\n  kubeconfig: /nonexistent/kubeconfig\nvault:\n",
+			[]string{"config.yaml:4: cluster.kubeconfig: kubeconfig /nonexistent/kubeconfig does not exist"}},
+		{"kubeconfig with ~", "vault:\n", "cluster:\n  kubeconfig: ~/.kube/nonexistent-config\nvault:\n",
+			[]string{"config.yaml:4: cluster.kubeconfig: kubeconfig ~/.kube/nonexistent-config does not exist (~ is not expanded here: write the full path)"}},
+		{"cluster CA file missing", "roles:\n", "kubernetesAuth: {caCert: /nonexistent/ca.pem}\nroles:\n",
+			[]string{"config.yaml:15: kubernetesAuth.caCert: cluster CA file /nonexistent/ca.pem does not exist"}},
 		{"password env holds a password", "roles:\n", dbWithPasswordEnv(`"hunter2 pa$$!"`) + "roles:\n",
 			[]string{"config.yaml:20: databases[0].password.env: must be the name of an environment variable", "looks like a pasted password (not shown)"}},
 		{"password env written as $NAME", "roles:\n", dbWithPasswordEnv("${DB_PASSWORD}") + "roles:\n",
@@ -139,7 +149,7 @@ func TestBadConfigs(t *testing.T) {
 				t.Fatalf("test bug: %q not in base", tc.old)
 			}
 			text := strings.Replace(base, tc.old, tc.new, 1)
-			_, err := Parse("config.yaml", []byte(text), LoadOptions{Environ: []string{}})
+			_, err := Parse("config.yaml", []byte(text), LoadOptions{Environ: []string{}, CheckFiles: true})
 			if err == nil {
 				t.Fatalf("accepted a bad config:\n%s", text)
 			}

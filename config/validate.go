@@ -33,12 +33,16 @@ var knownGates = []string{"previous-wave-complete", "check-passing", "injector-h
 
 // validation is what validate may consult besides the config.
 type validation struct {
-	getenv func(string) string // the environment Load was given, for the vault CLI's VAULT_*
+	getenv     func(string) string // the environment Load was given, for the vault CLI's VAULT_*
+	checkFiles bool                // confirm that the files the config names exist
 }
 
-// envVaultAddr is the vault CLI's variable that fills in an empty vault.address (see
-// internal/vault/env.go, which decides; validation only checks what it holds).
-const envVaultAddr = "VAULT_ADDR"
+// Variables of the vault CLI that fill in what the config leaves empty (see internal/vault/env.go,
+// which decides; validation only checks what they hold).
+const (
+	envVaultAddr   = "VAULT_ADDR"
+	envVaultCACert = "VAULT_CACERT"
+)
 
 // validate checks meaning after the structure is known to be right. It never stops at the first
 // problem. Warnings are for choices that work but that a platform engineer should look at twice.
@@ -57,6 +61,9 @@ func validate(c *Config, ps *problems, vc validation) {
 	validateAuth(c, ps)
 	kvMounts := validateKV(c, ps)
 	policies := validatePolicies(c, kvMounts, ps)
+	if vc.checkFiles {
+		validateFiles(c, ps, vc)
+	}
 	validateRoles(c, policies, ps)
 	validateNetwork(c, ps)
 	validateAudit(c, ps)
@@ -609,4 +616,21 @@ func validDNSName(s string) bool {
 		}
 	}
 	return true
+}
+
+// validateFiles confirms that the files the config reads exist, so a typo fails validation
+// rather than a phase halfway through apply. Only files named in the config (or by VAULT_CACERT
+// where it fills in vault.tls.caCert): KUBECONFIG and ~/.kube/config are kubectl's to report.
+func validateFiles(c *Config, ps *problems, vc validation) {
+	checkFile(ps, "cluster.kubeconfig", c.Cluster.Kubeconfig, "kubeconfig")
+	checkFile(ps, "vault.tls.caCert", c.Vault.TLS.CACert, "CA file")
+	checkFile(ps, "kubernetesAuth.caCert", c.KubernetesAuth.CACert, "cluster CA file")
+	for i, k := range c.Vault.Init.PGPKeys {
+		checkFile(ps, fmt.Sprintf("vault.init.pgpKeys[%d]", i), k, "PGP public key file")
+	}
+	if env := strings.TrimSpace(vc.getenv(envVaultCACert)); c.External() && c.Vault.TLS.CACert == "" && env != "" {
+		if msg := fileProblem(env, "CA file", ""); msg != "" {
+			ps.errs = append(ps.errs, Problem{Source: "env " + envVaultCACert, Path: "vault.tls.caCert", Message: msg})
+		}
+	}
 }

@@ -90,27 +90,6 @@ func TestDecodeProblemsDoNotHideOthers(t *testing.T) {
 	}
 }
 
-// The CLI renders warnings even when the config is invalid, so they travel with the error.
-func TestWarningsComeWithErrors(t *testing.T) {
-	text := strings.Replace(base, "replicas: 3", "replicas: 4\n  init: {keepRootToken: true}", 1)
-	_, err := Parse("config.yaml", []byte(text), LoadOptions{Environ: []string{"VAULTCTL_NO_SUCH_KEY=1"}})
-	var ve *ValidationError
-	if !errors.As(err, &ve) || len(ve.Problems) != 1 {
-		t.Fatalf("want one problem, got %v", err)
-	}
-	var got []string
-	for _, w := range ve.Warnings {
-		got = append(got, w.String())
-	}
-	want := []string{"env VAULTCTL_NO_SUCH_KEY: not a known config key; ignored", "config.yaml:6: vault.init.keepRootToken: a live root token is a standing risk; leave it false and use the vaultctl-admin role"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
-	}
-	if strings.Contains(err.Error(), "keepRootToken") {
-		t.Errorf("Error() must hold the problems only: %v", err)
-	}
-}
-
 // Values that may be secrets are never repeated in a message, whichever key or variable held them.
 func TestSecretsAreNeverEchoed(t *testing.T) {
 	const secret = "s3cret-hunter2"
@@ -185,10 +164,41 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
+// The CLI renders warnings even when the config is invalid, so they travel with the error.
+func TestWarningsComeWithErrors(t *testing.T) {
+	text := strings.Replace(base, "replicas: 3", "replicas: 4\n  init: {keepRootToken: true}", 1)
+	_, err := Parse("config.yaml", []byte(text), LoadOptions{Environ: []string{"VAULTCTL_NO_SUCH_KEY=1"}})
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 1 {
+		t.Fatalf("want one problem, got %v", err)
+	}
+	var got []string
+	for _, w := range ve.Warnings {
+		got = append(got, w.String())
+	}
+	want := []string{"env VAULTCTL_NO_SUCH_KEY: not a known config key; ignored", "config.yaml:6: vault.init.keepRootToken: a live root token is a standing risk; leave it false and use the vaultctl-admin role"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if strings.Contains(err.Error(), "keepRootToken") {
+		t.Errorf("Error() must hold the problems only: %v", err)
+	}
+}
+
 // vaultctl follows the vault CLI where the config is silent, and a problem with a value that
 // came from the environment or a flag names it rather than a line of the file.
 func TestEnvironmentAndFlagsAreNamed(t *testing.T) {
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	external := strings.Replace(base, "  mode: in-cluster", "  mode: external", 1)
+	kubeconfig := pflag.NewFlagSet("x", pflag.ContinueOnError)
+	kubeconfig.String("kubeconfig", "", "")
+	if err := kubeconfig.Set("kubeconfig", "/nonexistent/from-flag"); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		name  string
 		text  string
@@ -197,16 +207,23 @@ func TestEnvironmentAndFlagsAreNamed(t *testing.T) {
 		want  string // "" means valid
 	}{
 		{"external mode takes VAULT_ADDR", external, []string{"VAULT_ADDR=https://vault.example.com:8200"}, nil, ""},
+		{"external mode takes VAULT_ADDR and VAULT_CACERT", external, []string{"VAULT_ADDR=https://vault.example.com:8200", "VAULT_CACERT=" + ca}, nil, ""},
 		{"VAULT_ADDR that is not a URL", external, []string{"VAULT_ADDR=vault.example.com"}, nil,
 			`env VAULT_ADDR: vault.address: must be an http(s) URL such as https://vault.example.com:8200, got "vault.example.com"`},
+		{"VAULT_CACERT naming no file", external, []string{"VAULT_ADDR=https://vault.example.com:8200", "VAULT_CACERT=/nonexistent/ca.pem"}, nil,
+			"env VAULT_CACERT: vault.tls.caCert: CA file /nonexistent/ca.pem does not exist"},
 		{"VAULTCTL_VAULT_ADDRESS that is not a URL", external, []string{"VAULTCTL_VAULT_ADDRESS=vault:8200"}, nil,
 			`env VAULTCTL_VAULT_ADDRESS: vault.address: must be an http(s) URL`},
+		{"VAULTCTL_CLUSTER_KUBECONFIG naming no file", base, []string{"VAULTCTL_CLUSTER_KUBECONFIG=/nonexistent/kc"}, nil,
+			"env VAULTCTL_CLUSTER_KUBECONFIG: cluster.kubeconfig: kubeconfig /nonexistent/kc does not exist"},
 		{"VAULTCTL_VAULT_SEAL_AWSKMS_REGION invalid", base, []string{"VAULTCTL_VAULT_SEAL_AWSKMS_REGION=mars"}, nil,
 			`env VAULTCTL_VAULT_SEAL_AWSKMS_REGION: vault.seal.awskms.region: must be an AWS region such as us-east-1, got "mars"`},
+		{"--kubeconfig naming no file", base, nil, map[string]*pflag.Flag{"cluster.kubeconfig": kubeconfig.Lookup("kubeconfig")},
+			"flag --kubeconfig: cluster.kubeconfig: kubeconfig /nonexistent/from-flag does not exist"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Parse("config.yaml", []byte(tc.text), LoadOptions{Environ: append([]string{}, tc.env...), Flags: tc.flags})
+			_, err := Parse("config.yaml", []byte(tc.text), LoadOptions{Environ: append([]string{}, tc.env...), Flags: tc.flags, CheckFiles: true})
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("want valid, got %v", err)
@@ -222,6 +239,64 @@ func TestEnvironmentAndFlagsAreNamed(t *testing.T) {
 	want := "2 problems in config:\nenv VAULTCTL_VAULT_REPLICAS: vault.replicas: must be odd so Raft keeps a quorum through a failure (3 or 5), got 4\nconfig.yaml:5: vault.replicas: must be a whole number, got \"three\""
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
+	}
+}
+
+func TestRelativePathsResolveAgainstTheConfigDirectory(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"kubeconfig", "ca.pem", "k8s-ca.pem", "keys/alice.asc"} {
+		p := filepath.Join(dir, "deploy", f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text := strings.Replace(base, "vault:\n  mode: in-cluster\n", `cluster: {kubeconfig: kubeconfig}
+vault:
+  mode: external
+  address: https://vault.example.com:8200
+  tls: {caCert: ca.pem}
+  init: {recoveryShares: 1, recoveryThreshold: 1, pgpKeys: [keys/alice.asc], recoveryKeysFile: out/keys.enc}
+`, 1)
+	text = strings.Replace(text, "policies:\n", "kubernetesAuth: {caCert: k8s-ca.pem}\npolicies:\n", 1)
+	cfgPath := filepath.Join(dir, "deploy", "vaultctl.yaml")
+	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir) // the files are not in the working directory
+	l, err := Load(LoadOptions{Path: "deploy/vaultctl.yaml", Environ: []string{}, CheckFiles: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{l.Cluster.Kubeconfig, l.Vault.TLS.CACert, l.KubernetesAuth.CACert, l.Vault.Init.PGPKeys[0], l.Vault.Init.RecoveryKeysFile}
+	want := []string{"deploy/kubeconfig", "deploy/ca.pem", "deploy/k8s-ca.pem", "deploy/keys/alice.asc", "deploy/out/keys.enc"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("paths = %q, want %q", got, want)
+	}
+
+	// A value from the environment was typed relative to the working directory.
+	l, err = Load(LoadOptions{Path: "deploy/vaultctl.yaml", Environ: []string{"VAULTCTL_VAULT_TLS_CACERT=deploy/ca.pem", "VAULTCTL_VAULT_INIT_RECOVERYKEYSFILE=keys.enc"}, CheckFiles: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Vault.TLS.CACert != "deploy/ca.pem" || l.Vault.Init.RecoveryKeysFile != "keys.enc" {
+		t.Errorf("env paths must stay relative to the working directory: %q, %q", l.Vault.TLS.CACert, l.Vault.Init.RecoveryKeysFile)
+	}
+
+	// A missing file is reported as resolved, with what the file said.
+	if err := os.Remove(filepath.Join(dir, "deploy", "ca.pem")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(LoadOptions{Path: "deploy/vaultctl.yaml", Environ: []string{}, CheckFiles: true})
+	want1 := "deploy/vaultctl.yaml:7: vault.tls.caCert: CA file deploy/ca.pem does not exist (ca.pem, resolved against the config file's directory)"
+	if err == nil || err.Error() != want1 {
+		t.Errorf("got %v, want %s", err, want1)
+	}
+	// Without CheckFiles (vaultctl check, the wizard) the files are not looked at.
+	if _, err := Load(LoadOptions{Path: "deploy/vaultctl.yaml", Environ: []string{}}); err != nil {
+		t.Errorf("without CheckFiles: %v", err)
 	}
 }
 
