@@ -377,6 +377,12 @@ func validateNetwork(c *Config, ps *problems) {
 	if n.Enabled && len(n.AllowedClients) == 0 {
 		ps.errorf("networkPolicies.allowedClients", "is empty while networkPolicies.enabled is true: nothing could reach Vault")
 	}
+	switch {
+	case !n.Enabled && len(n.AllowedClients) > 0:
+		ps.warnf("networkPolicies.enabled", "is false (the default), so no NetworkPolicies are installed and allowedClients limits nothing; set networkPolicies.enabled: true, or remove allowedClients")
+	case n.Enabled && len(n.AllowedClients) > 0 && c.External() && !n.AppEgress:
+		ps.warnf("networkPolicies.appEgress", "is false, and in external mode no Vault pod runs in the cluster to admit allowedClients, so they change nothing; set networkPolicies.appEgress: true to limit their pods' egress to Vault and DNS, or remove allowedClients")
+	}
 	for i, a := range n.AllowedClients {
 		if !dnsLabel.MatchString(a.Namespace) {
 			ps.errorf(fmt.Sprintf("networkPolicies.allowedClients[%d].namespace", i), "must be a namespace name, got %q", a.Namespace)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+	"gopkg.in/yaml.v3"
 )
 
 // readmeExample is the README's "Config validation" output, produced from base with three edits.
@@ -127,10 +128,17 @@ func TestSecretsAreNeverEchoed(t *testing.T) {
 
 func TestWarnings(t *testing.T) {
 	external := strings.Replace(base, "  mode: in-cluster", "  mode: external\n  address: https://vault.example.com:8200", 1)
+	clients := "networkPolicies:\n  allowedClients: [{namespace: production}]\n"
 	cases := []struct {
 		name, text string
 		want       string
 	}{
+		{"allowedClients with enabled omitted", base + clients,
+			"config.yaml:26: networkPolicies.enabled: is false (the default), so no NetworkPolicies are installed and allowedClients limits nothing; set networkPolicies.enabled: true, or remove allowedClients"},
+		{"allowedClients with enabled false", base + "networkPolicies:\n  enabled: false\n  allowedClients: [{namespace: production}]\n",
+			"config.yaml:27: networkPolicies.enabled: is false (the default)"},
+		{"external mode allowedClients without appEgress", external + "networkPolicies:\n  enabled: true\n  allowedClients: [{namespace: production}]\n",
+			"config.yaml:27: networkPolicies.appEgress: is false, and in external mode no Vault pod runs in the cluster to admit allowedClients, so they change nothing; set networkPolicies.appEgress: true"},
 		{"policy on a mount vaultctl does not manage", strings.Replace(base, "path: secret/production/db-credentials", "path: transit/encrypt/app", 1),
 			`config.yaml:13: policies[0].rules[0].path: "transit" is not a mount vaultctl manages (kv lists secret; databases use their mount), so the path is written to the policy as is`},
 	}
@@ -320,4 +328,67 @@ func TestHugeFileIsRefusedBeforeReading(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "big.yaml: is 4 MiB, over the 4 MiB limit") {
 		t.Fatalf("Parse: got %v", err)
 	}
+}
+
+// config.example.yaml says that an omitted key takes the value shown unless its comment starts
+// with "required" or "example": hold every key to that.
+func TestExampleShowsTheDefaults(t *testing.T) {
+	data, err := os.ReadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	defaults := &Config{}
+	ApplyDefaults(defaults)
+	var check func(n *yaml.Node, v reflect.Value, path string)
+	check = func(n *yaml.Node, v reflect.Value, path string) {
+		fields := yamlFields(v.Type())
+		present := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, val := n.Content[i], n.Content[i+1]
+			p := joinPath(path, k.Value)
+			present[k.Value] = true
+			f := fields[k.Value]
+			fv := v.FieldByIndex(f.Index)
+			comment := strings.TrimSpace(strings.TrimPrefix(k.LineComment+val.LineComment, "#"))
+			switch {
+			case f.Type.Kind() == reflect.Struct && f.Type != durationType:
+				check(val, fv, p)
+			case strings.HasPrefix(comment, "required") || strings.HasPrefix(comment, "example"):
+			default:
+				shown := reflect.New(f.Type)
+				if err := val.Decode(shown.Interface()); err != nil {
+					t.Fatalf("%s: %v", p, err)
+				}
+				if !sameValue(shown.Elem(), fv) {
+					t.Errorf("config.example.yaml:%d: %s shows %v but an omitted %s is %v; mark it required or example, or fix the default", k.Line, p, shown.Elem(), p, fv)
+				}
+			}
+		}
+		for name := range fields {
+			if !present[name] {
+				t.Errorf("config.example.yaml does not document %s", joinPath(path, name))
+			}
+		}
+	}
+	check(doc.Content[0], reflect.ValueOf(defaults).Elem(), "")
+}
+
+// sameValue is DeepEqual with nil and empty lists and maps equal, and pointers compared by value.
+func sameValue(a, b reflect.Value) bool {
+	switch a.Kind() {
+	case reflect.Slice, reflect.Map:
+		if a.Len() == 0 && b.Len() == 0 {
+			return true
+		}
+	case reflect.Pointer:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return sameValue(a.Elem(), b.Elem())
+	}
+	return reflect.DeepEqual(a.Interface(), b.Interface())
 }
