@@ -380,8 +380,10 @@ func validateNetwork(c *Config, ps *problems) {
 	switch {
 	case !n.Enabled && len(n.AllowedClients) > 0:
 		ps.warnf("networkPolicies.enabled", "is false (the default), so no NetworkPolicies are installed and allowedClients limits nothing; set networkPolicies.enabled: true, or remove allowedClients")
-	case n.Enabled && len(n.AllowedClients) > 0 && c.External() && !n.AppEgress:
-		ps.warnf("networkPolicies.appEgress", "is false, and in external mode no Vault pod runs in the cluster to admit allowedClients, so they change nothing; set networkPolicies.appEgress: true to limit their pods' egress to Vault and DNS, or remove allowedClients")
+	case n.Enabled && len(n.AllowedClients) > 0 && c.External():
+		// networkpolicy.Build: in external mode there is no server policy to admit them, and
+		// app egress (which names Vault by its pods) is not built, whatever appEgress says.
+		ps.warnf("networkPolicies.allowedClients", "change nothing in external mode: no Vault pod runs in the cluster for a policy to admit them, and appEgress is not applied in external mode either (only the Vault namespace's default-deny and the injector webhook policy are installed); remove allowedClients, and limit who reaches Vault with the firewall of the network where it runs")
 	}
 	for i, a := range n.AllowedClients {
 		if !dnsLabel.MatchString(a.Namespace) {

@@ -137,8 +137,10 @@ func TestWarnings(t *testing.T) {
 			"config.yaml:26: networkPolicies.enabled: is false (the default), so no NetworkPolicies are installed and allowedClients limits nothing; set networkPolicies.enabled: true, or remove allowedClients"},
 		{"allowedClients with enabled false", base + "networkPolicies:\n  enabled: false\n  allowedClients: [{namespace: production}]\n",
 			"config.yaml:27: networkPolicies.enabled: is false (the default)"},
-		{"external mode allowedClients without appEgress", external + "networkPolicies:\n  enabled: true\n  allowedClients: [{namespace: production}]\n",
-			"config.yaml:27: networkPolicies.appEgress: is false, and in external mode no Vault pod runs in the cluster to admit allowedClients, so they change nothing; set networkPolicies.appEgress: true"},
+		{"external mode allowedClients", external + "networkPolicies:\n  enabled: true\n  allowedClients: [{namespace: production}]\n",
+			"config.yaml:29: networkPolicies.allowedClients: change nothing in external mode: no Vault pod runs in the cluster for a policy to admit them, and appEgress is not applied in external mode either"},
+		{"external mode allowedClients with appEgress", external + "networkPolicies:\n  enabled: true\n  appEgress: true\n  allowedClients: [{namespace: production}]\n",
+			"config.yaml:30: networkPolicies.allowedClients: change nothing in external mode"},
 		{"policy on a mount vaultctl does not manage", strings.Replace(base, "path: secret/production/db-credentials", "path: transit/encrypt/app", 1),
 			`config.yaml:13: policies[0].rules[0].path: "transit" is not a mount vaultctl manages (kv lists secret; databases use their mount), so the path is written to the policy as is`},
 	}
@@ -158,9 +160,9 @@ func TestWarnings(t *testing.T) {
 			t.Errorf("no warning %q; got:\n%s", tc.want, strings.Join(got, "\n"))
 		})
 	}
-	// Nothing to warn about: the external mode egress policy is asked for, a database mount
-	// and Vault's own mounts are known.
-	quiet := external + "networkPolicies:\n  enabled: true\n  appEgress: true\n  allowedClients: [{namespace: production}]\n"
+	// Nothing to warn about: in-cluster NetworkPolicies with their clients, and policies on a
+	// database mount and on Vault's own mounts.
+	quiet := base + "networkPolicies:\n  enabled: true\n  appEgress: true\n  allowedClients: [{namespace: production}]\n"
 	quiet = strings.Replace(quiet, "        capabilities: [read]\n", "        capabilities: [read]\n      - {path: sys/health, capabilities: [read]}\n      - {path: database/creds/r, capabilities: [read]}\n", 1)
 	quiet = strings.Replace(quiet, "roles:\n", dbWithPasswordEnv("DB_PASSWORD")+"roles:\n", 1)
 	l, err := Parse("config.yaml", []byte(quiet), LoadOptions{Environ: []string{}})
