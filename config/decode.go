@@ -21,6 +21,7 @@ type Source struct {
 	File      string
 	lines     map[string]int    // key path -> line in File
 	overrides map[string]string // key path -> "env VAULTCTL_X" or "flag --x"
+	written   map[string]string // key path -> a relative path as written, before resolvePaths
 }
 
 func newSource(file string) *Source {
@@ -76,7 +77,11 @@ var (
 )
 
 // decode parses one YAML document strictly: unknown keys, duplicate keys and wrong types are all
-// reported (with lines) before anything is decoded, so users see every mistake at once.
+// reported with their lines. What they spoil is cut out of the tree and the rest is decoded, so
+// that validation still runs and users see every mistake at once; the spoiled key paths are
+// recorded in ps.damaged, so that validation does not report their consequences (a misspelt
+// kmsKeyId is one problem, not also "kmsKeyId is required"). cfg is nil only when nothing can be
+// decoded (not YAML, or not a mapping).
 func decode(file string, data []byte) (*Config, *Source, *problems) {
 	src := newSource(file)
 	ps := &problems{src: src}
@@ -99,9 +104,16 @@ func decode(file string, data []byte) (*Config, *Source, *problems) {
 		root = root.Content[0]
 	}
 	src.lines[""] = root.Line
-	walk(root, configType, "", src, ps)
-	if len(ps.errs) > 0 {
+	if r := resolve(root); r == nil || r.Kind != yaml.MappingNode {
+		walkStruct(&walker{src: src, ps: ps}, r, configType, "")
 		return nil, src, ps
+	}
+	w := &walker{src: src, ps: ps}
+	w.walk(root, configType, "")
+	// Cut only after the whole walk: an anchored node can be reached again through an alias,
+	// and each path it appears at deserves its own report.
+	for _, fix := range w.fixes {
+		fix()
 	}
 	cfg := &Config{}
 	if err := root.Decode(cfg); err != nil {
@@ -136,7 +148,53 @@ func resolve(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-func walk(n *yaml.Node, t reflect.Type, path string, src *Source, ps *problems) {
+// walker checks a node tree against the Config type, recording problems and the cuts that make
+// the rest of the tree decodable.
+type walker struct {
+	src   *Source
+	ps    *problems
+	fixes []func()
+}
+
+// bad reports a value of the wrong shape at path and empties it, so decoding leaves the default.
+func (w *walker) bad(n *yaml.Node, path, format string, args ...any) {
+	w.ps.errorf(path, format, args...)
+	w.ps.damage(path)
+	if n == nil {
+		return
+	}
+	w.fixes = append(w.fixes, func() {
+		*n = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
+	})
+}
+
+// reportAt reports a problem at line, leaving path's recorded line (its first occurrence, the
+// one that is kept) for later problems.
+func (w *walker) reportAt(path string, line int, msg string) {
+	prev, had := w.src.lines[path]
+	w.src.lines[path] = line
+	w.ps.errorf(path, "%s", msg)
+	if had {
+		w.src.lines[path] = prev
+	} else {
+		delete(w.src.lines, path)
+	}
+}
+
+// drop removes the key k (and its value) from mapping m.
+func (w *walker) drop(m, k *yaml.Node) {
+	w.fixes = append(w.fixes, func() {
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			if m.Content[i] == k {
+				m.Content = append(m.Content[:i:i], m.Content[i+2:]...)
+				return
+			}
+		}
+	})
+}
+
+func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
+	src := w.src
 	n = resolve(n)
 	if n == nil {
 		return
@@ -155,25 +213,25 @@ func walk(n *yaml.Node, t reflect.Type, path string, src *Source, ps *problems) 
 	switch {
 	case t == durationType:
 		if n.Kind != yaml.ScalarNode {
-			ps.errorf(path, "must be a duration such as 30m or 1h")
+			w.bad(n, path, "must be a duration such as 30m or 1h")
 			return
 		}
 		if _, err := ParseDuration(n.Value); err != nil {
-			ps.errorf(path, "%v", err)
+			w.bad(n, path, "%v", err)
 		}
 	case t.Kind() == reflect.Struct:
-		walkStruct(n, t, path, src, ps)
+		walkStruct(w, n, t, path)
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			ps.errorf(path, "must be a list (%s)", kindName(n))
+			w.bad(n, path, "must be a list (%s)", kindName(n))
 			return
 		}
 		for i, item := range n.Content {
-			walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i), src, ps)
+			w.walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
 		}
 	case t.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			ps.errorf(path, "must be a mapping of names to values (%s)", kindName(n))
+			w.bad(n, path, "must be a mapping of names to values (%s)", kindName(n))
 			return
 		}
 		seen := map[string]bool{}
@@ -181,64 +239,88 @@ func walk(n *yaml.Node, t reflect.Type, path string, src *Source, ps *problems) 
 			k, v := n.Content[i], resolve(n.Content[i+1])
 			// Map keys are user data (labels such as app.kubernetes.io/name), so quote them in paths.
 			kp := fmt.Sprintf("%s[%q]", path, k.Value)
-			src.lines[kp] = k.Line
 			if seen[k.Value] {
-				ps.errorf(kp, "duplicate key")
+				w.reportAt(kp, k.Line, "duplicate key")
+				w.drop(n, k)
+				continue
 			}
+			src.lines[kp] = k.Line
 			seen[k.Value] = true
+			if v == nil {
+				continue
+			}
 			if v.Kind != yaml.ScalarNode {
-				ps.errorf(kp, "must be a plain value (%s)", kindName(v))
+				w.bad(v, kp, "must be a plain value (%s)", kindName(v))
 			}
 		}
 	case t.Kind() == reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			ps.errorf(path, "must be a string (%s)", kindName(n))
+			w.bad(n, path, "must be a string (%s)", kindName(n))
 		}
 	case t.Kind() == reflect.Int:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
-			ps.errorf(path, "must be a whole number, got %s", describe(n))
+			w.bad(n, path, "must be a whole number, got %s", describe(n))
 		}
 	case t.Kind() == reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" {
-			ps.errorf(path, "must be true or false, got %s", describe(n))
+			w.bad(n, path, "must be true or false, got %s", describe(n))
 		}
 	}
 }
 
-func walkStruct(n *yaml.Node, t reflect.Type, path string, src *Source, ps *problems) {
-	if n.Kind != yaml.MappingNode {
+func walkStruct(w *walker, n *yaml.Node, t reflect.Type, path string) {
+	src, ps := w.src, w.ps
+	if n == nil || n.Kind != yaml.MappingNode {
+		kind := "found nothing"
+		if n != nil {
+			kind = kindName(n)
+		}
 		if path == "" {
-			ps.errorf(path, "the document must be a mapping with apiVersion, kind, vault, ... (%s)", kindName(n))
+			ps.errorf(path, "the document must be a mapping with apiVersion, kind, vault, ... (%s)", kind)
 		} else {
-			ps.errorf(path, "must be a mapping (%s)", kindName(n))
+			w.bad(n, path, "must be a mapping (%s)", kind)
 		}
 		return
 	}
 	fields := yamlFields(t)
 	seen := map[string]int{}
+	var misspelt []string // fields an unknown key was probably meant to be
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Value == "<<" { // a YAML merge key: check the merged mapping's keys in place
 			for _, m := range yamlnode.MergeSources(v) {
-				walkStruct(m, t, path, src, ps)
+				walkStruct(w, m, t, path)
 			}
 			continue
 		}
 		kp := joinPath(path, k.Value)
 		if first, dup := seen[k.Value]; dup {
-			src.lines[kp] = k.Line
-			ps.errorf(kp, "duplicate key (first set on line %d)", first)
+			w.reportAt(kp, k.Line, fmt.Sprintf("duplicate key (first set on line %d)", first))
+			w.drop(n, k)
 			continue
 		}
 		seen[k.Value] = k.Line
 		f, ok := fields[k.Value]
 		if !ok {
 			src.lines[kp] = k.Line
-			ps.errorf(kp, "unknown key%s", suggest(k.Value, fields))
+			hint, best := suggest(k.Value, fields)
+			ps.errorf(kp, "unknown key%s", hint)
+			if best != "" {
+				misspelt = append(misspelt, best)
+			}
+			w.drop(n, k)
 			continue
 		}
 		src.lines[kp] = k.Line
-		walk(v, f.Type, kp, src, ps)
+		w.walk(v, f.Type, kp)
+	}
+	for _, name := range misspelt {
+		// A key absent because it was misspelt: what validation would say about its absence
+		// ("is required") is the same mistake again. When the key is also spelt right, it is
+		// validated as usual.
+		if _, present := seen[name]; !present {
+			ps.damage(joinPath(path, name))
+		}
 	}
 }
 
@@ -259,9 +341,10 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 	return out
 }
 
-// suggest names the closest known key, for typos like "kmsKeyID" or "replica".
-func suggest(key string, fields map[string]reflect.StructField) string {
-	best, bestDist := "", 4
+// suggest names the closest known key, for typos like "kmsKeyID" or "replica": the hint for the
+// message, and the key ("" when none is close).
+func suggest(key string, fields map[string]reflect.StructField) (hint, best string) {
+	bestDist := 4
 	names := make([]string, 0, len(fields))
 	for name := range fields {
 		names = append(names, name)
@@ -273,12 +356,15 @@ func suggest(key string, fields map[string]reflect.StructField) string {
 		}
 	}
 	if best != "" {
-		return fmt.Sprintf(" (did you mean %q?)", best)
+		return fmt.Sprintf(" (did you mean %q?)", best), best
 	}
-	return fmt.Sprintf("; known keys: %s", strings.Join(names, ", "))
+	return fmt.Sprintf("; known keys: %s", strings.Join(names, ", ")), ""
 }
 
 func kindName(n *yaml.Node) string {
+	if n == nil {
+		return "found nothing"
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		return "found a mapping"

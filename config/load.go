@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -23,6 +25,32 @@ type LoadOptions struct {
 	// Flags maps a config key path to the command-line flag that overrides it (only flags the
 	// user actually set count), e.g. "cluster.kubeconfig" -> --kubeconfig.
 	Flags map[string]*pflag.Flag
+	// CheckFiles also confirms that the files the config reads exist (cluster.kubeconfig,
+	// vault.tls.caCert, kubernetesAuth.caCert, vault.init.pgpKeys), so that a typo fails
+	// `config validate` instead of a phase halfway through apply. Commands that use those files
+	// set it; `check`, which reads only policies and roles, and the wizard, which writes the
+	// config before the files may exist, do not.
+	CheckFiles bool
+}
+
+// MaxFileSize bounds a config file: a vaultctl config is a few KiB, and YAML decoding holds
+// the whole tree in memory, so a file this large is the wrong file (or an attack), never a config.
+const MaxFileSize = 4 << 20
+
+func tooLarge(name string, size int64) *ValidationError {
+	return &ValidationError{Problems: []Problem{{File: name, Message: fmt.Sprintf(
+		"is %s, over the %s limit for a config file (a vaultctl config is a few KiB): is -c/--config pointing at the right file?",
+		humanSize(size), humanSize(MaxFileSize))}}}
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return strings.TrimSuffix(fmt.Sprintf("%.1f", float64(n)/(1<<20)), ".0") + " MiB"
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 // Loaded is a validated config with what is worth telling the user about it.
@@ -42,20 +70,46 @@ func LoadFile(path string) (*Config, error) {
 }
 
 // Load reads, layers, defaults and validates a config. Every problem found is reported in one
-// *ValidationError.
+// *ValidationError, which also carries the warnings found beside them.
 func Load(o LoadOptions) (*Loaded, error) {
-	data, err := os.ReadFile(o.Path)
+	data, err := readConfigFile(o.Path)
 	if err != nil {
-		if os.IsNotExist(err) {
-			return nil, &ValidationError{Problems: []Problem{{File: o.Path, Message: "config file not found; create one with `vaultctl init` or copy config.example.yaml"}}}
-		}
-		return nil, &ValidationError{Problems: []Problem{{File: o.Path, Message: err.Error()}}}
+		return nil, err
 	}
 	return Parse(o.Path, data, o)
 }
 
-// Parse is Load for bytes already in hand; name is used in messages.
+// readConfigFile reads at most MaxFileSize bytes, refusing a larger file before reading it.
+func readConfigFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, &ValidationError{Problems: []Problem{{File: path, Message: "config file not found; create one with `vaultctl init` or copy config.example.yaml"}}}
+		}
+		return nil, &ValidationError{Problems: []Problem{{File: path, Message: err.Error()}}}
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() > MaxFileSize {
+		return nil, tooLarge(path, st.Size())
+	}
+	// A pipe or device has no size to check up front: read one byte past the limit to know.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, &ValidationError{Problems: []Problem{{File: path, Message: err.Error()}}}
+	}
+	if len(data) > MaxFileSize {
+		return nil, &ValidationError{Problems: []Problem{{File: path, Message: fmt.Sprintf(
+			"is over the %s limit for a config file (a vaultctl config is a few KiB): is -c/--config pointing at the right file?", humanSize(MaxFileSize))}}}
+	}
+	return data, nil
+}
+
+// Parse is Load for bytes already in hand; name is used in messages, and relative paths in the
+// config resolve against its directory.
 func Parse(name string, data []byte, o LoadOptions) (*Loaded, error) {
+	if len(data) > MaxFileSize {
+		return nil, tooLarge(name, int64(len(data)))
+	}
 	cfg, src, ps := decode(name, data)
 	if cfg == nil {
 		return nil, ps.err()
@@ -65,16 +119,27 @@ func Parse(name string, data []byte, o LoadOptions) (*Loaded, error) {
 		environ = os.Environ()
 	}
 	applyOverrides(cfg, src, ps, environ, o.Flags)
-	if err := ps.err(); err != nil {
-		return nil, err
-	}
 	ApplyDefaults(cfg)
-	validate(cfg, ps)
+	resolvePaths(cfg, src, filepath.Dir(name))
+	nErrs, nWarn := len(ps.errs), len(ps.warn)
+	validate(cfg, ps, validation{getenv: lookupIn(environ), checkFiles: o.CheckFiles})
+	ps.dropConsequences(nErrs, nWarn)
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
 	sortProblems(ps.warn)
 	return &Loaded{Config: cfg, Source: src, Warnings: ps.warn}, nil
+}
+
+// lookupIn reads variables from environ as os.Getenv would (the last setting wins).
+func lookupIn(environ []string) func(string) string {
+	m := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return func(k string) string { return m[k] }
 }
 
 // leaf is a scalar config key that the environment or a flag can override.
@@ -140,6 +205,10 @@ func applyOverrides(cfg *Config, src *Source, ps *problems, environ []string, fl
 		}
 		if err := setLeaf(cfg, l, v.GetString(l.path)); err != nil {
 			ps.errorf(l.path, "%v", err)
+			// The file's value stays, but it is not what the user asked for: say nothing about it.
+			ps.damage(l.path)
+		} else {
+			delete(ps.damaged, l.path) // whatever the file held there, the override replaced it
 		}
 	}
 	for k := range env {

@@ -109,6 +109,36 @@ func TestBadConfigs(t *testing.T) {
 		{"document is a list", base, "- a\n- b\n", []string{"config.yaml:1: the document must be a mapping"}},
 		{"empty file", base, "", []string{"config.yaml: file is empty"}},
 		{"two documents", base, base + "---\nkind: Platform\n", []string{"config.yaml:26: holds more than one YAML document"}},
+		// issue 17 item 6: configs that used to validate although apply could not work.
+		{"policy on a kv mount that is not configured", "path: secret/production/db-credentials", "path: kv/production/db-credentials",
+			[]string{`config.yaml:13: policies[0].rules[0].path: no KV mount "kv" is configured (kv lists secret)`, "add `- path: kv` under kv"}},
+		{"policy on a misspelt kv mount", "path: secret/production/db-credentials", "path: secrets/production/db-credentials",
+			[]string{`config.yaml:13: policies[0].rules[0].path: "secrets" is not a KV mount vaultctl knows (kv lists secret): did you mean secret/production/db-credentials?`}},
+		{"two waves in one week", "roles:\n", "migration:\n  waves:\n    - {week: 1, name: pilot, namespaces: [tools]}\n    - {week: 1, name: staging, namespaces: [staging]}\nroles:\n",
+			[]string{`config.yaml:18: migration.waves[1].week: week 1 is already the week of migration.waves[0] ("pilot"); give each wave a week of its own`}},
+		{"pgp key file missing", "  replicas: 3", "  replicas: 3\n  init: {recoveryShares: 1, recoveryThreshold: 1, pgpKeys: [keys/alice.asc]}",
+			[]string{"config.yaml:6: vault.init.pgpKeys[0]: PGP public key file keys/alice.asc does not exist"}},
+		{"vault CA file missing", "  replicas: 3", "  replicas: 3\n  tls: {caCert: certs/vault-ca.pem}",
+			[]string{"config.yaml:6: vault.tls.caCert: CA file certs/vault-ca.pem does not exist"}},
+		{"kubeconfig missing", "vault:\n", "cluster:\n  kubeconfig: /nonexistent/kubeconfig\nvault:\n",
+			[]string{"config.yaml:4: cluster.kubeconfig: kubeconfig /nonexistent/kubeconfig does not exist"}},
+		{"kubeconfig with ~", "vault:\n", "cluster:\n  kubeconfig: ~/.kube/nonexistent-config\nvault:\n",
+			[]string{"config.yaml:4: cluster.kubeconfig: kubeconfig ~/.kube/nonexistent-config does not exist (~ is not expanded here: write the full path)"}},
+		{"cluster CA file missing", "roles:\n", "kubernetesAuth: {caCert: /nonexistent/ca.pem}\nroles:\n",
+			[]string{"config.yaml:15: kubernetesAuth.caCert: cluster CA file /nonexistent/ca.pem does not exist"}},
+		{"password env holds a password", "roles:\n", dbWithPasswordEnv(`"hunter2 pa$$!"`) + "roles:\n",
+			[]string{"config.yaml:20: databases[0].password.env: must be the name of an environment variable", "looks like a pasted password (not shown)"}},
+		{"password env written as $NAME", "roles:\n", dbWithPasswordEnv("${DB_PASSWORD}") + "roles:\n",
+			[]string{"config.yaml:20: databases[0].password.env: write the variable's name without $: DB_PASSWORD"}},
+		{"vault address with credentials", "  mode: in-cluster", "  mode: external\n  address: https://admin:s3cret@vault.example.com:8200",
+			[]string{"config.yaml:5: vault.address: must not hold credentials (the user:password@ part, not shown here)"}},
+		{"kms endpoint with credentials", "      region: us-east-1", "      region: us-east-1\n      endpoint: https://AKIA:s3cret@kms.example.com",
+			[]string{"config.yaml:9: vault.seal.awskms.endpoint: must not hold credentials"}},
+		{"malformed vault address with credentials", "  mode: in-cluster", "  mode: external\n  address: admin:s3cret@vault.example.com:8200",
+			[]string{`config.yaml:5: vault.address: must be an http(s) URL such as https://vault.example.com:8200, got "***@vault.example.com:8200"`}},
+		// issue 17 item 8: the error says that VAULT_ADDR works too.
+		{"external without address or VAULT_ADDR", "mode: in-cluster", "mode: external",
+			[]string{"config.yaml:3: vault.address: is required when vault.mode is external: set it here, or export VAULT_ADDR as for the vault CLI"}},
 	}
 	if len(cases) < 25 {
 		t.Fatalf("only %d bad configs", len(cases))
@@ -119,7 +149,7 @@ func TestBadConfigs(t *testing.T) {
 				t.Fatalf("test bug: %q not in base", tc.old)
 			}
 			text := strings.Replace(base, tc.old, tc.new, 1)
-			_, err := Parse("config.yaml", []byte(text), LoadOptions{Environ: []string{}})
+			_, err := Parse("config.yaml", []byte(text), LoadOptions{Environ: []string{}, CheckFiles: true})
 			if err == nil {
 				t.Fatalf("accepted a bad config:\n%s", text)
 			}
@@ -134,6 +164,13 @@ func TestBadConfigs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dbWithPasswordEnv is a valid databases section whose password.env (line 20 once inserted
+// before roles) holds env.
+func dbWithPasswordEnv(env string) string {
+	return "databases:\n  - name: db\n    connectionURL: postgresql://{{username}}:{{password}}@db:5432/app\n    username: admin\n    password:\n      env: " + env +
+		"\n    roles: [{name: r, defaultTTL: 30m, maxTTL: 1h, creationStatements: ['CREATE ROLE \"{{name}}\"']}]\n"
 }
 
 func TestInlinePasswordIsNeverEchoed(t *testing.T) {

@@ -32,9 +32,11 @@ func (p Problem) String() string {
 	return where + p.Path + ": " + p.Message
 }
 
-// ValidationError carries every problem found, so users fix them all in one round.
+// ValidationError carries every problem found, so users fix them all in one round, and the
+// warnings found beside them (Error() renders only the problems; show Warnings too).
 type ValidationError struct {
 	Problems []Problem
+	Warnings []Problem
 }
 
 func (e *ValidationError) Error() string {
@@ -53,6 +55,44 @@ type problems struct {
 	src  *Source
 	errs []Problem
 	warn []Problem
+	// damaged are key paths whose value was rejected (or is missing because a key was
+	// misspelt): what validation finds at or under them is a consequence already reported.
+	damaged map[string]bool
+}
+
+func (ps *problems) damage(path string) {
+	if ps.damaged == nil {
+		ps.damaged = map[string]bool{}
+	}
+	ps.damaged[path] = true
+}
+
+// isDamaged reports whether path is at or under a damaged path.
+func (ps *problems) isDamaged(path string) bool {
+	for p := path; ; p = parentPath(p) {
+		if ps.damaged[p] {
+			return true
+		}
+		if p == "" {
+			return false
+		}
+	}
+}
+
+// dropConsequences removes the problems found since errs[:nErrs] and warn[:nWarn] that lie
+// under a damaged path.
+func (ps *problems) dropConsequences(nErrs, nWarn int) {
+	keep := func(list []Problem, from int) []Problem {
+		out := list[:from]
+		for _, p := range list[from:] {
+			if p.Path == "" || !ps.isDamaged(p.Path) {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	ps.errs = keep(ps.errs, nErrs)
+	ps.warn = keep(ps.warn, nWarn)
 }
 
 func (ps *problems) errorf(path, format string, args ...any) {
@@ -68,7 +108,8 @@ func (ps *problems) err() error {
 		return nil
 	}
 	sortProblems(ps.errs)
-	return &ValidationError{Problems: ps.errs}
+	sortProblems(ps.warn)
+	return &ValidationError{Problems: ps.errs, Warnings: ps.warn}
 }
 
 func sortProblems(list []Problem) {

@@ -41,14 +41,14 @@ type Config struct {
 
 // Cluster says how to reach Kubernetes.
 type Cluster struct {
-	Kubeconfig string `yaml:"kubeconfig" json:"kubeconfig" desc:"Path to the kubeconfig; empty means KUBECONFIG or ~/.kube/config."`
+	Kubeconfig string `yaml:"kubeconfig" json:"kubeconfig" desc:"Path to the kubeconfig (relative to this file's directory); empty means KUBECONFIG or ~/.kube/config."`
 	Context    string `yaml:"context" json:"context" desc:"kubeconfig context; empty means the current context."`
 }
 
 // Vault describes the server.
 type Vault struct {
 	Mode      string    `yaml:"mode" json:"mode" desc:"in-cluster (vaultctl installs Vault with Helm) or external (Vault runs elsewhere)." enum:"in-cluster,external"`
-	Address   string    `yaml:"address" json:"address" desc:"Vault API address. Required in external mode; in in-cluster mode vaultctl reaches the pods itself."`
+	Address   string    `yaml:"address" json:"address" desc:"Vault API address. Required in external mode (or VAULT_ADDR); in in-cluster mode vaultctl reaches the pods itself."`
 	Namespace string    `yaml:"namespace" json:"namespace" desc:"Kubernetes namespace for Vault, the injector and vaultctl's checkpoints."`
 	Replicas  int       `yaml:"replicas" json:"replicas" desc:"Number of Vault servers (Raft voters); odd, at least 3 for HA."`
 	Raft      Raft      `yaml:"raft" json:"raft" desc:"Integrated Raft storage tuning."`
@@ -87,7 +87,7 @@ type TLS struct {
 	Mode              string   `yaml:"mode" json:"mode" desc:"generate (vaultctl's CA), secret (an existing kubernetes.io/tls Secret) or cert-manager." enum:"generate,secret,cert-manager"`
 	SecretName        string   `yaml:"secretName" json:"secretName" desc:"Name of the kubernetes.io/tls Secret holding the server certificate."`
 	CertManagerIssuer string   `yaml:"certManagerIssuer" json:"certManagerIssuer" desc:"cert-manager Issuer or ClusterIssuer (kind/name) when mode is cert-manager."`
-	CACert            string   `yaml:"caCert" json:"caCert" desc:"PEM file with the CA that signed Vault's certificate (external mode)."`
+	CACert            string   `yaml:"caCert" json:"caCert" desc:"PEM file with the CA that signed Vault's certificate (external mode; relative to this file's directory); empty means VAULT_CACERT."`
 	RenewBefore       Duration `yaml:"renewBefore" json:"renewBefore" desc:"Renew generated certificates this long before they expire."`
 	ExtraSANs         []string `yaml:"extraSANs" json:"extraSANs" desc:"Additional DNS names or IPs for the server certificate."`
 }
@@ -103,8 +103,8 @@ type Images struct {
 type Init struct {
 	RecoveryShares    int      `yaml:"recoveryShares" json:"recoveryShares" desc:"Number of recovery key shares."`
 	RecoveryThreshold int      `yaml:"recoveryThreshold" json:"recoveryThreshold" desc:"Shares needed to reconstruct the recovery key."`
-	PGPKeys           []string `yaml:"pgpKeys" json:"pgpKeys" desc:"Files with base64 PGP public keys, one per share; when set, Vault encrypts each share to one key."`
-	RecoveryKeysFile  string   `yaml:"recoveryKeysFile" json:"recoveryKeysFile" desc:"File (mode 0600) for the KMS-envelope-encrypted recovery keys, in addition to the in-cluster copy."`
+	PGPKeys           []string `yaml:"pgpKeys" json:"pgpKeys" desc:"Files with base64 PGP public keys, one per share (relative to this file's directory); when set, Vault encrypts each share to one key."`
+	RecoveryKeysFile  string   `yaml:"recoveryKeysFile" json:"recoveryKeysFile" desc:"File (mode 0600, relative to this file's directory) for the KMS-envelope-encrypted recovery keys, in addition to the in-cluster copy."`
 	KeepRootToken     bool     `yaml:"keepRootToken" json:"keepRootToken" desc:"Do not revoke the initial root token after bootstrap (not recommended)."`
 }
 
@@ -132,7 +132,7 @@ type Injector struct {
 type KubernetesAuth struct {
 	Path          string `yaml:"path" json:"path" desc:"Mount path of the auth method; use one per cluster when clusters share a Vault."`
 	Host          string `yaml:"host" json:"host" desc:"Kubernetes API URL as Vault reaches it; empty means the kubeconfig's server."`
-	CACert        string `yaml:"caCert" json:"caCert" desc:"PEM file with the cluster CA; empty means the kubeconfig's CA."`
+	CACert        string `yaml:"caCert" json:"caCert" desc:"PEM file with the cluster CA (relative to this file's directory); empty means the kubeconfig's CA."`
 	TokenReviewer string `yaml:"tokenReviewer" json:"tokenReviewer" desc:"reviewer-jwt (a vault-auth ServiceAccount reviews tokens) or client-jwt (each client's own JWT is used)." enum:"reviewer-jwt,client-jwt"`
 }
 
@@ -169,7 +169,7 @@ type Role struct {
 
 // NetworkPolicies limit who reaches Vault.
 type NetworkPolicies struct {
-	Enabled        bool            `yaml:"enabled" json:"enabled" desc:"Manage NetworkPolicies for Vault."`
+	Enabled        bool            `yaml:"enabled" json:"enabled" desc:"Manage NetworkPolicies for Vault (default false)."`
 	AllowedClients []AllowedClient `yaml:"allowedClients" json:"allowedClients" desc:"Namespaces and pods allowed to reach Vault on 8200."`
 	AppEgress      bool            `yaml:"appEgress" json:"appEgress" desc:"Also add egress rules in client namespaces allowing Vault and DNS (additive)."`
 	APIServerCIDRs []string        `yaml:"apiServerCIDRs" json:"apiServerCIDRs" desc:"CIDRs of the API server, allowed to call the injector webhook."`
@@ -207,7 +207,7 @@ type Database struct {
 
 // SecretRef points at a value without containing it.
 type SecretRef struct {
-	Env    string         `yaml:"env" json:"env" desc:"Environment variable holding the value."`
+	Env    string         `yaml:"env" json:"env" desc:"Name of the environment variable holding the value (never the value itself)."`
 	File   string         `yaml:"file" json:"file" desc:"File holding the value."`
 	Secret *KubeSecretKey `yaml:"secret" json:"secret" desc:"Kubernetes Secret key holding the value."`
 }

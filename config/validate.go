@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/vaultctl/vaultctl/internal/textdist"
 )
 
 var (
@@ -20,6 +22,7 @@ var (
 	vaultName   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 	mountPath   = regexp.MustCompile(`^[a-zA-Z0-9_-]+(/[a-zA-Z0-9_-]+)*$`)
 	secretTypeR = regexp.MustCompile(`^[a-zA-Z0-9./_-]+$`)
+	envVarName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // Capabilities Vault understands in a policy.
@@ -28,20 +31,39 @@ var knownCapabilities = []string{"create", "read", "update", "patch", "delete", 
 // Gates a migration wave may wait on.
 var knownGates = []string{"previous-wave-complete", "check-passing", "injector-healthy", "admission-policy", "dynamic-db-credentials"}
 
+// validation is what validate may consult besides the config.
+type validation struct {
+	getenv     func(string) string // the environment Load was given, for the vault CLI's VAULT_*
+	checkFiles bool                // confirm that the files the config names exist
+}
+
+// Variables of the vault CLI that fill in what the config leaves empty (see internal/vault/env.go,
+// which decides; validation only checks what they hold).
+const (
+	envVaultAddr   = "VAULT_ADDR"
+	envVaultCACert = "VAULT_CACERT"
+)
+
 // validate checks meaning after the structure is known to be right. It never stops at the first
 // problem. Warnings are for choices that work but that a platform engineer should look at twice.
-func validate(c *Config, ps *problems) {
+func validate(c *Config, ps *problems, vc validation) {
+	if vc.getenv == nil {
+		vc.getenv = func(string) string { return "" }
+	}
 	if c.APIVersion != APIVersion {
 		ps.errorf("apiVersion", "must be %s, got %q", APIVersion, c.APIVersion)
 	}
 	if c.Kind != Kind {
 		ps.errorf("kind", "must be %s, got %q", Kind, c.Kind)
 	}
-	validateVault(c, ps)
+	validateVault(c, ps, vc)
 	validateInjector(c, ps)
 	validateAuth(c, ps)
 	kvMounts := validateKV(c, ps)
 	policies := validatePolicies(c, kvMounts, ps)
+	if vc.checkFiles {
+		validateFiles(c, ps, vc)
+	}
 	validateRoles(c, policies, ps)
 	validateNetwork(c, ps)
 	validateAudit(c, ps)
@@ -59,7 +81,7 @@ func validate(c *Config, ps *problems) {
 	}
 }
 
-func validateVault(c *Config, ps *problems) {
+func validateVault(c *Config, ps *problems, vc validation) {
 	v := c.Vault
 	switch v.Mode {
 	case ModeInCluster:
@@ -71,9 +93,22 @@ func validateVault(c *Config, ps *problems) {
 			ps.warnf("vault.replicas", "%d replica gives no high availability; use 3 or 5", v.Replicas)
 		}
 	case ModeExternal:
-		if v.Address == "" {
-			ps.errorf("vault.address", "is required when vault.mode is external (e.g. https://vault.example.com:8200)")
+		if v.Address != "" {
+			break
 		}
+		// As with the vault CLI, VAULT_ADDR fills in an empty vault.address.
+		if env := strings.TrimSpace(vc.getenv(envVaultAddr)); env != "" {
+			errMsg, warnMsg := urlCheck(env, "vault.address")
+			from := "env " + envVaultAddr
+			if errMsg != "" {
+				ps.errs = append(ps.errs, Problem{Source: from, Path: "vault.address", Message: errMsg})
+			}
+			if warnMsg != "" {
+				ps.warn = append(ps.warn, Problem{Source: from, Path: "vault.address", Message: warnMsg})
+			}
+			break
+		}
+		ps.errorf("vault.address", "is required when vault.mode is external: set it here, or export %s as for the vault CLI (e.g. https://vault.example.com:8200)", envVaultAddr)
 	default:
 		ps.errorf("vault.mode", "must be in-cluster or external, got %q", v.Mode)
 	}
@@ -220,6 +255,8 @@ func validatePolicies(c *Config, kvMounts []string, ps *problems) map[string]boo
 					ps.errorf(rp+".path", "write the logical KV path %s/%s; vaultctl adds data/ and metadata/ for KV v2",
 						m, strings.TrimPrefix(strings.TrimPrefix(rest, first), "/"))
 				}
+			} else {
+				checkRuleMount(c, kvMounts, ps, rp+".path", r.Path)
 			}
 			if len(r.Capabilities) == 0 {
 				ps.errorf(rp+".capabilities", "needs at least one capability")
@@ -243,6 +280,43 @@ func validatePolicies(c *Config, kvMounts []string, ps *problems) map[string]boo
 		}
 	}
 	return names
+}
+
+// Mounts every Vault has; a policy may grant on them without the config listing them.
+var builtinMounts = []string{"sys", "auth", "identity", "cubbyhole"}
+
+// checkRuleMount looks at a policy path that is on none of the config's KV mounts. vaultctl
+// writes such a path into the policy as it is; on a KV v2 mount that grants nothing (the data
+// lives under data/), so a path that looks meant for KV is an error, any other a warning.
+func checkRuleMount(c *Config, kvMounts []string, ps *problems, key, p string) {
+	first, _, _ := strings.Cut(p, "/")
+	if first == "" || strings.ContainsAny(first, "*+") || slices.Contains(builtinMounts, first) {
+		return
+	}
+	for _, d := range c.Databases {
+		if p == d.Mount || strings.HasPrefix(p, d.Mount+"/") {
+			return
+		}
+	}
+	listed := "kv lists " + strings.Join(kvMounts, ", ")
+	if len(kvMounts) == 0 {
+		listed = "kv lists none"
+	}
+	near := ""
+	for _, m := range kvMounts {
+		if textdist.Levenshtein(first, m) <= 2 {
+			near = m
+			break
+		}
+	}
+	switch {
+	case near != "":
+		ps.errorf(key, "%q is not a KV mount vaultctl knows (%s): did you mean %s/%s?", first, listed, near, strings.TrimPrefix(p, first+"/"))
+	case first == "kv" || strings.HasPrefix(first, "kv-") || strings.HasSuffix(first, "-kv"):
+		ps.errorf(key, "no KV mount %q is configured (%s), so this rule would be written as is and grant nothing on a KV v2 mount: add `- path: %s` under kv (vaultctl enables it and writes %s/data/...), or use a listed mount", first, listed, first, first)
+	default:
+		ps.warnf(key, "%q is not a mount vaultctl manages (%s; databases use their mount), so the path is written to the policy as is; if it is a KV v2 mount, list it under kv so vaultctl adds data/ and metadata/", first, listed)
+	}
 }
 
 func validateRoles(c *Config, policies map[string]bool, ps *problems) {
@@ -302,6 +376,14 @@ func validateNetwork(c *Config, ps *problems) {
 	n := c.NetworkPolicies
 	if n.Enabled && len(n.AllowedClients) == 0 {
 		ps.errorf("networkPolicies.allowedClients", "is empty while networkPolicies.enabled is true: nothing could reach Vault")
+	}
+	switch {
+	case !n.Enabled && len(n.AllowedClients) > 0:
+		ps.warnf("networkPolicies.enabled", "is false (the default), so no NetworkPolicies are installed and allowedClients limits nothing; set networkPolicies.enabled: true, or remove allowedClients")
+	case n.Enabled && len(n.AllowedClients) > 0 && c.External():
+		// networkpolicy.Build: in external mode there is no server policy to admit them, and
+		// app egress (which names Vault by its pods) is not built, whatever appEgress says.
+		ps.warnf("networkPolicies.allowedClients", "change nothing in external mode: no Vault pod runs in the cluster for a policy to admit them, and appEgress is not applied in external mode either (only the Vault namespace's default-deny and the injector webhook policy are installed); remove allowedClients, and limit who reaches Vault with the firewall of the network where it runs")
 	}
 	for i, a := range n.AllowedClients {
 		if !dnsLabel.MatchString(a.Namespace) {
@@ -376,6 +458,15 @@ func validateDatabases(c *Config, ps *problems) {
 		if set != 1 {
 			ps.errorf(base+".password", "set exactly one of env, file or secret; passwords are never written in the config")
 		}
+		if e := d.Password.Env; e != "" && !envVarName.MatchString(e) {
+			if n := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(e, "$"), "{"), "}"); strings.HasPrefix(e, "$") && envVarName.MatchString(n) {
+				ps.errorf(base+".password.env", "write the variable's name without $: %s", n)
+			} else {
+				// Never echo it: a value that cannot be a variable name is most likely the
+				// password itself.
+				ps.errorf(base+".password.env", "must be the name of an environment variable (letters, digits and _, not starting with a digit), such as PRODUCTION_DB_ADMIN_PASSWORD; this value cannot be one and looks like a pasted password (not shown): remove it from the file, change that password, and export it in a variable named here")
+			}
+		}
 		if s := d.Password.Secret; s != nil && (s.Namespace == "" || s.Name == "" || s.Key == "") {
 			ps.errorf(base+".password.secret", "needs namespace, name and key")
 		}
@@ -409,12 +500,21 @@ func validateMigration(c *Config, ps *problems) {
 	names := map[string]bool{}
 	lastWeek := 0
 	firstWave := map[string]int{}
+	weekOf := map[int]int{} // week -> the first wave in it
 	for i, w := range c.Migration.Waves {
 		base := fmt.Sprintf("migration.waves[%d]", i)
-		if w.Week < 1 {
+		prev, taken := weekOf[w.Week]
+		switch {
+		case w.Week < 1:
 			ps.errorf(base+".week", "must be 1 or later, got %d", w.Week)
-		} else if w.Week < lastWeek {
+		case w.Week < lastWeek:
 			ps.errorf(base+".week", "week %d comes after week %d; list waves in order", w.Week, lastWeek)
+		case taken:
+			// Each wave waits for the one before it (previous-wave-complete): two in one week
+			// cannot both keep their week.
+			ps.errorf(base+".week", "week %d is already the week of migration.waves[%d] (%q); give each wave a week of its own", w.Week, prev, c.Migration.Waves[prev].Name)
+		default:
+			weekOf[w.Week] = i
 		}
 		lastWeek = max(lastWeek, w.Week)
 		if w.Name == "" {
@@ -460,14 +560,50 @@ func validateMigration(c *Config, ps *problems) {
 }
 
 func checkURL(ps *problems, p, raw string) {
+	errMsg, warnMsg := urlCheck(raw, p)
+	if errMsg != "" {
+		ps.errorf(p, "%s", errMsg)
+	}
+	if warnMsg != "" {
+		ps.warnf(p, "%s", warnMsg)
+	}
+}
+
+// urlCheck returns what is wrong with an http(s) URL (errMsg) or worth a warning. Messages
+// never echo credentials found in it.
+func urlCheck(raw, key string) (errMsg, warnMsg string) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		ps.errorf(p, "must be an http(s) URL such as https://vault.example.com:8200, got %q", raw)
-		return
+		return fmt.Sprintf("must be an http(s) URL such as https://vault.example.com:8200, got %q", redactUserinfo(raw)), ""
+	}
+	if u.User != nil {
+		why := "nothing reads them"
+		if key == "vault.address" {
+			why = "vaultctl logs in to Vault through Kubernetes auth (or VAULT_TOKEN), never with a password"
+		}
+		return fmt.Sprintf("must not hold credentials (the user:password@ part, not shown here): %s. Remove them, and change that password if it is a real one", why), ""
 	}
 	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
-		ps.warnf(p, "plain http sends tokens in clear text; use https")
+		return "", "plain http sends tokens in clear text; use https"
 	}
+	return "", ""
+}
+
+// redactUserinfo hides whatever precedes the last '@' of a URL (before its query), so that an
+// error about a malformed URL never shows a password typed into it, even one holding '/'.
+func redactUserinfo(raw string) string {
+	rest, scheme := raw, ""
+	if i := strings.Index(raw, "://"); i >= 0 {
+		scheme, rest = raw[:i+3], raw[i+3:]
+	}
+	upTo := rest
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		upTo = rest[:i]
+	}
+	if i := strings.LastIndex(upTo, "@"); i >= 0 {
+		return scheme + "***" + rest[i:]
+	}
+	return raw
 }
 
 func isLoopbackHost(h string) bool {
@@ -488,4 +624,21 @@ func validDNSName(s string) bool {
 		}
 	}
 	return true
+}
+
+// validateFiles confirms that the files the config reads exist, so a typo fails validation
+// rather than a phase halfway through apply. Only files named in the config (or by VAULT_CACERT
+// where it fills in vault.tls.caCert): KUBECONFIG and ~/.kube/config are kubectl's to report.
+func validateFiles(c *Config, ps *problems, vc validation) {
+	checkFile(ps, "cluster.kubeconfig", c.Cluster.Kubeconfig, "kubeconfig")
+	checkFile(ps, "vault.tls.caCert", c.Vault.TLS.CACert, "CA file")
+	checkFile(ps, "kubernetesAuth.caCert", c.KubernetesAuth.CACert, "cluster CA file")
+	for i, k := range c.Vault.Init.PGPKeys {
+		checkFile(ps, fmt.Sprintf("vault.init.pgpKeys[%d]", i), k, "PGP public key file")
+	}
+	if env := strings.TrimSpace(vc.getenv(envVaultCACert)); c.External() && c.Vault.TLS.CACert == "" && env != "" {
+		if msg := fileProblem(env, "CA file", ""); msg != "" {
+			ps.errs = append(ps.errs, Problem{Source: "env " + envVaultCACert, Path: "vault.tls.caCert", Message: msg})
+		}
+	}
 }

@@ -79,7 +79,7 @@ func loadConfig(cmd *cobra.Command, opts *rootOptions) (*config.Loaded, error) {
 		"cluster.kubeconfig": cmd.Flags().Lookup("kubeconfig"),
 		"cluster.context":    cmd.Flags().Lookup("context"),
 	}
-	return config.Load(config.LoadOptions{Path: opts.ConfigPath, Environ: os.Environ(), Flags: flags})
+	return config.Load(config.LoadOptions{Path: opts.ConfigPath, Environ: os.Environ(), Flags: flags, CheckFiles: true})
 }
 
 func printWarnings(w io.Writer, ws []config.Problem) {
