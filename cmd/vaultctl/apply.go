@@ -142,7 +142,7 @@ func runPhases(cmd *cobra.Command, opts *rootOptions, flags phaseFlags, apply bo
 	if apply {
 		out, err = action.Apply(ctx, ac, action.ApplyOptions{Selection: flags.selection(), Prune: flags.prune, LockTimeout: flags.lockTimeout})
 	} else {
-		out, err = action.Plan(ctx, ac, flags.selection())
+		out, err = action.Plan(ctx, ac, action.PlanOptions{Selection: flags.selection(), Prune: flags.prune})
 	}
 	res := runResult{Command: name, Phases: []phases.Result{}}
 	if out != nil {
