@@ -105,6 +105,7 @@ func (s stub) Apply(context.Context, phases.Diff) error   { return nil }
 type scope struct {
 	name      string // the command, in messages: "apply"
 	preflight bool   // run the preflight phase first: nothing is written before it passes
+	prune     bool   // build the phases with Prune: they take it when they are built
 	lease     string // hold this Lease in the Vault namespace while the work runs; "" = none
 	lockWait  time.Duration
 }
@@ -146,6 +147,7 @@ func (c *Configuration) run(ctx context.Context, s scope, work func(ctx context.
 		env.Close(context.WithoutCancel(ctx))
 		c.debugf("%s: closed", s.name)
 	}()
+	env.Prune = s.prune
 	ss := &session{env: env, phases: c.phases(env), warnings: env.Warnings}
 	if s.preflight {
 		c.runPreflight(ctx, ss)
@@ -218,21 +220,23 @@ func (r *RunResult) finish(err error) {
 	}
 }
 
+// PlanOptions are plan's choices.
+type PlanOptions struct {
+	Selection phases.Selection
+	// Prune also lists what apply --prune would delete; plan deletes nothing.
+	Prune bool
+}
+
 // Plan observes every selected phase and lists what apply would change. It takes no lock and
-// writes nothing.
-func Plan(ctx context.Context, c *Configuration, sel phases.Selection) (*RunResult, error) {
-	if _, err := c.selected(sel); err != nil {
+// writes nothing. Like apply, it runs preflight first, selected or not: an unreachable or
+// hanging cluster is then explained (and shown as preflight running) before anything else
+// waits on it, and a failed preflight leaves the others "not run".
+func Plan(ctx context.Context, c *Configuration, o PlanOptions) (*RunResult, error) {
+	on, err := c.selected(o.Selection)
+	if err != nil {
 		return nil, err
 	}
-	res := &RunResult{Command: "plan"}
-	_, err := c.run(ctx, scope{name: "plan"}, func(ctx context.Context, ss *session) error {
-		r := &phases.Runner{Phases: ss.phases, Store: store(ss.env), Reporter: c.reporter(ctx, ""), Version: c.Version}
-		rs, err := r.Plan(ctx, sel)
-		res.Phases = rs
-		return err
-	})
-	res.finish(err)
-	return res, err
+	return c.runSelected(ctx, scope{name: "plan", preflight: true, prune: o.Prune}, on, false)
 }
 
 // ApplyOptions are apply's choices.
@@ -252,38 +256,44 @@ func Apply(ctx context.Context, c *Configuration, o ApplyOptions) (*RunResult, e
 	if err != nil {
 		return nil, err
 	}
-	res := &RunResult{Command: "apply"}
-	ss, err := c.run(ctx, scope{name: "apply", preflight: true, lease: ApplyLease, lockWait: o.LockTimeout},
-		func(ctx context.Context, ss *session) error {
-			// Phases take --prune when they are built: build them again with it.
-			ss.env.Prune = o.Prune
-			ss.phases = c.phases(ss.env)
-			list, skip := make([]phases.Phase, 0, len(ss.phases)), []string(nil)
-			for _, p := range ss.phases {
-				switch {
-				case p.Name() == preflightPhase && ss.preflight != nil:
-					// Its Check already ran: replay it, so that its checkpoint is recorded now
-					// that the lock is held, without probing everything twice.
-					list = append(list, observed{p, phases.Diff{Facts: ss.preflight.Facts}})
-				case !on[p.Name()]:
-					list, skip = append(list, p), append(skip, p.Name())
-				default:
-					list = append(list, p)
-				}
+	return c.runSelected(ctx, scope{name: "apply", preflight: true, prune: o.Prune, lease: ApplyLease, lockWait: o.LockTimeout}, on, true)
+}
+
+// runSelected is plan and apply: preflight (run by c.run), then the phases on selects, checked
+// (plan) or converged (apply).
+func (c *Configuration) runSelected(ctx context.Context, s scope, on map[string]bool, apply bool) (*RunResult, error) {
+	res := &RunResult{Command: s.name}
+	ss, err := c.run(ctx, s, func(ctx context.Context, ss *session) error {
+		list, skip := make([]phases.Phase, 0, len(ss.phases)), []string(nil)
+		for _, p := range ss.phases {
+			switch {
+			case p.Name() == preflightPhase && ss.preflight != nil:
+				// Its Check already ran: replay it, so that (in apply) its checkpoint is
+				// recorded now that the lock is held, without probing everything twice.
+				list = append(list, observed{p, phases.Diff{Facts: ss.preflight.Facts}})
+			case !on[p.Name()]:
+				list, skip = append(list, p), append(skip, p.Name())
+			default:
+				list = append(list, p)
 			}
-			r := &phases.Runner{Phases: list, Store: store(ss.env), Reporter: c.reporter(ctx, preflightPhase), Version: c.Version}
-			rs, err := r.Apply(ctx, phases.Selection{Skip: skip})
-			for i := range rs {
-				rs[i] = explainLoss(ctx, rs[i])
-				if rs[i].Phase == preflightPhase && rs[i].Status == phases.UpToDate && ss.preflight != nil {
-					cp := rs[i].Checkpoint
-					rs[i] = *ss.preflight
-					rs[i].Checkpoint = cp
-				}
+		}
+		r := &phases.Runner{Phases: list, Store: store(ss.env), Reporter: c.reporter(ctx, preflightPhase), Version: c.Version}
+		run := r.Plan
+		if apply {
+			run = r.Apply
+		}
+		rs, err := run(ctx, phases.Selection{Skip: skip})
+		for i := range rs {
+			rs[i] = explainLoss(ctx, rs[i])
+			if rs[i].Phase == preflightPhase && rs[i].Status == phases.UpToDate && ss.preflight != nil {
+				cp := rs[i].Checkpoint
+				rs[i] = *ss.preflight
+				rs[i].Checkpoint = cp
 			}
-			res.Phases = rs
-			return err
-		})
+		}
+		res.Phases = rs
+		return err
+	})
 	if ss != nil {
 		if ss.preflight != nil && len(res.Phases) == 0 {
 			res.Phases = append(res.Phases, *ss.preflight)
@@ -380,12 +390,16 @@ type StatusResult struct {
 	Vault  *phases.ClusterHealth
 	// VaultErr says why Vault's health could not be read.
 	VaultErr error
+	// Warnings did not change the outcome, but the user should know (the VAULT_* environment).
+	Warnings []string
 }
 
-// Status reads the checkpoints and Vault's health. It takes no lock and writes nothing.
+// Status reads the checkpoints and Vault's health. It takes no lock and writes nothing. On an
+// error only the result's Warnings are set.
 func Status(ctx context.Context, c *Configuration) (*StatusResult, error) {
 	out := &StatusResult{}
 	_, err := c.run(ctx, scope{name: "status"}, func(ctx context.Context, ss *session) error {
+		out.Warnings = ss.warnings
 		rows, err := ss.env.PhaseStatuses(ctx)
 		if err != nil {
 			return err
@@ -395,7 +409,7 @@ func Status(ctx context.Context, c *Configuration) (*StatusResult, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return &StatusResult{Warnings: out.Warnings}, err
 	}
 	return out, nil
 }

@@ -124,7 +124,7 @@ func TestUnknownPhaseIsAUsageErrorBeforeConnecting(t *testing.T) {
 			return err
 		},
 		func() error {
-			_, err := Plan(context.Background(), h.cfg, phases.Selection{Skip: []string{"nosuch"}})
+			_, err := Plan(context.Background(), h.cfg, PlanOptions{Selection: phases.Selection{Skip: []string{"nosuch"}}})
 			return err
 		},
 		func() error {
@@ -289,14 +289,55 @@ func TestReleaseErrorIsAWarning(t *testing.T) {
 
 func TestPlanTakesNoLockAndWritesNothing(t *testing.T) {
 	h := newHarness(&fakePhase{name: "preflight", inSync: true}, &fakePhase{name: "kms"})
-	res, err := Plan(context.Background(), h.cfg, phases.Selection{Only: []string{"kms"}})
+	res, err := Plan(context.Background(), h.cfg, PlanOptions{Selection: phases.Selection{Only: []string{"kms"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := statuses(res.Phases); got != "preflight=skipped,kms=would change" || res.Changes != 1 {
+	// Preflight runs first, selected or not, and is reported once.
+	if got := statuses(res.Phases); got != "preflight=up to date,kms=would change" || res.Changes != 1 {
 		t.Fatalf("results: %s", got)
+	}
+	if got := h.rep.String(); got != "start preflight,preflight=up to date,start kms,kms=would change" {
+		t.Fatalf("reported: %s", got)
 	}
 	if w := writes(h.cs); len(w) != 0 {
 		t.Fatalf("plan wrote %v", w)
+	}
+}
+
+// A hanging cluster must show preflight running before anything waits on it: the checkpoints
+// are read only once preflight has passed, and not at all when it failed.
+func TestPlanRunsPreflightBeforeReadingCheckpoints(t *testing.T) {
+	h := newHarness(
+		&fakePhase{name: "preflight", checkErr: phases.Fail("check that the API server is up", "cannot reach the Kubernetes API at https://10.0.0.1:6443: TLS handshake timeout")},
+		&fakePhase{name: "kms"})
+	res, err := Plan(context.Background(), h.cfg, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := statuses(res.Phases); got != "preflight=failed,kms=not run" || res.OK {
+		t.Fatalf("results: %s", got)
+	}
+	if a := h.cs.Actions(); len(a) != 0 {
+		t.Fatalf("plan contacted the cluster after a failed preflight: %v", a)
+	}
+}
+
+// Phases take Prune when they are built: plan --prune must build them with it, so that their
+// Check lists what apply --prune would delete.
+func TestPlanAndApplyBuildThePhasesWithPrune(t *testing.T) {
+	for _, prune := range []bool{false, true} {
+		var last bool // how the phases that ran were built
+		h := newHarness()
+		h.cfg.Phases = func(env *phases.Env) []phases.Phase {
+			last = env.Prune
+			return []phases.Phase{&fakePhase{name: "preflight", inSync: true}, &fakePhase{name: "policies", inSync: true}}
+		}
+		if _, err := Plan(context.Background(), h.cfg, PlanOptions{Prune: prune}); err != nil || last != prune {
+			t.Errorf("plan prune=%v: phases built with Prune %v (%v)", prune, last, err)
+		}
+		if _, err := Apply(context.Background(), h.cfg, ApplyOptions{Prune: prune}); err != nil || last != prune {
+			t.Errorf("apply prune=%v: phases built with Prune %v (%v)", prune, last, err)
+		}
 	}
 }

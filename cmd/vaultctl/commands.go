@@ -47,6 +47,7 @@ func newRootCmd(opts *rootOptions) *cobra.Command {
   vaultctl apply                     # make it so; safe to re-run
   vaultctl apply --non-interactive -o json   # in CI
   vaultctl check k8s/                # CI guard against raw Secrets`,
+		PersistentPreRunE: func(*cobra.Command, []string) error { return checkOutput(opts) },
 	}
 	f := cmd.PersistentFlags()
 	f.StringVarP(&opts.ConfigPath, "config", "c", "vaultctl.yaml", "config file")
@@ -66,6 +67,10 @@ func newRootCmd(opts *rootOptions) *cobra.Command {
 		newCheckCmd(opts),
 		newInitCmd(opts),
 	)
+	// Added now rather than when cobra runs, so that it refuses a mistyped shell like the
+	// other groups do.
+	cmd.InitDefaultCompletionCmd()
+	refuseUnknownSubcommands(cmd)
 	return cmd
 }
 
@@ -76,7 +81,7 @@ func newVersionCmd(opts *rootOptions) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Output == "json" {
-				return writeJSON(opts.stdout, map[string]string{"version": vaultctlVersion()})
+				return writeJSON(opts.stdout, map[string]any{"command": "version", "ok": true, "version": vaultctlVersion()})
 			}
 			_, err := fmt.Fprintln(opts.stdout, "vaultctl", vaultctlVersion())
 			return err

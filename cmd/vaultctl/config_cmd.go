@@ -27,16 +27,12 @@ variables, then flags), and reports every problem at once, each naming the file,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := loadConfig(cmd, opts)
+			warnings := configWarnings(l, err)
 			if opts.Output == "json" {
-				out := map[string]any{"valid": err == nil, "file": opts.ConfigPath}
-				var ve *config.ValidationError
-				if errors.As(err, &ve) {
-					out["errors"] = ve.Problems
-				} else if err != nil {
-					out["errors"] = []config.Problem{{Message: err.Error()}}
-				}
-				if l != nil {
-					out["warnings"] = l.Warnings
+				out := validateResult{Command: commandName(cmd), OK: err == nil, Valid: err == nil, File: opts.ConfigPath,
+					Errors: configProblems(err), Warnings: warnings}
+				if err != nil {
+					out.Error = err.Error()
 				}
 				if werr := writeJSON(opts.stdout, out); werr != nil {
 					return werr
@@ -46,11 +42,13 @@ variables, then flags), and reports every problem at once, each naming the file,
 				}
 				return nil
 			}
+			// Warnings first, errors or not: fixing the errors should not hide them.
+			printWarnings(opts.stderr, warnings)
 			if err != nil {
 				return withCode(exitUsage, err)
 			}
-			printWarnings(opts.stderr, l.Warnings)
-			fmt.Fprintf(opts.stdout, "%s is valid (%d policies, %d roles, %d migration waves)\n", opts.ConfigPath, len(l.Policies), len(l.Roles), len(l.Migration.Waves))
+			fmt.Fprintf(opts.stdout, "%s is valid (%s, %s, %s)\n", opts.ConfigPath,
+				count(len(l.Policies), "policy", "policies"), count(len(l.Roles), "role", "roles"), count(len(l.Migration.Waves), "migration wave", "migration waves"))
 			return nil
 		},
 	})
@@ -80,6 +78,49 @@ func loadConfig(cmd *cobra.Command, opts *rootOptions) (*config.Loaded, error) {
 		"cluster.context":    cmd.Flags().Lookup("context"),
 	}
 	return config.Load(config.LoadOptions{Path: opts.ConfigPath, Environ: os.Environ(), Flags: flags, CheckFiles: true})
+}
+
+// validateResult is the JSON document of config validate.
+type validateResult struct {
+	Command  string           `json:"command"`
+	OK       bool             `json:"ok"`
+	Valid    bool             `json:"valid"`
+	File     string           `json:"file"`
+	Error    string           `json:"error,omitempty"`
+	Errors   []config.Problem `json:"errors,omitempty"`
+	Warnings []config.Problem `json:"warnings"`
+}
+
+// configProblems lists the problems of an invalid config; any other error, as one problem.
+func configProblems(err error) []config.Problem {
+	if err == nil {
+		return nil
+	}
+	var ve *config.ValidationError
+	if errors.As(err, &ve) {
+		return ve.Problems
+	}
+	return []config.Problem{{Message: err.Error()}}
+}
+
+// configWarnings are the config's warnings whether or not it loaded, never nil (JSON shows an
+// array); every command reads them here. config.Load returns them only with a config today:
+// once it also returns them with a *config.ValidationError, read them from err here too.
+func configWarnings(l *config.Loaded, err error) []config.Problem {
+	out := []config.Problem{}
+	if l != nil {
+		out = append(out, l.Warnings...)
+	}
+	return out
+}
+
+// warningStrings renders config warnings for the "warnings" of a command's JSON document.
+func warningStrings(ws []config.Problem) []string {
+	out := make([]string, 0, len(ws))
+	for _, w := range ws {
+		out = append(out, w.String())
+	}
+	return out
 }
 
 func printWarnings(w io.Writer, ws []config.Problem) {

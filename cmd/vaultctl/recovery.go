@@ -30,21 +30,30 @@ the file. With vault.init.pgpKeys the keys are still PGP-encrypted, one per key 
 				return withCode(exitUsage, fmt.Errorf("--out FILE is required; the keys are never printed"))
 			}
 			l, err := loadConfig(cmd, opts)
+			cw := configWarnings(l, err)
+			warnings := warningStrings(cw)
+			if opts.Output != "json" {
+				printWarnings(opts.stderr, cw)
+			}
 			if err != nil {
-				return withCode(exitUsage, err)
+				return withWarnings(exitUsage, err, warnings)
 			}
 			keys, err := action.RecoveryKeys(cmd.Context(), &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)})
 			if err != nil {
-				return withCode(exitFailed, phases.WithHint(err))
+				return withWarnings(exitFailed, phases.WithHint(err), warnings)
 			}
 			b, err := json.MarshalIndent(keys, "", "  ")
 			if err != nil {
-				return withCode(exitFailed, err)
+				return withWarnings(exitFailed, err, warnings)
 			}
 			err = writeNewFile(openNew, out, append(b, '\n'))
 			clear(b)
 			if err != nil {
-				return withCode(exitFailed, err)
+				return withWarnings(exitFailed, err, warnings)
+			}
+			if opts.Output == "json" {
+				// Where they went and how many, never the keys.
+				return writeJSON(opts.stdout, map[string]any{"command": commandName(cmd), "ok": true, "file": out, "keys": len(keys.Keys), "threshold": keys.Threshold, "warnings": warnings})
 			}
 			fmt.Fprintf(opts.stdout, "wrote %d recovery keys (threshold %d) to %s (mode 0600); delete it when done\n", len(keys.Keys), keys.Threshold, out)
 			return nil

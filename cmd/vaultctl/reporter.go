@@ -44,7 +44,7 @@ func (r *reporter) progress(line string) {
 
 func newReporter(opts *rootOptions, apply bool) *reporter {
 	r := &reporter{w: opts.stdout, quiet: opts.Output == "json", apply: apply}
-	if f, ok := opts.stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) && os.Getenv("CI") == "" {
+	if f, ok := opts.terminal.(*os.File); ok && term.IsTerminal(int(f.Fd())) && os.Getenv("CI") == "" {
 		r.tty = true
 	}
 	return r
