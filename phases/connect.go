@@ -66,6 +66,9 @@ func Connect(ctx context.Context, cfg *config.Config) (*Env, error) {
 		}
 		env.Warnings = append(env.Warnings, warnings...)
 		s.FallbackToken = token
+		// VAULT_ADDR filled in an empty vault.address: it is the config's value from here on, so
+		// the phases that hand it on (the injector's externalVaultAddr) and their inputs see it.
+		cfg.Vault.Address = ep.Address
 		s.Locate = func(context.Context) (vault.Endpoint, error) { return ep, nil }
 	} else {
 		// The port-forward lives until the run closes.

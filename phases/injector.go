@@ -3,7 +3,6 @@ package phases
 import (
 	"context"
 	"fmt"
-	"os"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -39,7 +38,7 @@ type InjectorInputs struct {
 	Images    config.Images
 	Namespace string
 	TLSSecret string // CA source in-cluster
-	CACert    string // CA source for an external Vault
+	CACert    string // CA source for an external Vault (else VAULT_CACERT, read live)
 	Chart     string // embedded chart version
 }
 
@@ -69,14 +68,12 @@ func (p *Injector) Inputs() any { return p.In }
 // caPEM is the CA injected agents trust to reach Vault. It is public.
 func (p *Injector) caPEM(ctx context.Context) ([]byte, error) {
 	if p.In.External {
-		if p.In.CACert == "" {
-			return nil, nil
-		}
-		b, err := os.ReadFile(p.In.CACert)
+		// The CA the session trusts: vault.tls.caCert (a file or inline PEM), else VAULT_CACERT.
+		ep, err := p.Vault.Endpoint(ctx)
 		if err != nil {
-			return nil, Fail("vault.tls.caCert must be a readable PEM file", "reading %s: %v", p.In.CACert, err)
+			return nil, err
 		}
-		return b, nil
+		return ep.CAPEM, nil
 	}
 	s, err := p.Kube.CoreV1().Secrets(p.In.Namespace).Get(ctx, p.In.TLSSecret, metav1.GetOptions{})
 	if err != nil {

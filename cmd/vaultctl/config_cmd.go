@@ -111,6 +111,11 @@ func configWarnings(l *config.Loaded, err error) []config.Problem {
 	if l != nil {
 		out = append(out, l.Warnings...)
 	}
+	// An invalid config still carries its warnings: show them beside the errors.
+	var ve *config.ValidationError
+	if errors.As(err, &ve) {
+		out = append(out, ve.Warnings...)
+	}
 	return out
 }
 
