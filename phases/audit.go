@@ -72,7 +72,7 @@ func (p *Audit) observe(ctx context.Context) ([]step, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return steps, append([]string{plural.S(len(want), "audit device")+": "+strings.Join(want, ", ")}, facts...), nil
+	return steps, append([]string{plural.S(len(want), "audit device") + ": " + strings.Join(want, ", ")}, facts...), nil
 }
 
 func ensureAudit(v vault.Audit, live map[string]vault.AuditDevice, d config.AuditDevice) *step {

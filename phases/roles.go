@@ -73,7 +73,7 @@ func (p *Roles) observe(ctx context.Context) ([]step, []string, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return steps, append([]string{plural.S(len(want), "role")+" on auth/"+mount}, facts...), nil
+	return steps, append([]string{plural.S(len(want), "role") + " on auth/" + mount}, facts...), nil
 }
 
 // ensureRole returns a step when the Kubernetes auth role differs from want on any key in want.
