@@ -172,7 +172,8 @@ func TestInitTerminalEndToEnd(t *testing.T) {
 	if w := cfg.Migration.Waves; len(w) != 3 || !slices.Equal(w[2].Namespaces, []string{"payments", "shop"}) {
 		t.Errorf("waves = %+v", w)
 	}
-	if len(cfg.NetworkPolicies.AllowedClients) != 4 || cfg.Vault.Init.RecoveryKeysFile != "vault-recovery-keys.enc" {
+	if len(cfg.NetworkPolicies.AllowedClients) != 4 || cfg.Vault.Init.RecoveryKeysFile != filepath.Join(filepath.Dir(path), "vault-recovery-keys.enc") {
+		// A relative path in the file resolves against the file's directory.
 		t.Errorf("unexpected config: %+v %+v", cfg.NetworkPolicies, cfg.Vault.Init)
 	}
 	data, _ := os.ReadFile(path)
