@@ -15,6 +15,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	authv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/vaultctl/vaultctl/config"
@@ -30,6 +31,8 @@ type Preflight struct {
 	KubeHost string
 	KMS      KMSHandle
 	Vault    *Session
+	// ClusterTimeout bounds the wait for the API server's version (default 30s).
+	ClusterTimeout time.Duration
 }
 
 // PreflightInputs is what preflight reads of the config.
@@ -85,12 +88,34 @@ func (p *Preflight) cluster(ctx context.Context) (string, error) {
 	if p.Kube == nil {
 		return "", Fail("pass --kubeconfig/--context or set cluster.kubeconfig", "no Kubernetes connection")
 	}
-	v, err := p.Kube.Discovery().ServerVersion()
-	if err != nil {
-		return "", Fail("check --kubeconfig, --context and that the API server is up ("+p.KubeHost+")",
-			"cannot reach the Kubernetes API at %s: %v", p.KubeHost, err)
+	// ServerVersion takes no context: an API server that accepts the connection and never
+	// answers would hold the run forever, so the wait is bounded here.
+	type answer struct {
+		v   *version.Info
+		err error
 	}
-	return "Kubernetes " + v.GitVersion, nil
+	got := make(chan answer, 1)
+	go func() {
+		v, err := p.Kube.Discovery().ServerVersion()
+		got <- answer{v, err}
+	}()
+	timeout := p.ClusterTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	select {
+	case a := <-got:
+		if a.err != nil {
+			return "", Fail("check --kubeconfig, --context and that the API server is up ("+p.KubeHost+")",
+				"cannot reach the Kubernetes API at %s: %v", p.KubeHost, a.err)
+		}
+		return "Kubernetes " + a.v.GitVersion, nil
+	case <-time.After(timeout):
+		return "", Fail("check that "+p.KubeHost+" is the API server and that nothing between you and it holds connections open (a proxy, a firewall)",
+			"the Kubernetes API at %s accepted the connection but did not answer within %s", p.KubeHost, timeout)
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
 }
 
 // requiredAccess lists what later phases do; checked up front so a run never stops half-way on

@@ -11,6 +11,9 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	fakediscovery "k8s.io/client-go/discovery/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/vaultctl/vaultctl/charts"
 	"github.com/vaultctl/vaultctl/config"
@@ -379,5 +382,21 @@ func TestNetworkPoliciesApplyOnceAndPrune(t *testing.T) {
 	r.apply("network-policies")
 	if d := r.check("network-policies"); !d.Empty() {
 		t.Fatalf("second plan: %s", changesOf(d))
+	}
+}
+
+func TestPreflightBoundsTheWaitForASilentAPIServer(t *testing.T) {
+	r := newRig(t, nil)
+	hold := make(chan struct{})
+	defer close(hold)
+	r.kube.Discovery().(*fakediscovery.FakeDiscovery).PrependReactor("get", "version", func(k8stesting.Action) (bool, runtime.Object, error) {
+		<-hold // an API server that never answers
+		return true, nil, nil
+	})
+	p := r.phase("preflight").(*Preflight)
+	p.ClusterTimeout = 50 * time.Millisecond
+	_, err := p.Check(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "accepted the connection but did not answer within 50ms") {
+		t.Fatalf("want a bounded wait, got %v", err)
 	}
 }
