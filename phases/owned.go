@@ -56,15 +56,18 @@ func (s ownedSet) observe(ctx context.Context) ([]step, []string, error) {
 	}
 	var facts []string
 	dropped := minus(owned, s.want)
+	// Marks matter only to a delete: without --prune, dropped objects stay recorded unread, so
+	// a config that dropped many costs no extra reads on every run.
+	checkMarks := s.marked != nil && s.prune
 	marks := make([]bool, len(dropped))
-	if s.marked != nil {
+	if checkMarks {
 		if marks, err = forEach(ctx, dropped, s.marked); err != nil {
 			return nil, nil, err
 		}
 	}
 	var waiting, foreign []string
 	for i, name := range dropped {
-		if s.marked != nil && !marks[i] {
+		if checkMarks && !marks[i] {
 			// Listed as ours but not marked as ours in Vault: gone already, rewritten by a
 			// person, or listed by someone else. Never delete it; stop claiming it.
 			foreign = append(foreign, name)
