@@ -28,6 +28,15 @@ import (
 // policy, two file audit devices on the pods' audit volumes.
 func writeInClusterConfig(t *testing.T, path, ns string, keepRoot bool) {
 	t.Helper()
+	writeInClusterConfigWith(t, path, ns, keepRoot, inClusterExtras{})
+}
+
+// inClusterExtras are entries added to writeInClusterConfig's: more roles and audit devices
+// (YAML list items, indented as the lists) and whole top-level sections.
+type inClusterExtras struct{ Roles, AuditDevices, Sections string }
+
+func writeInClusterConfigWith(t *testing.T, path, ns string, keepRoot bool, x inClusterExtras) {
+	t.Helper()
 	cfg := fmt.Sprintf(`apiVersion: vaultctl.io/v1alpha1
 kind: Platform
 cluster:
@@ -49,11 +58,11 @@ vault:
     keepRootToken: %[6]t
 kubernetesAuth:
   host: %[7]s
-`+articlePolicies+articleRoles+`audit:
+`+articlePolicies+articleRoles+x.Roles+`audit:
   devices:
     - {path: file, type: file, options: {file_path: /vault/audit/audit.log}}
     - {path: file-backup, type: file, options: {file_path: /vault/audit/audit-backup.log}}
-`, sb.Kubeconfig, ns, sb.KMSRegion, sb.KMSKeyAlias, sb.KMSEndpoint, keepRoot, sb.APIServerURL)
+`+x.AuditDevices+x.Sections, sb.Kubeconfig, ns, sb.KMSRegion, sb.KMSKeyAlias, sb.KMSEndpoint, keepRoot, sb.APIServerURL)
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +248,8 @@ func TestInClusterVaultInstallAndIdempotence(t *testing.T) {
 // TestInClusterApplyKilledAfterInitializeLosesNothing kills vaultctl the moment the recovery
 // keys land in custody, re-runs it, and checks that the re-run takes the dead run's lock over at
 // once, does not initialize Vault twice and loses no key; with keepRootToken the custody also
-// holds the root token, so the scan covers it too.
+// holds the root token, so the scan covers it too. The installation then serves the CLI prune
+// test (it carries one extra role, audit device and allowed client to drop).
 func TestInClusterApplyKilledAfterInitializeLosesNothing(t *testing.T) {
 	const ns = "vault-ic-kill"
 	cs := kube(t)
@@ -247,12 +257,14 @@ func TestInClusterApplyKilledAfterInitializeLosesNothing(t *testing.T) {
 	claimPVs(t, cs, ns, inClusterClaims())
 	t.Cleanup(func() { deleteNamespace(t, cs, ns) })
 	cfgPath := filepath.Join(t.TempDir(), "vaultctl.yaml")
-	writeInClusterConfig(t, cfgPath, ns, true)
+	writeConfig := func(dropped bool) { writeInClusterConfigWith(t, cfgPath, ns, true, pruneExtras(dropped)) }
+	prepareClientNamespaces(t, cs, ns)
+	writeConfig(false)
 
 	killed := applyKilledAtCustody(t, cfgPath, ns, 4*time.Minute)
 	// No fallback: a lock the re-run cannot take over at once fails the test (README: a holder
 	// that died on the same machine is taken over at once).
-	rerunAfterKill(t, cfgPath, killed, "kubernetes-auth", "bootstrap", "policies", "roles", "audit")
+	rerunAfterKill(t, cfgPath, killed, "kubernetes-auth", "bootstrap", "policies", "roles", "network-policies", "audit")
 	s, err := cs.CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
 	if err != nil || !bytes.Equal(s.Data["recovery-keys.enc"], killed.Custody["recovery-keys.enc"]) {
 		t.Fatalf("recovery keys changed or vanished after the re-run: %v", err)
@@ -272,4 +284,8 @@ func TestInClusterApplyKilledAfterInitializeLosesNothing(t *testing.T) {
 		t.Errorf("after the re-run: want 3 healthy voters:\n%s", r)
 	}
 	scanForSecrets(t, ns, append(keys, root))
+
+	t.Run("apply --prune deletes only what vaultctl created and the config dropped", func(t *testing.T) {
+		testPruneThroughCLI(t, cfgPath, ns, vc, writeConfig)
+	})
 }
