@@ -4,7 +4,8 @@ package e2e
 // nothing here checks traffic: it checks that the API server accepts the objects, that server-side
 // apply converges (a second apply writes nothing), that the live objects are the golden files,
 // and that prune removes only what vaultctl owns. Which flows the policies allow is tested with
-// the package's evaluator.
+// the package's evaluator. The same through `vaultctl apply [--prune]` with a networkPolicies
+// section: testPruneThroughCLI (prune_test.go).
 
 import (
 	"bytes"

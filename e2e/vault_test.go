@@ -15,8 +15,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -345,60 +345,65 @@ func TestExternalVaultInstallAccessAndIdempotence(t *testing.T) {
 }
 
 // TestApplyKilledAfterInitializeLosesNothing kills vaultctl the moment the recovery keys land
-// in custody, re-runs it, and checks that Vault is not initialized twice and the keys are the
-// ones first stored. With keepRootToken the root token stays KMS-encrypted in custody, which
-// lets this test know it and scan everything vaultctl produced for it and for the keys.
+// in custody, on the default path (keepRootToken false), re-runs it, and checks that Vault is
+// not initialized twice, the keys are the ones first stored, and the re-run resumed with the
+// root token the killed run left in custody and revoked it (README: "A run killed in between
+// resumes with it and revokes it"). The test opens custody before the re-run to learn that
+// token, so it can check the revocation and scan everything vaultctl produced for it.
 func TestApplyKilledAfterInitializeLosesNothing(t *testing.T) {
 	vc := startVaultCluster(t)
 	const ns = "vault-kill"
 	cfgPath := filepath.Join(t.TempDir(), "vaultctl.yaml")
 	auditDir := t.TempDir()
-	writeExternalConfig(t, cfgPath, externalConfig{Namespace: ns, Addr: vc.Addrs[0], AuditDir: auditDir, KeepRoot: true})
+	writeExternalConfig(t, cfgPath, externalConfig{Namespace: ns, Addr: vc.Addrs[0], AuditDir: auditDir})
 	ctx := context.Background()
 
-	cmd := exec.Command(vaultctlBinary(t), "apply", "-c", cfgPath)
-	cmd.Env = append(append(os.Environ(), sb.Env()...), "CI=true")
-	var killedOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &killedOut, &killedOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var stored []byte
-	eventually(t, 2*time.Minute, "custody Secret written", func() error {
-		s, err := kube(t).CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		stored = s.Data["recovery-keys.enc"]
-		return nil
-	})
-	cmd.Process.Signal(syscall.SIGKILL)
-	cmd.Wait()
-	recordOutput(killedOut.String())
-
-	rerun := vaultctl(t, "apply", "-c", cfgPath, "-o", "json")
-	out := parseRun(t, rerun)
-	if !out.OK {
-		t.Fatalf("re-run after kill failed:\n%s", rerun)
-	}
-	if statusOf(out)["initialize"] != "up to date" {
-		t.Fatalf("re-run re-initialized: initialize = %q", statusOf(out)["initialize"])
-	}
-	s, err := kube(t).CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
-	if err != nil || !bytes.Equal(s.Data["recovery-keys.enc"], stored) {
-		t.Fatalf("recovery keys changed or vanished after the re-run: %v", err)
-	}
-
-	keys, root := openCustody(t, s.Data)
+	killed := applyKilledAtCustody(t, cfgPath, ns, 2*time.Minute)
+	keys, root := openCustody(t, killed.Custody)
 	if len(keys) != 3 || root == "" {
-		t.Fatalf("custody holds %d keys, root token set=%v", len(keys), root != "")
+		t.Fatalf("custody after the kill holds %d keys, root token set=%v; want 3 keys and the pending root token", len(keys), root != "")
 	}
-	// The custody copy is the real thing: the root token works.
+	// Killed before bootstrap revoked it: the pending root token is live.
 	rc := vaultClient(t, vc.Addrs[0])
 	rc.SetToken(root)
 	if _, err := rc.Auth().Token().LookupSelf(); err != nil {
-		t.Fatalf("root token from custody does not work: %v", err)
+		t.Fatalf("the root token pending in custody does not work before the re-run: %v", err)
 	}
+
+	out := rerunAfterKill(t, cfgPath, killed, "kubernetes-auth", "bootstrap", "injector", "policies", "roles", "audit")
+	if !out.hasChange("bootstrap", phases.Delete, "initial root token") {
+		t.Errorf("the re-run's bootstrap did not revoke the initial root token: %+v", out.phase("bootstrap").Changes)
+	}
+	if _, err := rc.Auth().Token().LookupSelf(); !isForbidden(err) {
+		t.Fatalf("after the re-run a lookup with the initial root token = %v, want 403 (revoked)", err)
+	}
+	s, err := kube(t).CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
+	if err != nil || !bytes.Equal(s.Data["recovery-keys.enc"], killed.Custody["recovery-keys.enc"]) {
+		t.Fatalf("recovery keys changed or vanished after the re-run: %v", err)
+	}
+	if _, ok := s.Data["pending-root-token.enc"]; ok {
+		t.Errorf("custody still holds the revoked root token: %v", keysOf(s.Data))
+	}
+	if again, _ := openCustody(t, s.Data); !slices.Equal(again, keys) {
+		t.Errorf("custody opens to other recovery keys after the re-run")
+	}
+
+	// A run killed between the revoke and the drop leaves the dead token in custody: put the
+	// killed run's envelope back to make that state, and the next apply must drop it, not fail.
+	s.Data["pending-root-token.enc"] = killed.Custody["pending-root-token.enc"]
+	if _, err := kube(t).CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if dead := parseApply(t, vaultctl(t, "apply", "-c", cfgPath, "-o", "json")); !dead.OK || dead.Changes != 0 {
+		t.Fatalf("apply with a revoked root token in custody: %+v", dead)
+	}
+	if s, err = kube(t).CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Data["pending-root-token.enc"]; ok {
+		t.Errorf("apply left the revoked root token in custody: %v", keysOf(s.Data))
+	}
+
 	vaultctl(t, "status", "-c", cfgPath)
 	// The operator's way back: the keys land in a 0600 file, never on stdout.
 	keyFile := filepath.Join(t.TempDir(), "recovery.json")
@@ -412,5 +417,6 @@ func TestApplyKilledAfterInitializeLosesNothing(t *testing.T) {
 	if b, _ := os.ReadFile(keyFile); !bytes.Contains(b, []byte(keys[0])) {
 		t.Fatal("the written file does not hold the recovery keys")
 	}
+	// The revoked root token must not have leaked either.
 	scanForSecrets(t, ns, append(keys, root))
 }
