@@ -266,7 +266,7 @@ func parse(podAnnotations map[string]string, d Defaults, pod *corev1.Pod) (*Agen
 }
 
 // applyDefaults fills in what the pod does not set, as vault-k8s annotations.go Init does before
-// anything reads the annotations; only the defaults that change what is built are kept.
+// anything reads the annotations: each default that something here reads.
 func applyDefaults(ann annotations, d Defaults) error {
 	// Init's own checks, in its order.
 	if d.Address == "" {
