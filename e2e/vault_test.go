@@ -412,5 +412,5 @@ func TestApplyKilledAfterInitializeLosesNothing(t *testing.T) {
 	if b, _ := os.ReadFile(keyFile); !bytes.Contains(b, []byte(keys[0])) {
 		t.Fatal("the written file does not hold the recovery keys")
 	}
-	scanForSecrets(t, ns, append(keys, root))
+	scanForSecrets(t, ns, append(keys, root), externalVault(vc, auditDir))
 }
