@@ -124,10 +124,18 @@ func TestExternalVaultInstallAccessAndIdempotence(t *testing.T) {
 		t.Fatalf("plan on an empty Vault should propose init and exit 3:\n%s", plan)
 	}
 
+	rootToken := watchRootToken(t, ns)
 	first := vaultctl(t, "apply", "-c", cfgPath, "-o", "json")
 	out := parseRun(t, first)
 	if !out.OK {
 		t.Fatalf("apply from empty failed:\n%s", first)
+	}
+	// The default path: bootstrap revoked the initial root token, so Vault refuses it.
+	root := rootToken()
+	rc := vaultClient(t, vc.Addrs[0])
+	rc.SetToken(root)
+	if _, err := rc.Auth().Token().LookupSelf(); !isForbidden(err) {
+		t.Errorf("the initial root token still works after apply (lookup-self: %v), want 403", err)
 	}
 	st := statusOf(out)
 	if st["server"] != "up to date" {
@@ -164,6 +172,10 @@ func TestExternalVaultInstallAccessAndIdempotence(t *testing.T) {
 	}
 	if len(sec.Data["recovery-keys.enc"]) == 0 || len(sec.Data["pending-root-token.enc"]) != 0 {
 		t.Fatalf("custody Secret keys: %v", keysOf(sec.Data))
+	}
+	keys, _ := openCustody(t, sec.Data)
+	if len(keys) != 3 {
+		t.Fatalf("custody holds %d recovery keys, want 3", len(keys))
 	}
 
 	second := parseRun(t, vaultctl(t, "apply", "-c", cfgPath, "-o", "json"))
@@ -341,6 +353,12 @@ func TestExternalVaultInstallAccessAndIdempotence(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	// Last, once every command of this test has run: neither the recovery keys nor the revoked
+	// root token are anywhere vaultctl's runs or this Vault could have written them.
+	t.Run("no recovery key or root token leaks", func(t *testing.T) {
+		scanForSecrets(t, ns, append(keys, root), externalVault(vc, auditDir))
 	})
 }
 
