@@ -120,12 +120,14 @@ func TestInClusterVaultInstallAndIdempotence(t *testing.T) {
 	writeInClusterConfig(t, cfgPath, ns, false)
 
 	t0 := time.Now()
+	rootToken := watchRootToken(t, ns)
 	first := vaultctl(t, "apply", "-c", cfgPath, "-o", "json")
 	out := parseRun(t, first)
 	if !out.OK {
 		t.Fatalf("apply from empty failed:\n%s", first)
 	}
 	t.Logf("apply from empty: %s", time.Since(t0).Round(100*time.Millisecond))
+	root := rootToken()
 	st := statusOf(out)
 	for _, p := range []string{"tls", "server", "initialize", "kubernetes-auth", "bootstrap", "policies", "roles", "audit"} {
 		if st[p] != "changed" {
@@ -144,6 +146,12 @@ func TestInClusterVaultInstallAndIdempotence(t *testing.T) {
 		if err != nil || !h.Initialized || h.Sealed {
 			t.Fatalf("%s not initialized+unsealed: %+v %v", pod, h, err)
 		}
+	}
+	// The default path: bootstrap revoked the initial root token, so Vault refuses it.
+	rc := portForwardVault(t, ns, "vault-0", ca)
+	rc.SetToken(root)
+	if _, err := rc.Auth().Token().LookupSelf(); !isForbidden(err) {
+		t.Errorf("the initial root token still works after apply (lookup-self: %v), want 403", err)
 	}
 	health, r := statusJSON(t, cfgPath)
 	if r.Code != 0 || !health.Healthy || health.Voters != 3 || health.Leader == "" {
@@ -232,16 +240,16 @@ func TestInClusterVaultInstallAndIdempotence(t *testing.T) {
 		}
 	})
 
-	t.Run("no recovery key leaks", func(t *testing.T) {
+	t.Run("no recovery key or root token leaks", func(t *testing.T) {
 		sec, err := cs.CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		keys, root := openCustody(t, sec.Data)
-		if len(keys) != 3 || root != "" {
-			t.Fatalf("custody holds %d keys and a root token (%v); want 3 keys and no root token", len(keys), root != "")
+		keys, kept := openCustody(t, sec.Data)
+		if len(keys) != 3 || kept != "" {
+			t.Fatalf("custody holds %d keys and a root token (%v); want 3 keys and no root token", len(keys), kept != "")
 		}
-		scanForSecrets(t, ns, keys)
+		scanForSecrets(t, ns, append(keys, root))
 	})
 }
 

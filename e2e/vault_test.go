@@ -124,10 +124,18 @@ func TestExternalVaultInstallAccessAndIdempotence(t *testing.T) {
 		t.Fatalf("plan on an empty Vault should propose init and exit 3:\n%s", plan)
 	}
 
+	rootToken := watchRootToken(t, ns)
 	first := vaultctl(t, "apply", "-c", cfgPath, "-o", "json")
 	out := parseRun(t, first)
 	if !out.OK {
 		t.Fatalf("apply from empty failed:\n%s", first)
+	}
+	// The default path: bootstrap revoked the initial root token, so Vault refuses it.
+	root := rootToken()
+	rc := vaultClient(t, vc.Addrs[0])
+	rc.SetToken(root)
+	if _, err := rc.Auth().Token().LookupSelf(); !isForbidden(err) {
+		t.Errorf("the initial root token still works after apply (lookup-self: %v), want 403", err)
 	}
 	st := statusOf(out)
 	if st["server"] != "up to date" {
@@ -164,6 +172,10 @@ func TestExternalVaultInstallAccessAndIdempotence(t *testing.T) {
 	}
 	if len(sec.Data["recovery-keys.enc"]) == 0 || len(sec.Data["pending-root-token.enc"]) != 0 {
 		t.Fatalf("custody Secret keys: %v", keysOf(sec.Data))
+	}
+	keys, _ := openCustody(t, sec.Data)
+	if len(keys) != 3 {
+		t.Fatalf("custody holds %d recovery keys, want 3", len(keys))
 	}
 
 	second := parseRun(t, vaultctl(t, "apply", "-c", cfgPath, "-o", "json"))
@@ -239,17 +251,29 @@ func TestExternalVaultInstallAccessAndIdempotence(t *testing.T) {
 			}
 		}
 
-		// Both audit devices saw the read, with the value HMAC'd.
+		// Both audit devices logged the response to the read, its values HMAC'd. Client tokens
+		// are always HMAC'd, so "hmac-sha256:" somewhere in the file proves nothing: the
+		// response record itself must be there, and every value of the secret in it HMAC'd.
 		for _, f := range []string{"audit.log", "audit-backup.log"} {
 			b, err := os.ReadFile(filepath.Join(auditDir, f))
 			if err != nil {
 				t.Fatalf("audit device %s: %v", f, err)
 			}
-			if !bytes.Contains(b, []byte(`"path":"secret/data/production/db-credentials"`)) {
-				t.Errorf("%s has no record of the read", f)
+			values, err := auditedReadResponse(b, "secret/data/production/db-credentials")
+			if err != nil {
+				t.Errorf("%s: %v", f, err)
+				continue
 			}
-			if bytes.Contains(b, []byte("pw-production-db-credentials")) || !bytes.Contains(b, []byte(`hmac-sha256:`)) {
-				t.Errorf("%s must hold HMAC'd values only", f)
+			if _, ok := values["password"]; !ok {
+				t.Errorf("%s: the response record of the read has no password field (fields: %v)", f, sortedKeys(values))
+			}
+			for k, v := range values {
+				if s, ok := v.(string); !ok || !strings.HasPrefix(s, "hmac-sha256:") {
+					t.Errorf("%s: response.data.data.%s of the read is not HMAC'd", f, k)
+				}
+			}
+			if bytes.Contains(b, []byte("pw-production-db-credentials")) {
+				t.Errorf("%s holds the secret's plaintext", f)
 			}
 		}
 	})
@@ -342,6 +366,48 @@ func TestExternalVaultInstallAccessAndIdempotence(t *testing.T) {
 			return nil
 		})
 	})
+
+	// Last, once every command of this test has run: neither the recovery keys nor the revoked
+	// root token are anywhere vaultctl's runs or this Vault could have written them.
+	t.Run("no recovery key or root token leaks", func(t *testing.T) {
+		scanForSecrets(t, ns, append(keys, root), externalVault(vc, auditDir))
+	})
+}
+
+// auditedReadResponse finds, in a file audit device's log, the response record of a successful
+// KV v2 read of path and returns its response.data.data.
+func auditedReadResponse(log []byte, path string) (map[string]any, error) {
+	var requests int
+	for _, line := range bytes.Split(log, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var rec struct {
+			Type    string `json:"type"`
+			Error   string `json:"error"`
+			Request struct {
+				Path      string `json:"path"`
+				Operation string `json:"operation"`
+			} `json:"request"`
+			Response struct {
+				Data map[string]any `json:"data"`
+			} `json:"response"`
+		}
+		if err := json.Unmarshal(line, &rec); err != nil {
+			return nil, fmt.Errorf("an audit record is not JSON: %v", err)
+		}
+		if rec.Request.Path != path || rec.Request.Operation != "read" {
+			continue
+		}
+		if rec.Type == "request" {
+			requests++
+			continue
+		}
+		if data, ok := rec.Response.Data["data"].(map[string]any); rec.Type == "response" && rec.Error == "" && ok && len(data) > 0 {
+			return data, nil
+		}
+	}
+	return nil, fmt.Errorf("no response record with data for a read of %s (%d request records)", path, requests)
 }
 
 // TestApplyKilledAfterInitializeLosesNothing kills vaultctl the moment the recovery keys land
@@ -418,5 +484,5 @@ func TestApplyKilledAfterInitializeLosesNothing(t *testing.T) {
 		t.Fatal("the written file does not hold the recovery keys")
 	}
 	// The revoked root token must not have leaked either.
-	scanForSecrets(t, ns, append(keys, root))
+	scanForSecrets(t, ns, append(keys, root), externalVault(vc, auditDir))
 }
