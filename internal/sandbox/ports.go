@@ -55,14 +55,20 @@ type portSet struct {
 	mu    sync.Mutex
 	ports map[string]int
 	held  map[string]net.Listener
+	// fixed names the ports recorded by a stopped sandbox: they cannot move (Raft and etcd keep
+	// their peers' addresses in their data).
+	fixed  map[string]bool
+	lo, hi int
+	// lost holds ports found taken after they were chosen: never chosen again by this set.
+	lost map[int]bool
 }
 
 // reservePorts reserves one loopback port per name. A name found in prefer gets that exact port
 // (a restarted sandbox must keep its ports: Raft remembers its peers' addresses); the error
 // then names the busy port.
 func reservePorts(names []string, prefer map[string]int) (*portSet, error) {
-	ps := &portSet{ports: map[string]int{}, held: map[string]net.Listener{}}
 	lo, hi := portRange(ephemeralStart())
+	ps := &portSet{ports: map[string]int{}, held: map[string]net.Listener{}, fixed: map[string]bool{}, lo: lo, hi: hi, lost: map[int]bool{}}
 	used := map[int]bool{}
 	for _, name := range names {
 		if p, ok := prefer[name]; ok && p > 0 {
@@ -71,7 +77,7 @@ func reservePorts(names []string, prefer map[string]int) (*portSet, error) {
 				ps.releaseAll()
 				return nil, fmt.Errorf("port %d of %s (recorded in the state file) is in use: %w", p, name, err)
 			}
-			ps.ports[name], ps.held[name], used[p] = p, l, true
+			ps.ports[name], ps.held[name], used[p], ps.fixed[name] = p, l, true, true
 			continue
 		}
 		l, p, err := listenRandom(lo, hi, used)
@@ -98,6 +104,43 @@ func listenRandom(lo, hi int, used map[int]bool) (net.Listener, int, error) {
 		lastErr = err
 	}
 	return nil, 0, lastErr
+}
+
+// move gives each of names a fresh port, held until the owner starts again, after the owner
+// found its port taken by another program. Recorded (fixed) ports cannot move: nothing moves then.
+func (ps *portSet) move(names ...string) (map[string]int, error) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for _, n := range names {
+		if ps.fixed[n] {
+			return nil, fmt.Errorf("port %d of %s is recorded in the state file and cannot move (run `vaultctl-sandbox down --purge` to start over on new ports)", ps.ports[n], n)
+		}
+	}
+	used := map[int]bool{}
+	for p := range ps.lost {
+		used[p] = true
+	}
+	for _, p := range ps.ports {
+		used[p] = true
+	}
+	moved := map[string]int{}
+	for _, n := range names {
+		old, ok := ps.ports[n]
+		if !ok {
+			continue
+		}
+		if l, ok := ps.held[n]; ok {
+			l.Close()
+			delete(ps.held, n)
+		}
+		l, p, err := listenRandom(ps.lo, ps.hi, used)
+		if err != nil {
+			return nil, fmt.Errorf("no free loopback port for %s: %w", n, err)
+		}
+		ps.lost[old] = true
+		ps.ports[n], ps.held[n], used[p], moved[n] = p, l, true, p
+	}
+	return moved, nil
 }
 
 // port returns the reserved port of name (0 if none).

@@ -429,9 +429,9 @@ func TestKwokObjects(t *testing.T) {
 }
 
 // TestMain lets the pod-setup tests re-execute this binary as a pod process (and as the helper
-// that starts one in its own namespace).
+// that starts one in its own namespace), and the port tests as a component that listens.
 func TestMain(m *testing.M) {
-	if nsHelperMain() || RunnerMain() {
+	if nsHelperMain() || RunnerMain() || listenHelperMain() {
 		return
 	}
 	os.Exit(m.Run())
