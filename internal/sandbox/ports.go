@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 )
 
 // Ports are chosen below the kernel's ephemeral range: a port the kernel hands out for bind(0)
@@ -150,15 +152,45 @@ func (ps *portSet) port(name string) int {
 	return ps.ports[name]
 }
 
-// release closes the placeholder listener right before the owner binds the port.
+// release closes the placeholder listeners right before their owner binds the ports, and waits
+// until each port is bindable. Closing is not enough: a process forked by this one at that
+// moment (another component starting) holds a copy of every descriptor until its exec, so the
+// socket may outlive Close long enough for the owner's bind to fail with EADDRINUSE.
 func (ps *portSet) release(names ...string) {
 	ps.mu.Lock()
-	defer ps.mu.Unlock()
+	var ports []int
 	for _, n := range names {
 		if l, ok := ps.held[n]; ok {
 			l.Close()
 			delete(ps.held, n)
+			ports = append(ports, ps.ports[n])
 		}
+	}
+	ps.mu.Unlock()
+	for _, p := range ports {
+		// A port still busy after the wait is another program's: the owner's start fails and
+		// retryOnTakenPort moves it.
+		_ = waitBindable(p, 2*time.Second)
+	}
+}
+
+// waitBindable polls until 127.0.0.1:port can be bound. Each probe listener lives under
+// syscall.ForkLock held for reading, so no fork copies it: once a probe binds and closes, no
+// descriptor of the port is left anywhere in this process or its children.
+func waitBindable(port int, timeout time.Duration) error {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	deadline := time.Now().Add(timeout)
+	for {
+		syscall.ForkLock.RLock()
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			l.Close()
+		}
+		syscall.ForkLock.RUnlock()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -333,5 +334,48 @@ func TestKMSComesUpWhenItsPortIsTakenBeforeItStarts(t *testing.T) {
 	}
 	if err := kmsHealthy(ctx, u.s.KMSEndpoint, u.s.KMSRegion, u.s.KMSKeyAlias); err != nil {
 		t.Errorf("kms on its new port: %v", err)
+	}
+}
+
+// A port released while this process forks (another component starting at that moment) is
+// bindable as soon as release returns: a forked child's copy of the placeholder would otherwise
+// keep the port busy until that child's exec, and the owner's bind would fail.
+func TestReleasedPortIsBindableWhileForking(t *testing.T) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = exec.Command("/bin/true").Run()
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(stop)
+	const n = 1500
+	busy := 0
+	for range n {
+		ps, err := reservePorts([]string{"p"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps.release("p")
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(ps.port("p"))))
+		if err != nil {
+			busy++
+		} else {
+			l.Close()
+		}
+		ps.releaseAll()
+	}
+	if busy > 0 {
+		t.Errorf("%d of %d released ports were still busy right after release", busy, n)
 	}
 }
