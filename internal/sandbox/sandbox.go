@@ -51,20 +51,21 @@ type Options struct {
 
 // Defaults and fixed names of the sandbox.
 const (
-	DefaultKMSRegion = "us-east-1"
-	KMSKeyAlias      = "alias/vault-unseal-key"
-	DefaultPGBinDir  = "/usr/lib/postgresql/15/bin"
-	ToolsDirEnv      = "VAULTCTL_TOOLS_DIR"
-	SandboxDirEnv    = "VAULTCTL_SANDBOX_DIR"
-	defaultReadyWait = 2 * time.Minute
-	// portAttempts bounds how often a component is started on fresh ports after finding one
-	// taken: each loss is a rare race, so several in a row mean something else is wrong.
-	portAttempts      = 4
+	DefaultKMSRegion  = "us-east-1"
+	KMSKeyAlias       = "alias/vault-unseal-key"
+	DefaultPGBinDir   = "/usr/lib/postgresql/15/bin"
+	ToolsDirEnv       = "VAULTCTL_TOOLS_DIR"
+	SandboxDirEnv     = "VAULTCTL_SANDBOX_DIR"
+	defaultReadyWait  = 2 * time.Minute
 	stopGrace         = 15 * time.Second
 	dummyAccessKeyID  = "vaultctl-sandbox"
 	dummySecretKey    = "vaultctl-sandbox-not-a-secret"
 	postgresAdminUser = "vaultadmin"
 )
+
+// portAttempts bounds how often a component is started on fresh ports after finding one taken:
+// each loss is a rare race, so several in a row mean something else is wrong.
+const portAttempts = 4
 
 // Component names, also the names of their logs (DIR/logs/NAME.log) and of their ports.
 const (
