@@ -7,9 +7,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 // runSandboxCLI runs the binary on the shared sandbox's directory. Its output is never logged
@@ -63,9 +65,15 @@ func TestSandboxBinary(t *testing.T) {
 		t.Errorf("env: KUBECONFIG %q (want %q), VAULTCTL_PG_URL set: %t", env["KUBECONFIG"], sb.Kubeconfig, env["VAULTCTL_PG_URL"] != "")
 	}
 
-	if !st.Healthy {
-		t.Skip("skipping `up` on the running sandbox: a component is not healthy (left by another test?)")
-	}
+	// `up` reuses a running sandbox only when every component is healthy: wait for that (a probe
+	// can time out on a loaded machine), and fail, never skip, when one stays down.
+	eventually(t, 90*time.Second, "`vaultctl-sandbox status` healthy before `up`", func() error {
+		code, table, _ := runSandboxCLI(t, "status") // the table holds no secret
+		if code != 0 {
+			return fmt.Errorf("status: exit %d:\n%s", code, table)
+		}
+		return nil
+	})
 	code, out, stderr = runSandboxCLI(t, "up", "-o", "json")
 	var up struct {
 		AlreadyRunning bool `json:"alreadyRunning"`

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/testreq"
 )
 
 // fakeCluster is a Discovery with a kubeconfig of two contexts and a reachable cluster.
@@ -680,7 +681,7 @@ func must(b []byte, err error) []byte {
 func TestDocSampleIsCurrent(t *testing.T) {
 	doc, err := os.ReadFile("../docs/wizard.md")
 	if err != nil {
-		t.Skip("docs/wizard.md not found")
+		testreq.Missing(t, "docs/wizard.md not found")
 	}
 	const start, end = "<!-- sample:start -->\n```yaml\n", "```\n<!-- sample:end -->"
 	s := string(doc)

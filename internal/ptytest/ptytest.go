@@ -11,6 +11,8 @@ import (
 
 	"github.com/charmbracelet/x/ansi"
 	"github.com/creack/pty"
+
+	"github.com/vaultctl/vaultctl/internal/testreq"
 )
 
 // Keys as a terminal sends them.
@@ -44,7 +46,7 @@ func New(t testing.TB, rows, cols uint16) *Terminal {
 	t.Helper()
 	ptmx, tty, err := pty.Open()
 	if err != nil {
-		t.Skipf("no pseudo-terminal available: %v", err)
+		testreq.Missing(t, "no pseudo-terminal available: %v", err)
 	}
 	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: rows, Cols: cols}); err != nil {
 		t.Fatal(err)

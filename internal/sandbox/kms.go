@@ -21,17 +21,20 @@ func (u *upper) startKMS(ctx context.Context) error {
 	if err := os.MkdirAll(u.l.kmsData(), 0o700); err != nil {
 		return err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", u.ports.port(compKMS))
-	st, err := u.start(procSpec{
-		name: compKMS, path: filepath.Join(u.o.ToolsDir, "lkms"), port: u.ports.port(compKMS),
-		env:  cleanEnv(),
-		args: []string{"-listen", addr, "-data", u.l.kmsData(), "-region", u.s.KMSRegion},
+	st, err := u.launch([]string{compKMS}, func() (*started, error) {
+		addr := fmt.Sprintf("127.0.0.1:%d", u.ports.port(compKMS))
+		st, err := u.start(procSpec{
+			name: compKMS, path: filepath.Join(u.o.ToolsDir, "lkms"), port: u.ports.port(compKMS),
+			env:  cleanEnv(),
+			args: []string{"-listen", addr, "-data", u.l.kmsData(), "-region", u.s.KMSRegion},
+		})
+		if err != nil {
+			return st, err
+		}
+		// lkms prints its bound address as the first line of stdout once it listens.
+		return st, u.waitReady(ctx, st, func(context.Context) error { return logHasLine(st.Log, st.logStart, addr) })
 	})
 	if err != nil {
-		return err
-	}
-	// lkms prints its bound address as the first line of stdout once it listens.
-	if err := u.waitReady(ctx, st, func(context.Context) error { return logHasLine(st.Log, addr) }); err != nil {
 		return err
 	}
 	client := kmsClient(u.s.KMSEndpoint, u.s.KMSRegion)
@@ -59,13 +62,17 @@ func (u *upper) startKMS(ctx context.Context) error {
 	return u.s.save()
 }
 
-// logHasLine reports whether the log has a line equal to want (the emulator's address line).
-func logHasLine(path, want string) error {
+// logHasLine reports whether the log, from offset from on, has a line equal to want (the
+// emulator's address line; an earlier run's line in the appended log does not count).
+func logHasLine(path string, from int64, want string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
-	for line := range strings.SplitSeq(string(b), "\n") {
+	if from > int64(len(b)) {
+		from = int64(len(b))
+	}
+	for line := range strings.SplitSeq(string(b[from:]), "\n") {
 		if strings.TrimSpace(line) == want {
 			return nil
 		}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -100,25 +101,27 @@ func (u *upper) writeKubeconfigs() error {
 // finally the fake nodes and volumes.
 func (u *upper) startKube(ctx context.Context) error {
 	p, l, ports := u.pki, u.l, u.ports
-	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", ports.port(compEtcd))
-	peerURL := fmt.Sprintf("http://127.0.0.1:%d", ports.port(portEtcdPeer))
-	u.ports.release(portEtcdPeer)
-	etcd, err := u.start(procSpec{
-		name: compEtcd, path: filepath.Join(u.o.ToolsDir, "etcd"), port: ports.port(compEtcd),
-		env: cleanEnv(),
-		args: []string{
-			"--name=sandbox", "--data-dir=" + l.etcdData(),
-			"--listen-client-urls=" + etcdURL, "--advertise-client-urls=" + etcdURL,
-			"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
-			"--initial-cluster=sandbox=" + peerURL, "--initial-cluster-state=new",
-			"--unsafe-no-fsync", // throwaway data; fsync per write is what makes etcd slow here
-			"--log-level=warn",
-		},
+	etcdURL := func() string { return fmt.Sprintf("http://127.0.0.1:%d", ports.port(compEtcd)) }
+	_, err := u.launch([]string{compEtcd, portEtcdPeer}, func() (*started, error) {
+		peerURL := fmt.Sprintf("http://127.0.0.1:%d", ports.port(portEtcdPeer))
+		etcd, err := u.start(procSpec{
+			name: compEtcd, path: filepath.Join(u.o.ToolsDir, "etcd"), port: ports.port(compEtcd),
+			env: cleanEnv(),
+			args: []string{
+				"--name=sandbox", "--data-dir=" + l.etcdData(),
+				"--listen-client-urls=" + etcdURL(), "--advertise-client-urls=" + etcdURL(),
+				"--listen-peer-urls=" + peerURL, "--initial-advertise-peer-urls=" + peerURL,
+				"--initial-cluster=sandbox=" + peerURL, "--initial-cluster-state=new",
+				"--unsafe-no-fsync", // throwaway data; fsync per write is what makes etcd slow here
+				"--log-level=warn",
+			},
+		}, compEtcd, portEtcdPeer)
+		if err != nil {
+			return etcd, err
+		}
+		return etcd, u.waitReady(ctx, etcd, httpProbe(http.DefaultClient, etcdURL()+"/health", `"health":"true"`))
 	})
 	if err != nil {
-		return err
-	}
-	if err := u.waitReady(ctx, etcd, httpProbe(http.DefaultClient, etcdURL+"/health", `"health":"true"`)); err != nil {
 		return err
 	}
 
@@ -126,128 +129,140 @@ func (u *upper) startKube(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	api, err := u.start(procSpec{
-		name: compAPIServer, path: filepath.Join(u.o.ToolsDir, "kube-apiserver"), port: ports.port(compAPIServer),
-		env: cleanEnv(),
-		args: []string{
-			"--etcd-servers=" + etcdURL,
-			"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-			fmt.Sprintf("--secure-port=%d", ports.port(compAPIServer)),
-			"--cert-dir=" + l.certDir(compAPIServer),
-			"--tls-cert-file=" + p.cert("apiserver"), "--tls-private-key-file=" + p.key("apiserver"),
-			"--client-ca-file=" + p.cert("ca"),
-			"--service-account-issuer=" + saIssuer,
-			"--service-account-key-file=" + p.saPub(),
-			"--service-account-signing-key-file=" + p.saKey(),
-			"--service-cluster-ip-range=" + serviceCIDR,
-			"--authorization-mode=RBAC",
-			"--allow-privileged=true",
-			// The default reconciler rejects a loopback advertise address on every sync.
-			"--endpoint-reconciler-type=none",
-			// logs, exec and port-forward go through kwok's kubelet API on 127.0.0.1.
-			"--kubelet-client-certificate=" + p.cert("apiserver-kubelet-client"),
-			"--kubelet-client-key=" + p.key("apiserver-kubelet-client"),
-			"--kubelet-certificate-authority=" + p.cert("ca"),
-			"--kubelet-preferred-address-types=InternalIP",
-			"--profiling=false",
-			"--v=1",
-		},
+	_, err = u.launch([]string{compAPIServer}, func() (*started, error) {
+		api, err := u.start(procSpec{
+			name: compAPIServer, path: filepath.Join(u.o.ToolsDir, "kube-apiserver"), port: ports.port(compAPIServer),
+			env: cleanEnv(),
+			args: []string{
+				"--etcd-servers=" + etcdURL(),
+				"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+				fmt.Sprintf("--secure-port=%d", ports.port(compAPIServer)),
+				"--cert-dir=" + l.certDir(compAPIServer),
+				"--tls-cert-file=" + p.cert("apiserver"), "--tls-private-key-file=" + p.key("apiserver"),
+				"--client-ca-file=" + p.cert("ca"),
+				"--service-account-issuer=" + saIssuer,
+				"--service-account-key-file=" + p.saPub(),
+				"--service-account-signing-key-file=" + p.saKey(),
+				"--service-cluster-ip-range=" + serviceCIDR,
+				"--authorization-mode=RBAC",
+				"--allow-privileged=true",
+				// The default reconciler rejects a loopback advertise address on every sync.
+				"--endpoint-reconciler-type=none",
+				// logs, exec and port-forward go through kwok's kubelet API on 127.0.0.1.
+				"--kubelet-client-certificate=" + p.cert("apiserver-kubelet-client"),
+				"--kubelet-client-key=" + p.key("apiserver-kubelet-client"),
+				"--kubelet-certificate-authority=" + p.cert("ca"),
+				"--kubelet-preferred-address-types=InternalIP",
+				"--profiling=false",
+				"--v=1",
+			},
+		})
+		if err != nil {
+			return api, err
+		}
+		return api, u.waitReady(ctx, api, httpProbe(adminClient, u.s.APIServerURL+"/readyz", "ok"))
 	})
 	if err != nil {
-		return err
-	}
-	if err := u.waitReady(ctx, api, httpProbe(adminClient, u.s.APIServerURL+"/readyz", "ok")); err != nil {
 		return err
 	}
 
 	// controller-manager, scheduler and kwok only need the API server: start them together.
-	type comp struct {
-		st    *started
-		probe func(context.Context) error
-	}
-	var comps []comp
-	kcm, err := u.start(procSpec{
-		name: compKCM, path: filepath.Join(u.o.ToolsDir, "kube-controller-manager"), port: ports.port(compKCM),
-		env: cleanEnv(),
-		args: []string{
-			"--kubeconfig=" + u.kubeconfigPath(compKCM),
-			"--authentication-kubeconfig=" + u.kubeconfigPath(compKCM),
-			"--authorization-kubeconfig=" + u.kubeconfigPath(compKCM),
-			"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", ports.port(compKCM)),
-			"--cert-dir=" + l.certDir(compKCM),
-			"--service-account-private-key-file=" + p.saKey(),
-			"--root-ca-file=" + p.cert("ca"),
-			"--cluster-signing-cert-file=" + p.cert("ca"), "--cluster-signing-key-file=" + p.key("ca"),
-			"--use-service-account-credentials=true",
-			"--service-cluster-ip-range=" + serviceCIDR,
-			"--leader-elect=false", "--profiling=false", "--v=1",
-		},
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		_, err := u.launch([]string{compKCM}, func() (*started, error) {
+			kcm, err := u.start(procSpec{
+				name: compKCM, path: filepath.Join(u.o.ToolsDir, "kube-controller-manager"), port: ports.port(compKCM),
+				env: cleanEnv(),
+				args: []string{
+					"--kubeconfig=" + u.kubeconfigPath(compKCM),
+					"--authentication-kubeconfig=" + u.kubeconfigPath(compKCM),
+					"--authorization-kubeconfig=" + u.kubeconfigPath(compKCM),
+					"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", ports.port(compKCM)),
+					"--cert-dir=" + l.certDir(compKCM),
+					"--service-account-private-key-file=" + p.saKey(),
+					"--root-ca-file=" + p.cert("ca"),
+					"--cluster-signing-cert-file=" + p.cert("ca"), "--cluster-signing-key-file=" + p.key("ca"),
+					"--use-service-account-credentials=true",
+					"--service-cluster-ip-range=" + serviceCIDR,
+					"--leader-elect=false", "--profiling=false", "--v=1",
+				},
+			})
+			if err != nil {
+				return kcm, err
+			}
+			return kcm, u.waitReady(gctx, kcm, httpProbe(insecureLoopbackClient, fmt.Sprintf("https://127.0.0.1:%d/healthz", ports.port(compKCM)), "ok"))
+		})
+		return err
 	})
-	if err != nil {
+	g.Go(func() error {
+		_, err := u.launch([]string{compScheduler}, func() (*started, error) {
+			sched, err := u.start(procSpec{
+				name: compScheduler, path: filepath.Join(u.o.ToolsDir, "kube-scheduler"), port: ports.port(compScheduler),
+				env: cleanEnv(),
+				args: []string{
+					"--kubeconfig=" + u.kubeconfigPath(compScheduler),
+					"--authentication-kubeconfig=" + u.kubeconfigPath(compScheduler),
+					"--authorization-kubeconfig=" + u.kubeconfigPath(compScheduler),
+					"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", ports.port(compScheduler)),
+					"--cert-dir=" + l.certDir(compScheduler),
+					"--leader-elect=false", "--profiling=false", "--v=1",
+				},
+			})
+			if err != nil {
+				return sched, err
+			}
+			return sched, u.waitReady(gctx, sched, httpProbe(insecureLoopbackClient, fmt.Sprintf("https://127.0.0.1:%d/healthz", ports.port(compScheduler)), "ok"))
+		})
 		return err
-	}
-	comps = append(comps, comp{kcm, httpProbe(insecureLoopbackClient, fmt.Sprintf("https://127.0.0.1:%d/healthz", ports.port(compKCM)), "ok")})
-	sched, err := u.start(procSpec{
-		name: compScheduler, path: filepath.Join(u.o.ToolsDir, "kube-scheduler"), port: ports.port(compScheduler),
-		env: cleanEnv(),
-		args: []string{
-			"--kubeconfig=" + u.kubeconfigPath(compScheduler),
-			"--authentication-kubeconfig=" + u.kubeconfigPath(compScheduler),
-			"--authorization-kubeconfig=" + u.kubeconfigPath(compScheduler),
-			"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", ports.port(compScheduler)),
-			"--cert-dir=" + l.certDir(compScheduler),
-			"--leader-elect=false", "--profiling=false", "--v=1",
-		},
 	})
-	if err != nil {
-		return err
-	}
-	comps = append(comps, comp{sched, httpProbe(insecureLoopbackClient, fmt.Sprintf("https://127.0.0.1:%d/healthz", ports.port(compScheduler)), "ok")})
-
-	// kwok reads its PortForward and Logs resources (the runner's way in to Vault pods) from the
-	// API: their CRDs must be served before it starts.
-	if err := u.installKwokCRDs(ctx); err != nil {
-		return &ComponentError{Component: "kwok CRDs", Err: err}
-	}
-
-	stages := filepath.Join(l.kwokHome(), "stages.yaml")
-	if err := writeFileAtomic(stages, kwokStages, 0o600); err != nil {
-		return err
-	}
-	kwokAddr := fmt.Sprintf("127.0.0.1:%d", ports.port(compKwok))
-	kwok, err := u.start(procSpec{
-		name: compKwok, path: filepath.Join(u.o.ToolsDir, "kwok"), port: ports.port(compKwok),
-		// kwok reads ~/.kwok/kwok.yaml: keep the user's own configuration out of the sandbox.
-		env: cleanEnv("HOME=" + l.kwokHome()),
-		args: []string{
-			"--config=" + stages,
-			"--kubeconfig=" + u.kubeconfigPath(compKwok),
-			"--manage-all-nodes=false",
-			"--manage-nodes-with-annotation-selector=" + KwokNodeAnnotation + "=fake",
-			"--manage-nodes-with-label-selector=",
-			"--disregard-status-with-annotation-selector=" + KwokStatusAnnotation + "=custom",
-			// Vault server pods are real processes: their status is the runner's (runner.go).
-			"--disregard-status-with-label-selector=" + RunnerSelector,
-			"--enable-crds=" + kwokEnableCRDs(),
-			"--cidr=" + podCIDR,
-			// 127.0.0.1, not a made-up node IP: the API server reaches the fake kubelet (logs,
-			// port-forward) at the node's InternalIP.
-			"--node-ip=127.0.0.1",
-			fmt.Sprintf("--node-port=%d", ports.port(compKwok)),
-			"--server-address=" + kwokAddr,
-			"--tls-cert-file=" + p.cert("kwok-serving"), "--tls-private-key-file=" + p.key("kwok-serving"),
-			"--node-lease-duration-seconds=40",
-		},
-	})
-	if err != nil {
-		return err
-	}
-	// kwok serves plain HTTP and TLS on the same port.
-	comps = append(comps, comp{kwok, httpProbe(http.DefaultClient, "http://"+kwokAddr+"/healthz", "ok")})
-	for _, c := range comps {
-		if err := u.waitReady(ctx, c.st, c.probe); err != nil {
+	var kwok *started
+	g.Go(func() error {
+		// kwok reads its PortForward and Logs resources (the runner's way in to Vault pods) from
+		// the API: their CRDs must be served before it starts.
+		if err := u.installKwokCRDs(gctx); err != nil {
+			return &ComponentError{Component: "kwok CRDs", Err: err}
+		}
+		stages := filepath.Join(l.kwokHome(), "stages.yaml")
+		if err := writeFileAtomic(stages, kwokStages, 0o600); err != nil {
 			return err
 		}
+		var err error
+		kwok, err = u.launch([]string{compKwok}, func() (*started, error) {
+			kwokAddr := fmt.Sprintf("127.0.0.1:%d", ports.port(compKwok))
+			st, err := u.start(procSpec{
+				name: compKwok, path: filepath.Join(u.o.ToolsDir, "kwok"), port: ports.port(compKwok),
+				// kwok reads ~/.kwok/kwok.yaml: keep the user's own configuration out of the sandbox.
+				env: cleanEnv("HOME=" + l.kwokHome()),
+				args: []string{
+					"--config=" + stages,
+					"--kubeconfig=" + u.kubeconfigPath(compKwok),
+					"--manage-all-nodes=false",
+					"--manage-nodes-with-annotation-selector=" + KwokNodeAnnotation + "=fake",
+					"--manage-nodes-with-label-selector=",
+					"--disregard-status-with-annotation-selector=" + KwokStatusAnnotation + "=custom",
+					// Vault server pods are real processes: their status is the runner's (runner.go).
+					"--disregard-status-with-label-selector=" + RunnerSelector,
+					"--enable-crds=" + kwokEnableCRDs(),
+					"--cidr=" + podCIDR,
+					// 127.0.0.1, not a made-up node IP: the API server reaches the fake kubelet
+					// (logs, port-forward) at the node's InternalIP.
+					"--node-ip=127.0.0.1",
+					fmt.Sprintf("--node-port=%d", ports.port(compKwok)),
+					"--server-address=" + kwokAddr,
+					"--tls-cert-file=" + p.cert("kwok-serving"), "--tls-private-key-file=" + p.key("kwok-serving"),
+					"--node-lease-duration-seconds=40",
+				},
+			})
+			if err != nil {
+				return st, err
+			}
+			// kwok serves plain HTTP and TLS on the same port.
+			return st, u.waitReady(gctx, st, httpProbe(http.DefaultClient, "http://"+kwokAddr+"/healthz", "ok"))
+		})
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return err
 	}
 
 	cs, err := kubeClient(u.l.kubeconfig())

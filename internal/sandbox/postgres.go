@@ -117,29 +117,32 @@ func (u *upper) startPostgres(ctx context.Context) error {
 		}
 	}
 
-	port := u.ports.port(compPostgres)
-	st, err := u.start(procSpec{
-		name: compPostgres, path: filepath.Join(bin, "postgres"), port: port,
-		env:        cleanEnv(),
-		dir:        pgDir,
-		stopSignal: "SIGINT", // fast shutdown; SIGTERM would wait for clients to disconnect
-		cred:       id.cred, userns: id.userns,
-		args: []string{
-			"-D", dataDir,
-			"-c", "listen_addresses=127.0.0.1",
-			"-p", strconv.Itoa(port),
-			"-c", "unix_socket_directories=" + pgDir,
-			"-c", "logging_collector=off",
-			// Small footprint: a test database, not a production one.
-			"-c", "shared_buffers=32MB",
-			"-c", "max_connections=50",
-		},
+	var port int
+	_, err = u.launch([]string{compPostgres}, func() (*started, error) {
+		port = u.ports.port(compPostgres)
+		st, err := u.start(procSpec{
+			name: compPostgres, path: filepath.Join(bin, "postgres"), port: port,
+			env:        cleanEnv(),
+			dir:        pgDir,
+			stopSignal: "SIGINT", // fast shutdown; SIGTERM would wait for clients to disconnect
+			cred:       id.cred, userns: id.userns,
+			args: []string{
+				"-D", dataDir,
+				"-c", "listen_addresses=127.0.0.1",
+				"-p", strconv.Itoa(port),
+				"-c", "unix_socket_directories=" + pgDir,
+				"-c", "logging_collector=off",
+				// Small footprint: a test database, not a production one.
+				"-c", "shared_buffers=32MB",
+				"-c", "max_connections=50",
+			},
+		})
+		if err != nil {
+			return st, err
+		}
+		return st, u.waitReady(ctx, st, func(ctx context.Context) error { return postgresHealthy(ctx, bin, port) })
 	})
 	if err != nil {
-		return err
-	}
-	ready := func(ctx context.Context) error { return postgresHealthy(ctx, bin, port) }
-	if err := u.waitReady(ctx, st, ready); err != nil {
 		return err
 	}
 	u.s.mu.Lock()

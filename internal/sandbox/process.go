@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -202,6 +203,13 @@ type started struct {
 	Process
 	done chan struct{}
 	err  error // exit status, valid after done
+
+	// logStart is where this run's output begins in the (appended) log; scan tracks portTaken.
+	logStart int64
+	scanMu   sync.Mutex
+	scanned  int64
+	carry    []byte
+	taken    bool
 }
 
 // startProcess starts spec in its own process group (so terminal signals aimed at
@@ -217,6 +225,10 @@ func startProcess(spec procSpec, dieWithParent bool) (*started, error) {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "---- %s: starting %s\n", time.Now().Format(time.RFC3339), spec.name)
+	var logStart int64
+	if fi, err := logf.Stat(); err == nil {
+		logStart = fi.Size()
+	}
 
 	cmd := exec.Command(spec.path, spec.args...)
 	cmd.Env = spec.env
@@ -247,7 +259,9 @@ func startProcess(spec procSpec, dieWithParent bool) (*started, error) {
 			Name: spec.name, PID: cmd.Process.Pid, StartTime: st.startTime,
 			Port: spec.port, Log: spec.logPath, StopSignal: spec.stopSignal,
 		},
-		done: make(chan struct{}),
+		done:     make(chan struct{}),
+		logStart: logStart,
+		scanned:  logStart,
 	}
 	go func() {
 		s.err = cmd.Wait()
@@ -263,6 +277,42 @@ func (s *started) exited() bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// portTakenText is how every sandbox component reports a listen port it cannot bind (Go's
+// EADDRINUSE "bind: address already in use", PostgreSQL's "Address already in use").
+const portTakenText = "address already in use"
+
+// portTaken reports whether this run of the process has logged that a port it listens on was
+// taken. Only output after this run's start is read, and each call reads only what is new.
+func (s *started) portTaken() bool {
+	s.scanMu.Lock()
+	defer s.scanMu.Unlock()
+	if s.taken {
+		return true
+	}
+	f, err := os.Open(s.Log)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := f.ReadAt(buf, s.scanned)
+		if n > 0 {
+			// Keep the last bytes of each chunk, for a message split across two reads.
+			chunk := append(append([]byte(nil), s.carry...), bytes.ToLower(buf[:n])...)
+			if bytes.Contains(chunk, []byte(portTakenText)) {
+				s.taken = true
+				return true
+			}
+			s.scanned += int64(n)
+			s.carry = chunk[max(0, len(chunk)-len(portTakenText)):]
+		}
+		if err != nil || n == 0 {
+			return false
+		}
 	}
 }
 

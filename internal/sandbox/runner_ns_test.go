@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vaultctl/vaultctl/internal/testreq"
 )
 
 // fakeInfo is a stat result with chosen device and inode numbers.
@@ -73,7 +75,7 @@ func TestRequireNewMountNamespacePaths(t *testing.T) {
 	// This test process runs in its parent's (go test's) mount namespace.
 	parent := fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid())
 	if _, err := os.Stat(parent); err != nil {
-		t.Skipf("cannot read %s: %v", parent, err)
+		testreq.Missing(t, "cannot read %s: %v", parent, err)
 	}
 	if err := requireNewMountNamespace("/proc/self/ns/mnt", parent); err == nil {
 		t.Errorf("the test process shares go test's mount namespace, yet the check passed")

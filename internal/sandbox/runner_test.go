@@ -15,6 +15,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vaultctl/vaultctl/internal/testreq"
 )
 
 // chartHCL is the server configuration vaultctl's chart renders (charts/testdata golden).
@@ -427,9 +429,9 @@ func TestKwokObjects(t *testing.T) {
 }
 
 // TestMain lets the pod-setup tests re-execute this binary as a pod process (and as the helper
-// that starts one in its own namespace).
+// that starts one in its own namespace), and the port tests as a component that listens.
 func TestMain(m *testing.M) {
-	if nsHelperMain() || RunnerMain() {
+	if nsHelperMain() || RunnerMain() || listenHelperMain() {
 		return
 	}
 	os.Exit(m.Run())
@@ -440,7 +442,7 @@ func TestMain(m *testing.M) {
 // nothing left on the host. Needs root (mount namespaces).
 func TestPodInitView(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for mount namespaces")
+		testreq.Missing(t, "needs root for mount namespaces")
 	}
 	dir := t.TempDir()
 	mk := func(rel, content string) string {

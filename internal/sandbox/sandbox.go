@@ -42,6 +42,11 @@ type Options struct {
 	StopWithParent bool
 	// ReadyTimeout bounds the readiness wait of each component; default 2 minutes.
 	ReadyTimeout time.Duration
+
+	// BeforeStart, for tests, is called after the sandbox lets go of a component's ports and
+	// right before it starts the component, with the ports it is to bind by name. A test takes
+	// one there to play another program winning the race for it.
+	BeforeStart func(component string, ports map[string]int)
 }
 
 // Defaults and fixed names of the sandbox.
@@ -57,6 +62,10 @@ const (
 	dummySecretKey    = "vaultctl-sandbox-not-a-secret"
 	postgresAdminUser = "vaultadmin"
 )
+
+// portAttempts bounds how often a component is started on fresh ports after finding one taken:
+// each loss is a rare race, so several in a row mean something else is wrong.
+const portAttempts = 4
 
 // Component names, also the names of their logs (DIR/logs/NAME.log) and of their ports.
 const (
@@ -378,12 +387,25 @@ func (s *Sandbox) LiveProcesses() []Process {
 	return live
 }
 
-// start launches one component and records it in state.json before waiting for it.
-func (u *upper) start(spec procSpec) (*started, error) {
+// start launches one component and records it in state.json before waiting for it. ports
+// names the ports it binds (default: its own name); their placeholders are let go just before.
+func (u *upper) start(spec procSpec, ports ...string) (*started, error) {
 	if spec.logPath == "" {
 		spec.logPath = u.l.log(spec.name)
 	}
-	u.ports.release(spec.name)
+	if len(ports) == 0 {
+		ports = []string{spec.name}
+	}
+	u.ports.release(ports...)
+	if u.o.BeforeStart != nil {
+		m := map[string]int{}
+		for _, n := range ports {
+			if p := u.ports.port(n); p > 0 {
+				m[n] = p
+			}
+		}
+		u.o.BeforeStart(spec.name, m)
+	}
 	st, err := startProcess(spec, u.o.StopWithParent)
 	if err != nil {
 		return nil, &ComponentError{Component: spec.name, Log: spec.logPath, Err: err}
@@ -392,6 +414,98 @@ func (u *upper) start(spec procSpec) (*started, error) {
 		return st, err
 	}
 	return st, nil
+}
+
+// launch starts one component with start, which builds its command from the current ports and
+// waits until it is ready, and moves it to fresh ports when it lost one (see retryOnTakenPort).
+func (u *upper) launch(ports []string, start func() (*started, error)) (*started, error) {
+	var st *started
+	err := retryOnTakenPort(u.ports, u.logf, func(*started) []string { return ports }, func() ([]*started, error) {
+		var err error
+		st, err = start()
+		return []*started{st}, err
+	}, u.moved)
+	return st, err
+}
+
+// retryOnTakenPort runs start, which starts processes on ps's current ports and waits until
+// they are ready. A port chosen as free can be taken by another program in the moment between
+// the sandbox letting go of it and the child binding it (the child then logs "address already
+// in use" and exits). When that failed start, the ports portsOf names for each process that lost
+// one move to fresh ports, moved records them, and start runs again, up to portAttempts times.
+func retryOnTakenPort(ps *portSet, logf func(string, ...any), portsOf func(*started) []string,
+	start func() ([]*started, error), moved func(map[string]int) error) error {
+	for attempt := 1; ; attempt++ {
+		sts, err := start()
+		if err == nil {
+			return nil
+		}
+		var names, who []string
+		var lost []Process
+		for _, st := range sts {
+			if st != nil && st.portTaken() {
+				names = append(names, portsOf(st)...)
+				who = append(who, st.Name)
+				lost = append(lost, st.Process)
+			}
+		}
+		if len(names) == 0 {
+			return err
+		}
+		if attempt == portAttempts {
+			return fmt.Errorf("%w (a port was taken before it could bind it, %d times in a row)", err, attempt)
+		}
+		// One that logged the loss but kept running must not hold its other ports.
+		if stopErr := stopProcesses(lost, stopGrace); stopErr != nil {
+			return fmt.Errorf("%w (and stopping it: %v)", err, stopErr)
+		}
+		old := map[string]int{}
+		for _, n := range names {
+			old[n] = ps.port(n)
+		}
+		m, mvErr := ps.move(names...)
+		if mvErr != nil {
+			return fmt.Errorf("%w (moving it to another port: %v)", err, mvErr)
+		}
+		var desc []string
+		for _, n := range names {
+			desc = append(desc, fmt.Sprintf("%s %d->%d", n, old[n], m[n]))
+		}
+		logf("%s: a port was taken before it could bind it; starting again on fresh ports (%s)",
+			strings.Join(who, ", "), strings.Join(desc, ", "))
+		if err := moved(m); err != nil {
+			return err
+		}
+	}
+}
+
+// moved records ports that moved, and what is derived from them, in the state.
+func (u *upper) moved(ports map[string]int) error {
+	s := u.s
+	s.mu.Lock()
+	for n, p := range ports {
+		s.Ports[n] = p
+	}
+	if p, ok := ports[compAPIServer]; ok {
+		s.APIServerURL = fmt.Sprintf("https://127.0.0.1:%d", p)
+	}
+	if p, ok := ports[compKMS]; ok {
+		s.KMSEndpoint = fmt.Sprintf("http://127.0.0.1:%d", p)
+	}
+	for i := range s.VaultAddrs {
+		if p, ok := ports[vaultName(i)]; ok {
+			s.VaultAddrs[i] = fmt.Sprintf("https://127.0.0.1:%d", p)
+		}
+	}
+	err := s.saveLocked()
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if _, ok := ports[compAPIServer]; ok {
+		return u.writeKubeconfigs() // they name the API server's URL
+	}
+	return nil
 }
 
 // waitReady polls probe until it succeeds, the process exits, ctx ends or the timeout passes.
@@ -407,6 +521,10 @@ func waitFor(ctx context.Context, st *started, timeout time.Duration, probe func
 	for {
 		if st.exited() {
 			return fail(fmt.Errorf("exited during startup (%v)", st.err))
+		}
+		if st.portTaken() {
+			// Some programs log the failed listen and keep running: fail now, not at the timeout.
+			return fail(errors.New("a port it listens on is taken (" + portTakenText + ")"))
 		}
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		err := probe(pctx)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vaultctl/vaultctl/internal/testreq"
 )
 
 func TestPortRange(t *testing.T) {
@@ -284,7 +286,7 @@ func TestEnvAndShellExports(t *testing.T) {
 	// And a shell really reads them back.
 	sh, err := exec.LookPath("sh")
 	if err != nil {
-		t.Skip("no sh")
+		testreq.Missing(t, "no sh")
 	}
 	res, err := exec.Command(sh, "-c", out+`printf '%s|%s|%s' "$A" "$B" "$C"`).Output()
 	if err != nil {

@@ -3,12 +3,15 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -73,16 +76,20 @@ func renderVaultConfig(c vaultNodeConfig) string {
 
 func (s *Sandbox) vaultNodeConfig(i int) vaultNodeConfig {
 	l := layout{dir: s.Dir}
+	// Under the lock: during Up another component's port may move (retryOnTakenPort).
+	s.mu.Lock()
+	ports := maps.Clone(s.Ports)
+	s.mu.Unlock()
 	var peers []string
 	for j := range vaultReplicas {
 		if j != i {
-			peers = append(peers, fmt.Sprintf("https://127.0.0.1:%d", s.Ports[vaultName(j)]))
+			peers = append(peers, fmt.Sprintf("https://127.0.0.1:%d", ports[vaultName(j)]))
 		}
 	}
 	return vaultNodeConfig{
 		index:       i,
-		apiPort:     s.Ports[vaultName(i)],
-		clusterPort: s.Ports[vaultClusterPort(i)],
+		apiPort:     ports[vaultName(i)],
+		clusterPort: ports[vaultClusterPort(i)],
 		peerAPIs:    peers,
 		dataDir:     filepath.Join(l.vaultNode(i), "data"),
 		certFile:    filepath.Join(l.pki(), "vault.crt"),
@@ -118,38 +125,74 @@ func (s *Sandbox) vaultSpec(i int) (procSpec, error) {
 
 // startVault starts the three nodes (after KMS: Vault exits at once if its seal is unreachable)
 // and waits for each API to answer. The cluster stays uninitialized: init is the product's job.
+// Each node's retry_join names the others' addresses, so when one node has to move to a fresh
+// port, all three start again on the new configuration.
 func (u *upper) startVault(ctx context.Context) error {
 	client, err := tlsClient(u.s.CACertFile, "", "")
 	if err != nil {
 		return err
 	}
 	var nodes []*started
-	for i := range vaultReplicas {
-		spec, err := u.s.vaultSpec(i)
-		if err != nil {
-			return err
+	return retryOnTakenPort(u.ports, u.logf, vaultNodePorts, func() ([]*started, error) {
+		if err := stopStarted(nodes); err != nil {
+			return nil, err
 		}
-		u.ports.release(vaultClusterPort(i))
-		st, err := u.start(spec)
-		if err != nil {
-			return err
+		nodes = nodes[:0]
+		for i := range vaultReplicas {
+			spec, err := u.s.vaultSpec(i)
+			if err != nil {
+				return nodes, err
+			}
+			st, err := u.start(spec, vaultName(i), vaultClusterPort(i))
+			if err != nil {
+				return nodes, err
+			}
+			nodes = append(nodes, st)
 		}
-		nodes = append(nodes, st)
-	}
+		return nodes, waitAll(nodes, func(i int, st *started) error {
+			addr := u.s.VaultAddrs[i]
+			var h VaultHealth
+			err := waitFor(ctx, st, u.o.ReadyTimeout, func(ctx context.Context) error {
+				var err error
+				h, err = vaultHealth(ctx, client, addr)
+				return err
+			}, nil)
+			if err == nil {
+				u.logf("%s ready (pid %d, %s)", st.Name, st.PID, h)
+			}
+			return err
+		})
+	}, u.moved)
+}
+
+// vaultNodePorts names the ports of a Vault node: its API and its cluster port.
+func vaultNodePorts(st *started) []string { return []string{st.Name, st.Name + "-cluster"} }
+
+// waitAll runs wait for every node at once and joins the errors: every node that lost a port
+// in this attempt is then known, and all move together.
+func waitAll(nodes []*started, wait func(int, *started) error) error {
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
 	for i, st := range nodes {
-		addr := u.s.VaultAddrs[i]
-		var h VaultHealth
-		err := waitFor(ctx, st, u.o.ReadyTimeout, func(ctx context.Context) error {
-			var err error
-			h, err = vaultHealth(ctx, client, addr)
-			return err
-		}, nil)
-		if err != nil {
-			return err
-		}
-		u.logf("%s ready (pid %d, %s)", st.Name, st.PID, h)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = wait(i, st)
+		}()
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// stopStarted stops what is still running of processes started earlier.
+func stopStarted(sts []*started) error {
+	var procs []Process
+	for _, st := range sts {
+		if !st.exited() {
+			procs = append(procs, st.Process)
+		}
+	}
+	return stopProcesses(procs, stopGrace)
 }
 
 // VaultHealth is the part of sys/health the sandbox reports.

@@ -49,12 +49,35 @@ func (s *Sandbox) StartVaultCluster(ctx context.Context, name string) (*VaultClu
 	for i := range vaultReplicas {
 		c.Addrs = append(c.Addrs, fmt.Sprintf("https://127.0.0.1:%d", c.ports[c.node(i)]))
 	}
-	for i := range vaultReplicas {
-		ps.release(c.node(i), c.node(i)+"-cluster")
-		if err := c.StartNode(ctx, i); err != nil {
-			c.Stop()
+	// As in Up: a node that finds its port taken moves, and all nodes start again (each names
+	// the others in retry_join).
+	var nodes []*started
+	err = retryOnTakenPort(ps, func(string, ...any) {}, vaultNodePorts, func() ([]*started, error) {
+		if err := stopStarted(nodes); err != nil {
 			return nil, err
 		}
+		nodes = nodes[:0]
+		for i := range vaultReplicas {
+			ps.release(c.node(i), c.node(i)+"-cluster")
+			st, err := c.startNode(i)
+			if err != nil {
+				return nodes, err
+			}
+			nodes = append(nodes, st)
+		}
+		return nodes, waitAll(nodes, func(i int, st *started) error { return c.waitNode(ctx, i, st) })
+	}, func(moved map[string]int) error {
+		for n, p := range moved {
+			c.ports[n] = p
+		}
+		for i := range vaultReplicas {
+			c.Addrs[i] = fmt.Sprintf("https://127.0.0.1:%d", c.ports[c.node(i)])
+		}
+		return nil
+	})
+	if err != nil {
+		c.Stop()
+		return nil, err
 	}
 	return c, nil
 }
@@ -92,20 +115,29 @@ func (c *VaultCluster) spec(i int) (procSpec, error) {
 
 // StartNode starts node i (again, with its data) and waits until its API answers.
 func (c *VaultCluster) StartNode(ctx context.Context, i int) error {
+	st, err := c.startNode(i)
+	if err != nil {
+		return err
+	}
+	return c.waitNode(ctx, i, st)
+}
+
+func (c *VaultCluster) startNode(i int) (*started, error) {
 	if p, ok := c.s.process(c.node(i)); ok && p.alive() {
-		return fmt.Errorf("sandbox: %s is already running (pid %d)", p.Name, p.PID)
+		return nil, fmt.Errorf("sandbox: %s is already running (pid %d)", p.Name, p.PID)
 	}
 	spec, err := c.spec(i)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	st, err := startProcess(spec, c.s.dieWithParent)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := c.s.record(st); err != nil {
-		return err
-	}
+	return st, c.s.record(st)
+}
+
+func (c *VaultCluster) waitNode(ctx context.Context, i int, st *started) error {
 	client, err := tlsClient(c.s.CACertFile, "", "")
 	if err != nil {
 		return err
