@@ -220,7 +220,10 @@ func applyOverrides(cfg *Config, src *Source, ps *problems, environ []string, fl
 
 // nonConfigEnv are VAULTCTL_* variables that belong to the tooling (sandbox, tests), not the
 // config; they are not typos worth a warning.
-var nonConfigEnv = map[string]bool{"TOOLS_DIR": true, "TOOLS_CACHE": true, "SANDBOX_DIR": true, "PG_URL": true}
+var nonConfigEnv = map[string]bool{"TOOLS_DIR": true, "TOOLS_CACHE": true, "SANDBOX_DIR": true, "PG_URL": true,
+	// Set by make and the test harness, never config: warning about them would put a warning
+	// in every config loaded under `make test`.
+	"TEST_MUST_RUN": true, "E2E_KEEP": true, "SANDBOX_POD_INIT": true, "SANDBOX_RUNNER": true, "TEST_NS_HELPER": true}
 
 func isKnownEnv(name string) bool {
 	for _, l := range overridableLeaves(configType, "", nil) {
