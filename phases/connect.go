@@ -58,11 +58,9 @@ func Connect(ctx context.Context, cfg *config.Config) (*Env, error) {
 	s.Dialer = vault.HTTPDialer{Timeout: 30 * time.Second, MaxRetries: 2}
 	s.FallbackToken = os.Getenv(vault.EnvToken)
 	if cfg.External() {
-		// The vault CLI's VAULT_* conventions, decided once: what fills in the config, what
-		// is refused, what is ignored with a warning.
-		ep, token, warnings, err := vault.ResolveEndpoint(vault.EndpointConfig{Address: cfg.Vault.Address, CACert: cfg.Vault.TLS.CACert}, os.Getenv)
+		ep, token, warnings, err := externalVault(cfg, os.Getenv)
 		if err != nil {
-			return nil, Fail("fix the environment or the config as the message says", "%v", err)
+			return nil, err
 		}
 		env.Warnings = append(env.Warnings, warnings...)
 		s.FallbackToken = token
@@ -80,19 +78,15 @@ func Connect(ctx context.Context, cfg *config.Config) (*Env, error) {
 	return env, nil
 }
 
-// externalVault is the config's address and CA.
-func externalVault(cfg *config.Config) func(context.Context) (vault.Endpoint, error) {
-	return func(context.Context) (vault.Endpoint, error) {
-		ep := vault.Endpoint{Address: cfg.Vault.Address}
-		if f := cfg.Vault.TLS.CACert; f != "" {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return vault.Endpoint{}, Fail("vault.tls.caCert must be a readable PEM file", "reading %s: %v", f, err)
-			}
-			ep.CAPEM = b
-		}
-		return ep, nil
+// externalVault resolves an external Vault's endpoint from the config and the vault CLI's
+// VAULT_* conventions, decided once: what fills in the config, what is refused, what is ignored
+// with a warning.
+func externalVault(cfg *config.Config, getenv func(string) string) (vault.Endpoint, string, []string, error) {
+	ep, token, warnings, err := vault.ResolveEndpoint(vault.EndpointConfig{Address: cfg.Vault.Address, CACert: cfg.Vault.TLS.CACert}, getenv)
+	if err != nil {
+		return vault.Endpoint{}, "", nil, Fail("fix the environment or the config as the message says", "%v", err)
 	}
+	return ep, token, warnings, nil
 }
 
 // inClusterVault reaches Vault in the cluster the way an operator would: a port-forward through

@@ -97,9 +97,7 @@ func (e *Env) helmFor() *lazyHelm {
 // All returns the installer phases in order, each with its inputs and handles.
 func All(env *Env) []Phase {
 	cfg := env.Config
-	if env.Vault == nil {
-		env.Vault = newSession(env)
-	}
+	env.session()
 	ns := cfg.Vault.Namespace
 	return []Phase{
 		&Preflight{In: preflightInputs(cfg), Kube: env.Kube, KubeHost: env.KubeHost, KMS: env.kms(), Vault: env.Vault},
@@ -118,13 +116,13 @@ func All(env *Env) []Phase {
 	}
 }
 
-// Names lists the phases in order, without a cluster.
-func Names() []string {
-	var names []string
-	for _, p := range All(&Env{Config: &config.Config{}}) {
-		names = append(names, p.Name())
+// session returns the run's Vault session, making it on first use (Connect makes it; tests and
+// callers without a cluster get one here).
+func (e *Env) session() *Session {
+	if e.Vault == nil {
+		e.Vault = newSession(e)
 	}
-	return names
+	return e.Vault
 }
 
 // Close revokes what this run holds (its admin login token) and stops what it opened (an

@@ -59,10 +59,7 @@ type NodeHealth struct {
 
 // Health reads autopilot's view of the cluster.
 func (e *Env) Health(ctx context.Context) (*ClusterHealth, error) {
-	if e.Vault == nil {
-		e.Vault = newSession(e)
-	}
-	return clusterHealth(ctx, e.Vault, e.Config.Vault.Replicas)
+	return clusterHealth(ctx, e.session(), e.Config.Vault.Replicas)
 }
 
 func clusterHealth(ctx context.Context, s VaultAdmin, replicas int) (*ClusterHealth, error) {

@@ -207,7 +207,15 @@ func newRigWith(t *testing.T, cfg *config.Config) *rig {
 func (r *rig) session() {
 	s := newSession(r.env)
 	s.Dialer = r.vault.Dialer()
-	s.Locate = externalVault(r.cfg)
+	// In-cluster, the Fake stands in for the port-forwarded pod: any endpoint reaches it.
+	var ep vault.Endpoint
+	if r.cfg.External() {
+		var err error
+		if ep, _, _, err = externalVault(r.cfg, func(string) string { return "" }); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	s.Locate = func(context.Context) (vault.Endpoint, error) { return ep, nil }
 	r.env.Vault = s
 }
 
@@ -215,15 +223,7 @@ func (r *rig) session() {
 func (r *rig) useRootToken() { r.env.Vault.FallbackToken = r.vault.RootToken() }
 
 // phase builds the named phase from the current config, as a run does.
-func (r *rig) phase(name string) Phase {
-	for _, p := range All(r.env) {
-		if p.Name() == name {
-			return p
-		}
-	}
-	r.t.Fatalf("no phase %s", name)
-	return nil
-}
+func (r *rig) phase(name string) Phase { return phaseNamed(r.env, name) }
 
 // apply runs apply for the named phases and fails the test on an error.
 func (r *rig) apply(names ...string) []Result {

@@ -184,7 +184,7 @@ func (s *Session) adoptPendingRootToken(ctx context.Context) error {
 	return nil
 }
 
-// Login proves the vaultctl-admin login works, on a client of its own, and revokes that token.
+// ProveAdminLogin proves the vaultctl-admin login works, on a client of its own, and revokes that token.
 func (s *Session) ProveAdminLogin(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
