@@ -11,21 +11,8 @@ import (
 
 	"github.com/vaultctl/vaultctl/config"
 	"github.com/vaultctl/vaultctl/internal/awskms"
+	"github.com/vaultctl/vaultctl/internal/awskms/awskmstest"
 )
-
-// bareAWS leaves the SDK's default chain nothing to find: no keys, profile, web identity or
-// container endpoint, an empty HOME, and instance metadata disabled.
-func bareAWS(t *testing.T) {
-	t.Helper()
-	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-		"AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
-		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS",
-		"AWS_EC2_METADATA_SERVICE_ENDPOINT"} {
-		t.Setenv(k, "")
-	}
-	t.Setenv("HOME", t.TempDir())
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-}
 
 // kmsAnswering is a KMS endpoint that answers every request with the given KMS error code;
 // it counts the requests that reach it.
@@ -70,7 +57,7 @@ func TestKMSWithoutAnyCredentialsSaysSoAndListsTheChain(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			bareAWS(t)
+			awskmstest.NoCredentials(t)
 			imds(t)
 			endpoint, hits := kmsAnswering(t, "AccessDeniedException")
 			start := time.Now()
@@ -109,7 +96,7 @@ func TestKMSAnswersAreToldApart(t *testing.T) {
 		{"ExpiredTokenException", "rejected the AWS credentials", "aws sts get-caller-identity"},
 	} {
 		t.Run(c.code, func(t *testing.T) {
-			bareAWS(t)
+			awskmstest.NoCredentials(t)
 			t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
 			t.Setenv("AWS_SECRET_ACCESS_KEY", "not-a-secret")
 			endpoint, hits := kmsAnswering(t, c.code)
@@ -125,7 +112,7 @@ func TestKMSAnswersAreToldApart(t *testing.T) {
 }
 
 func TestKMSEndpointUnreachable(t *testing.T) {
-	bareAWS(t)
+	awskmstest.NoCredentials(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "not-a-secret")
 	pe := preflightKMS(t, "http://127.0.0.1:1")

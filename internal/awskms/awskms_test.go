@@ -13,21 +13,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
-)
 
-// noCredentials leaves the SDK's default chain nothing to find: no keys, profile, web
-// identity or container endpoint, an empty HOME, and instance metadata disabled.
-func noCredentials(t *testing.T) {
-	t.Helper()
-	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-		"AWS_DEFAULT_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN",
-		"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_KMS",
-		"AWS_EC2_METADATA_SERVICE_ENDPOINT"} {
-		t.Setenv(k, "")
-	}
-	t.Setenv("HOME", t.TempDir())
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-}
+	"github.com/vaultctl/vaultctl/internal/awskms/awskmstest"
+)
 
 // kmsServer counts the requests that reach it; it answers none of them usefully.
 func kmsServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
@@ -54,7 +42,7 @@ func describe(t *testing.T, endpoint string) error {
 }
 
 func TestNoCredentialsIsACredentialsErrorListingTheChain(t *testing.T) {
-	noCredentials(t)
+	awskmstest.NoCredentials(t)
 	srv, hits := kmsServer(t)
 	err := describe(t, srv.URL)
 	var ce *CredentialsError
@@ -80,7 +68,7 @@ func TestNoCredentialsIsACredentialsErrorListingTheChain(t *testing.T) {
 }
 
 func TestCredentialsFromTheEnvironmentAreNotMarked(t *testing.T) {
-	noCredentials(t)
+	awskmstest.NoCredentials(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
 	srv, hits := kmsServer(t)
@@ -95,7 +83,7 @@ func TestCredentialsFromTheEnvironmentAreNotMarked(t *testing.T) {
 }
 
 func TestAFailingConfiguredSourceIsNotCalledMissing(t *testing.T) {
-	noCredentials(t)
+	awskmstest.NoCredentials(t)
 	dir := t.TempDir()
 	cfg := dir + "/config"
 	// A credential_process that fails: configured, so not "no credentials found".
@@ -117,7 +105,7 @@ func TestAFailingConfiguredSourceIsNotCalledMissing(t *testing.T) {
 // The SDK's own logger wrote "WARN falling back to IMDSv1" to stderr, over the spinner. An
 // instance metadata service that refuses tokens (403) is what triggers it.
 func TestTheSDKWritesNothingToStderr(t *testing.T) {
-	noCredentials(t)
+	awskmstest.NoCredentials(t)
 	imds := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut {
 			w.WriteHeader(http.StatusForbidden)
