@@ -400,3 +400,34 @@ func TestPreflightBoundsTheWaitForASilentAPIServer(t *testing.T) {
 		t.Fatalf("want a bounded wait, got %v", err)
 	}
 }
+
+func TestPoliciesReadDroppedObjectsMarksOnlyWhenPruning(t *testing.T) {
+	r := newRig(t, func(c *config.Config) {
+		c.Policies = append(c.Policies, config.Policy{Name: "old", Rules: []config.PolicyRule{{Path: "secret/old/x", Capabilities: []string{"read"}}}})
+	})
+	r.bootstrapped()
+	r.apply("policies")
+	r.cfg.Policies = r.cfg.Policies[:1]
+	r.vault.ResetCalls()
+	r.check("policies")
+	if slices.Contains(r.vault.Calls(), "ReadPolicy old") {
+		t.Fatal("without --prune a dropped policy's mark must not be read")
+	}
+	r.env.Prune = true
+	r.check("policies")
+	if !slices.Contains(r.vault.Calls(), "ReadPolicy old") {
+		t.Fatal("with --prune the dropped policy's mark must be checked before the delete")
+	}
+}
+
+func TestInjectorHandsAgentsTheCATheSessionTrusts(t *testing.T) {
+	r := newRig(t, nil)
+	ca := "-----BEGIN CERTIFICATE-----\nsession-ca\n-----END CERTIFICATE-----\n"
+	r.env.Vault.Locate = func(context.Context) (vault.Endpoint, error) {
+		return vault.Endpoint{Address: r.cfg.Vault.Address, CAPEM: []byte(ca)}, nil
+	}
+	r.check("injector")
+	if !strings.Contains(r.helm.lastStatusValues, `"vaultCACert":"-----BEGIN CERTIFICATE-----\nsession-ca`) {
+		t.Fatalf("the injector's values lack the session's CA: %s", r.helm.lastStatusValues)
+	}
+}
