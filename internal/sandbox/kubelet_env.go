@@ -257,7 +257,6 @@ func containerEnv(f podFacts, c *corev1.Container, base []string, lookup lookupF
 	return env, nil
 }
 
-
 // envFileValue reads key from the env file at path in the pod's emptyDir volume (EnvFiles,
 // fileKeyRef). ok is false when the file or the key is missing.
 func (f podFacts) envFileValue(volume, path, key string) (string, bool, error) {
