@@ -298,7 +298,7 @@ func TestEffectiveFileKeyRef(t *testing.T) {
 		{name: "optional missing key or file", env: []corev1.EnvVar{{Name: "A", ValueFrom: fileKey("app.env", "NOPE", true)}, {Name: "B", ValueFrom: fileKey("gone.env", "USER", true)}},
 			want: map[string]string{}},
 		{name: "required missing key", env: []corev1.EnvVar{{Name: "A", ValueFrom: fileKey("app.env", "NOPE", false)}}, wantErr: `key "NOPE" not found in env file app.env`},
-		{name: "required missing file", env: []corev1.EnvVar{{Name: "A", ValueFrom: fileKey("gone.env", "USER", false)}}, wantErr: "gone.env"},
+		{name: "required missing file", env: []corev1.EnvVar{{Name: "A", ValueFrom: fileKey("gone.env", "USER", false)}}, wantErr: `env file gone.env of volume "config" does not exist`},
 		{name: "unparsable file", env: []corev1.EnvVar{{Name: "A", ValueFrom: fileKey("bad.env", "USER", false)}}, wantErr: "want NAME=VALUE"},
 		{name: "path escaping the volume", env: []corev1.EnvVar{{Name: "A", ValueFrom: fileKey("../x", "USER", false)}}, wantErr: "bad path"},
 	} {
@@ -401,6 +401,9 @@ func TestEffectiveJSONAndSnapshot(t *testing.T) {
 	b, err := json.Marshal(e)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if byValue, err := json.Marshal(*e); err != nil || string(byValue) != string(b) {
+		t.Errorf("an Effective value marshals as %s, its pointer as %s", byValue, b)
 	}
 	var wire map[string]any
 	if err := json.Unmarshal(b, &wire); err != nil {
