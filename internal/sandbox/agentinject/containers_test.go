@@ -58,15 +58,26 @@ func applyPatch(t *testing.T, pod *corev1.Pod, ops []PatchOperation) *corev1.Pod
 	return &got
 }
 
+// injected parses pod and returns the agent and the pod its Patch leaves.
+func injected(t *testing.T, pod *corev1.Pod) (*Agent, *corev1.Pod) {
+	t.Helper()
+	a, err := ParsePod(pod, Defaults{Address: "https://vault:8200"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := a.Patch(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, applyPatch(t, pod, ops)
+}
+
 // TestGoldenPatch pins the JSONPatch for the article's webapp and for the pod with every
 // annotation (VAULT_CONFIG shown decoded: the configurations are pinned by TestGoldenConfigs).
 func TestGoldenPatch(t *testing.T) {
 	for _, name := range []string{"webapp", "every"} {
 		t.Run(name, func(t *testing.T) {
-			file := name + ".pod.yaml"
-			if name == "webapp" {
-				file = "webapp.deployment.yaml"
-			}
+			file := goldenPodFile(name)
 			pod := admitted(t, file)
 			d := goldenDefaults
 			d.Token = TokenVolume{}
@@ -164,15 +175,7 @@ func TestPatchApplies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pod := appPod(tc.annotations)
-			a, err := ParsePod(pod, Defaults{Address: "https://vault:8200"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ops, err := a.Patch(pod)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := applyPatch(t, pod, ops)
+			a, got := injected(t, pod)
 			names := func(cs []corev1.Container) []string {
 				var out []string
 				for _, c := range cs {
@@ -306,16 +309,8 @@ func TestAgentContainers(t *testing.T) {
 }
 
 func TestPatchShareProcessNamespace(t *testing.T) {
-	pod := appPod(map[string]string{AnnotationInject: "true", annRole: "web", annShareProcNS: "true"})
-	a, err := ParsePod(pod, Defaults{Address: "https://vault:8200"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ops, err := a.Patch(pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := applyPatch(t, pod, ops); got.Spec.ShareProcessNamespace == nil || !*got.Spec.ShareProcessNamespace {
+	_, got := injected(t, appPod(map[string]string{AnnotationInject: "true", annRole: "web", annShareProcNS: "true"}))
+	if got.Spec.ShareProcessNamespace == nil || !*got.Spec.ShareProcessNamespace {
 		t.Errorf("shareProcessNamespace %v, want true", got.Spec.ShareProcessNamespace)
 	}
 }
