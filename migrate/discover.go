@@ -1,0 +1,552 @@
+package migrate
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Workload kinds, in the order a plan lists them.
+const (
+	KindDeployment     = "Deployment"
+	KindStatefulSet    = "StatefulSet"
+	KindDaemonSet      = "DaemonSet"
+	KindJob            = "Job"
+	KindCronJob        = "CronJob"
+	KindPod            = "Pod"
+	KindServiceAccount = "ServiceAccount"
+)
+
+var kindOrder = []string{KindDeployment, KindStatefulSet, KindDaemonSet, KindJob, KindCronJob, KindPod, KindServiceAccount}
+
+// DefaultServiceAccount is the ServiceAccount a pod runs as when its spec names none.
+const DefaultServiceAccount = "default"
+
+// Inventory is what Discover found in one namespace. It holds the Secrets with their data, for
+// the copy to KV; nothing derived from it for output (a Plan) carries a value.
+type Inventory struct {
+	Namespace       string
+	Secrets         []corev1.Secret // by name
+	Workloads       []Workload      // by kind (kindOrder), then name
+	ServiceAccounts []corev1.ServiceAccount
+	RoleBindings    []rbacv1.RoleBinding
+	// ClusterReaders are the readers that are not pods: Secret name -> Ingresses and Gateways
+	// (and the grants that let Gateways elsewhere) naming it.
+	ClusterReaders map[string][]ClusterReader
+	// GrantedToGateways says a ReferenceGrant lets Gateways in other namespaces read every
+	// Secret here (one that names no Secret): their TLS Secrets cannot be told apart.
+	GrantedToGateways []string
+}
+
+// Workload is one reader of Secrets: a pod template's owner, a bare Pod or a ServiceAccount.
+type Workload struct {
+	ID       WorkloadID
+	Meta     metav1.ObjectMeta      // the workload's own metadata (labels, annotations, owners)
+	Template corev1.PodTemplateSpec // zero for a ServiceAccount; a bare Pod's metadata and spec
+	// ServiceAccount is the one its pods run as ("default" when the spec names none); "" for a
+	// ServiceAccount itself.
+	ServiceAccount string
+	References     []Reference
+	// MountableSecrets is a ServiceAccount's legacy `secrets` list (token Secrets, or the
+	// Secrets its pods may mount under kubernetes.io/enforce-mountable-secrets).
+	MountableSecrets []string
+	// PullSecretsFromServiceAccount says the RefImagePull references came from the
+	// ServiceAccount (admission copies them into pods that list none of their own).
+	PullSecretsFromServiceAccount bool
+}
+
+// ClusterReader is something other than a pod that reads a Secret: the cluster's controllers.
+type ClusterReader struct {
+	Kind  string // Ingress, Gateway or ReferenceGrant
+	Name  string
+	Field string // where it names the Secret, e.g. spec.tls[0].secretName
+}
+
+func (r ClusterReader) String() string { return r.Kind + "/" + r.Name }
+
+// Gateway API resources; the CRDs may be absent.
+var (
+	gatewayGVRs        = []schema.GroupVersionResource{{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"}, {Group: "gateway.networking.k8s.io", Version: "v1beta1", Resource: "gateways"}}
+	referenceGrantGVRs = []schema.GroupVersionResource{{Group: "gateway.networking.k8s.io", Version: "v1beta1", Resource: "referencegrants"}, {Group: "gateway.networking.k8s.io", Version: "v1", Resource: "referencegrants"}}
+)
+
+// Ingress annotations of ingress-nginx whose value names a Secret ("name" or "namespace/name")
+// that the controller reads.
+var ingressSecretAnnotations = []string{
+	"nginx.ingress.kubernetes.io/auth-secret",
+	"nginx.ingress.kubernetes.io/auth-tls-secret",
+	"nginx.ingress.kubernetes.io/proxy-ssl-secret",
+}
+
+// Discover lists every Secret in namespace and everything that reads one. dyn reads the Gateway
+// API; nil, or a cluster without its CRDs, means there are no Gateways.
+func Discover(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface, namespace string) (*Inventory, error) {
+	inv := &Inventory{Namespace: namespace, ClusterReaders: map[string][]ClusterReader{}}
+	var (
+		deployments  []Workload
+		statefulSets []Workload
+		daemonSets   []Workload
+		jobs         []Workload
+		cronJobs     []Workload
+		pods         []Workload
+		ingresses    map[string][]ClusterReader
+		gateways     map[string][]ClusterReader
+		grants       map[string][]ClusterReader
+		grantsAll    []string
+	)
+	g, ctx := errgroup.WithContext(ctx)
+	list := func(what, resource string, f func() error) {
+		g.Go(func() error {
+			if err := f(); err != nil {
+				return listError(what, resource, namespace, err)
+			}
+			return nil
+		})
+	}
+	list("Secrets", "secrets", func() error {
+		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
+			l, err := kube.CoreV1().Secrets(namespace).List(ctx, o)
+			if err != nil {
+				return "", err
+			}
+			inv.Secrets = append(inv.Secrets, l.Items...)
+			return l.Continue, nil
+		})
+	})
+	list("ServiceAccounts", "serviceaccounts", func() error {
+		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
+			l, err := kube.CoreV1().ServiceAccounts(namespace).List(ctx, o)
+			if err != nil {
+				return "", err
+			}
+			inv.ServiceAccounts = append(inv.ServiceAccounts, l.Items...)
+			return l.Continue, nil
+		})
+	})
+	list("RoleBindings", "rolebindings.rbac.authorization.k8s.io", func() error {
+		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
+			l, err := kube.RbacV1().RoleBindings(namespace).List(ctx, o)
+			if err != nil {
+				return "", err
+			}
+			inv.RoleBindings = append(inv.RoleBindings, l.Items...)
+			return l.Continue, nil
+		})
+	})
+	list("Deployments", "deployments.apps", func() error {
+		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
+			l, err := kube.AppsV1().Deployments(namespace).List(ctx, o)
+			if err != nil {
+				return "", err
+			}
+			for _, d := range l.Items {
+				deployments = append(deployments, templateWorkload(KindDeployment, d.ObjectMeta, d.Spec.Template))
+			}
+			return l.Continue, nil
+		})
+	})
+	list("StatefulSets", "statefulsets.apps", func() error {
+		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
+			l, err := kube.AppsV1().StatefulSets(namespace).List(ctx, o)
+			if err != nil {
+				return "", err
+			}
+			for _, s := range l.Items {
+				statefulSets = append(statefulSets, templateWorkload(KindStatefulSet, s.ObjectMeta, s.Spec.Template))
+			}
+			return l.Continue, nil
+		})
+	})
+	list("DaemonSets", "daemonsets.apps", func() error {
+		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
+			l, err := kube.AppsV1().DaemonSets(namespace).List(ctx, o)
+			if err != nil {
+				return "", err
+			}
+			for _, d := range l.Items {
+				daemonSets = append(daemonSets, templateWorkload(KindDaemonSet, d.ObjectMeta, d.Spec.Template))
+			}
+			return l.Continue, nil
+		})
+	})
+	list("Jobs", "jobs.batch", func() error {
+		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
+			l, err := kube.BatchV1().Jobs(namespace).List(ctx, o)
+			if err != nil {
+				return "", err
+			}
+			for _, j := range l.Items {
+				// A CronJob's Jobs are its runs: migrating the CronJob changes the next ones.
+				if c := metav1.GetControllerOf(&j); c != nil && c.Kind == KindCronJob {
+					continue
+				}
+				jobs = append(jobs, templateWorkload(KindJob, j.ObjectMeta, j.Spec.Template))
+			}
+			return l.Continue, nil
+		})
+	})
+	list("CronJobs", "cronjobs.batch", func() error {
+		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
+			l, err := kube.BatchV1().CronJobs(namespace).List(ctx, o)
+			if err != nil {
+				return "", err
+			}
+			for _, c := range l.Items {
+				cronJobs = append(cronJobs, templateWorkload(KindCronJob, c.ObjectMeta, c.Spec.JobTemplate.Spec.Template))
+			}
+			return l.Continue, nil
+		})
+	})
+	list("Pods", "pods", func() error {
+		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
+			l, err := kube.CoreV1().Pods(namespace).List(ctx, o)
+			if err != nil {
+				return "", err
+			}
+			for _, p := range l.Items {
+				// A controller's pods come from its template, which is what gets migrated.
+				if metav1.GetControllerOf(&p) != nil {
+					continue
+				}
+				pods = append(pods, templateWorkload(KindPod, p.ObjectMeta, corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}))
+			}
+			return l.Continue, nil
+		})
+	})
+	list("Ingresses", "ingresses.networking.k8s.io", func() error {
+		ingresses = map[string][]ClusterReader{}
+		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
+			l, err := kube.NetworkingV1().Ingresses(namespace).List(ctx, o)
+			if err != nil {
+				return "", err
+			}
+			for _, in := range l.Items {
+				for i, t := range in.Spec.TLS {
+					if t.SecretName != "" {
+						ingresses[t.SecretName] = append(ingresses[t.SecretName], ClusterReader{Kind: "Ingress", Name: in.Name, Field: fmt.Sprintf("spec.tls[%d].secretName", i)})
+					}
+				}
+				for _, a := range ingressSecretAnnotations {
+					v, ok := in.Annotations[a]
+					if !ok {
+						continue
+					}
+					ns, name, cut := strings.Cut(v, "/")
+					if !cut {
+						ns, name = namespace, v
+					}
+					if ns == namespace && name != "" {
+						ingresses[name] = append(ingresses[name], ClusterReader{Kind: "Ingress", Name: in.Name, Field: "metadata.annotations[" + a + "]"})
+					}
+				}
+			}
+			return l.Continue, nil
+		})
+	})
+	if dyn != nil {
+		list("Gateways", "gateways.gateway.networking.k8s.io", func() error {
+			var err error
+			gateways, err = gatewaySecrets(ctx, dyn, namespace)
+			return err
+		})
+		list("ReferenceGrants", "referencegrants.gateway.networking.k8s.io", func() error {
+			var err error
+			grants, grantsAll, err = referenceGrants(ctx, dyn, namespace)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	for _, m := range []map[string][]ClusterReader{ingresses, gateways, grants} {
+		for name, rs := range m {
+			inv.ClusterReaders[name] = append(inv.ClusterReaders[name], rs...)
+		}
+	}
+	inv.GrantedToGateways = grantsAll
+
+	slices.SortFunc(inv.Secrets, func(a, b corev1.Secret) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(inv.ServiceAccounts, func(a, b corev1.ServiceAccount) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(inv.RoleBindings, func(a, b rbacv1.RoleBinding) int { return cmp.Compare(a.Name, b.Name) })
+	for name := range inv.ClusterReaders {
+		slices.SortFunc(inv.ClusterReaders[name], func(a, b ClusterReader) int {
+			return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name), cmp.Compare(a.Field, b.Field))
+		})
+	}
+
+	accounts := map[string]*corev1.ServiceAccount{}
+	for i := range inv.ServiceAccounts {
+		accounts[inv.ServiceAccounts[i].Name] = &inv.ServiceAccounts[i]
+	}
+	for _, group := range [][]Workload{deployments, statefulSets, daemonSets, jobs, cronJobs, pods} {
+		for _, w := range group {
+			addServiceAccountPullSecrets(&w, accounts[w.ServiceAccount])
+			inv.Workloads = append(inv.Workloads, w)
+		}
+	}
+	for _, sa := range inv.ServiceAccounts {
+		if w, ok := serviceAccountWorkload(sa); ok {
+			inv.Workloads = append(inv.Workloads, w)
+		}
+	}
+	slices.SortFunc(inv.Workloads, func(a, b Workload) int { return compareIDs(a.ID, b.ID) })
+	return inv, nil
+}
+
+// Secret returns the Secret of that name, or nil.
+func (inv *Inventory) Secret(name string) *corev1.Secret {
+	i, found := slices.BinarySearchFunc(inv.Secrets, name, func(s corev1.Secret, n string) int { return cmp.Compare(s.Name, n) })
+	if !found {
+		return nil
+	}
+	return &inv.Secrets[i]
+}
+
+// Workload returns the workload of that ID, or nil.
+func (inv *Inventory) Workload(id WorkloadID) *Workload {
+	for i := range inv.Workloads {
+		if inv.Workloads[i].ID == id {
+			return &inv.Workloads[i]
+		}
+	}
+	return nil
+}
+
+func compareIDs(a, b WorkloadID) int {
+	return cmp.Or(cmp.Compare(kindRank(a.Kind), kindRank(b.Kind)), cmp.Compare(a.Name, b.Name))
+}
+
+func kindRank(kind string) int {
+	if i := slices.Index(kindOrder, kind); i >= 0 {
+		return i
+	}
+	return len(kindOrder)
+}
+
+func templateWorkload(kind string, meta metav1.ObjectMeta, t corev1.PodTemplateSpec) Workload {
+	sa := t.Spec.ServiceAccountName
+	if sa == "" {
+		sa = t.Spec.DeprecatedServiceAccount
+	}
+	if sa == "" {
+		sa = DefaultServiceAccount
+	}
+	return Workload{ID: WorkloadID{Kind: kind, Name: meta.Name}, Meta: meta, Template: t, ServiceAccount: sa, References: PodReferences(&t.Spec)}
+}
+
+// addServiceAccountPullSecrets adds the ServiceAccount's image pull Secrets to a workload whose
+// pods list none, as the ServiceAccount admission plugin does when it creates them.
+func addServiceAccountPullSecrets(w *Workload, sa *corev1.ServiceAccount) {
+	if sa == nil || len(w.Template.Spec.ImagePullSecrets) > 0 {
+		return
+	}
+	for _, s := range sa.ImagePullSecrets {
+		if s.Name != "" {
+			w.References = append(w.References, Reference{Secret: s.Name, Kind: RefImagePull})
+			w.PullSecretsFromServiceAccount = true
+		}
+	}
+}
+
+func serviceAccountWorkload(sa corev1.ServiceAccount) (Workload, bool) {
+	w := Workload{ID: WorkloadID{Kind: KindServiceAccount, Name: sa.Name}, Meta: sa.ObjectMeta}
+	for _, s := range sa.ImagePullSecrets {
+		if s.Name != "" {
+			w.References = append(w.References, Reference{Secret: s.Name, Kind: RefImagePull})
+		}
+	}
+	for _, s := range sa.Secrets {
+		if s.Name != "" && (s.Namespace == "" || s.Namespace == sa.Namespace) {
+			w.MountableSecrets = append(w.MountableSecrets, s.Name)
+		}
+	}
+	return w, len(w.References)+len(w.MountableSecrets) > 0
+}
+
+// PodReferences lists every place a pod spec reads a Secret, init containers first, in the
+// order the spec gives them (the order the kubelet applies env in).
+func PodReferences(spec *corev1.PodSpec) []Reference {
+	var refs []Reference
+	containers := func(cs []corev1.Container, init bool) {
+		for _, c := range cs {
+			for _, e := range c.EnvFrom {
+				if r := e.SecretRef; r != nil && r.Name != "" {
+					refs = append(refs, Reference{Secret: r.Name, Kind: RefEnvFrom, Container: c.Name, Init: init, EnvName: e.Prefix, Optional: isTrue(r.Optional)})
+				}
+			}
+			for _, e := range c.Env {
+				if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name == "" {
+					continue
+				}
+				r := e.ValueFrom.SecretKeyRef
+				refs = append(refs, Reference{Secret: r.Name, Kind: RefEnv, Container: c.Name, Init: init, Key: r.Key, EnvName: e.Name, Optional: isTrue(r.Optional)})
+			}
+		}
+	}
+	containers(spec.InitContainers, true)
+	containers(spec.Containers, false)
+	for _, v := range spec.Volumes {
+		if s := v.Secret; s != nil && s.SecretName != "" {
+			refs = append(refs, Reference{Secret: s.SecretName, Kind: RefVolume, Volume: v.Name, Optional: isTrue(s.Optional)})
+		}
+		if p := v.Projected; p != nil {
+			for _, src := range p.Sources {
+				if s := src.Secret; s != nil && s.Name != "" {
+					refs = append(refs, Reference{Secret: s.Name, Kind: RefProjected, Volume: v.Name, Optional: isTrue(s.Optional)})
+				}
+			}
+		}
+	}
+	for _, s := range spec.ImagePullSecrets {
+		if s.Name != "" {
+			refs = append(refs, Reference{Secret: s.Name, Kind: RefImagePull})
+		}
+	}
+	return refs
+}
+
+func isTrue(b *bool) bool { return b != nil && *b }
+
+// eachPage calls list until the server says there is no more; 500 per page keeps a namespace
+// of a thousand Secrets to a few requests without holding the API server's memory.
+func eachPage(ctx context.Context, list func(metav1.ListOptions) (string, error)) error {
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		next, err := list(opts)
+		if err != nil {
+			return err
+		}
+		if next == "" {
+			return nil
+		}
+		opts.Continue = next
+	}
+}
+
+func listError(what, resource, namespace string, err error) error {
+	if apierrors.IsForbidden(err) {
+		return fmt.Errorf("listing %s in namespace %s: %w; migrate reads every reader of a Secret before it plans, so grant list on %s there (e.g. a Role with verbs [list] bound to the identity running vaultctl)", what, namespace, err, resource)
+	}
+	return fmt.Errorf("listing %s in namespace %s: %w", what, namespace, err)
+}
+
+// listDynamic lists a Gateway API resource, trying each version in turn; a cluster that serves
+// none of them (the CRD is not installed) has none: nil, nil.
+func listDynamic(ctx context.Context, dyn dynamic.Interface, gvrs []schema.GroupVersionResource, namespace string) ([]unstructured.Unstructured, error) {
+	for _, gvr := range gvrs {
+		var items []unstructured.Unstructured
+		err := eachPage(ctx, func(o metav1.ListOptions) (string, error) {
+			l, err := dyn.Resource(gvr).Namespace(namespace).List(ctx, o)
+			if err != nil {
+				return "", err
+			}
+			items = append(items, l.Items...)
+			return l.GetContinue(), nil
+		})
+		switch {
+		case err == nil:
+			return items, nil
+		case apierrors.IsNotFound(err):
+			continue
+		default:
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// gatewaySecrets maps Secret name -> the Gateways here whose listeners (or backend TLS) name it.
+func gatewaySecrets(ctx context.Context, dyn dynamic.Interface, namespace string) (map[string][]ClusterReader, error) {
+	items, err := listDynamic(ctx, dyn, gatewayGVRs, namespace)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]ClusterReader{}
+	add := func(gw string, ref map[string]any, field string) {
+		group, _, _ := unstructured.NestedString(ref, "group")
+		kind, _, _ := unstructured.NestedString(ref, "kind")
+		name, _, _ := unstructured.NestedString(ref, "name")
+		ns, _, _ := unstructured.NestedString(ref, "namespace")
+		// An omitted kind is Secret and an omitted namespace the Gateway's own (Gateway API).
+		if group != "" || (kind != "" && kind != "Secret") || name == "" || (ns != "" && ns != namespace) {
+			return
+		}
+		out[name] = append(out[name], ClusterReader{Kind: "Gateway", Name: gw, Field: field})
+	}
+	for _, gw := range items {
+		listeners, _, _ := unstructured.NestedSlice(gw.Object, "spec", "listeners")
+		for i, l := range listeners {
+			lm, ok := l.(map[string]any)
+			if !ok {
+				continue
+			}
+			refs, _, _ := unstructured.NestedSlice(lm, "tls", "certificateRefs")
+			for j, r := range refs {
+				if rm, ok := r.(map[string]any); ok {
+					add(gw.GetName(), rm, fmt.Sprintf("spec.listeners[%d].tls.certificateRefs[%d]", i, j))
+				}
+			}
+		}
+		if ref, ok, _ := unstructured.NestedMap(gw.Object, "spec", "tls", "backend", "clientCertificateRef"); ok {
+			add(gw.GetName(), ref, "spec.tls.backend.clientCertificateRef")
+		}
+	}
+	return out, nil
+}
+
+// referenceGrants records the Secrets here that ReferenceGrants open to Gateways of other
+// namespaces (which this namespace cannot list), and the grants that open every Secret.
+func referenceGrants(ctx context.Context, dyn dynamic.Interface, namespace string) (readers map[string][]ClusterReader, all []string, err error) {
+	items, err := listDynamic(ctx, dyn, referenceGrantGVRs, namespace)
+	if err != nil {
+		return nil, nil, err
+	}
+	readers = map[string][]ClusterReader{}
+	for _, rg := range items {
+		from, _, _ := unstructured.NestedSlice(rg.Object, "spec", "from")
+		fromGateway := false
+		for _, f := range from {
+			fm, _ := f.(map[string]any)
+			group, _, _ := unstructured.NestedString(fm, "group")
+			kind, _, _ := unstructured.NestedString(fm, "kind")
+			if group == "gateway.networking.k8s.io" && kind == "Gateway" {
+				fromGateway = true
+			}
+		}
+		if !fromGateway {
+			continue
+		}
+		to, _, _ := unstructured.NestedSlice(rg.Object, "spec", "to")
+		for i, t := range to {
+			tm, _ := t.(map[string]any)
+			group, _, _ := unstructured.NestedString(tm, "group")
+			kind, _, _ := unstructured.NestedString(tm, "kind")
+			name, _, _ := unstructured.NestedString(tm, "name")
+			if group != "" || kind != "Secret" {
+				continue
+			}
+			if name == "" {
+				all = append(all, rg.GetName())
+				continue
+			}
+			readers[name] = append(readers[name], ClusterReader{Kind: "ReferenceGrant", Name: rg.GetName(), Field: fmt.Sprintf("spec.to[%d].name", i)})
+		}
+	}
+	slices.Sort(all)
+	return readers, slices.Compact(all), nil
+}
