@@ -148,7 +148,7 @@ func keepReasons(inv *Inventory, s *corev1.Secret, pullNamedBy []string) []strin
 }
 
 func clusterReaderReasons(readers []ClusterReader) []string {
-	var tlsOf, annotationsOf, grants []string
+	var ingresses, gateways, annotationsOf, grants []string
 	for _, r := range readers {
 		switch {
 		case r.Kind == "ReferenceGrant":
@@ -156,13 +156,18 @@ func clusterReaderReasons(readers []ClusterReader) []string {
 		case strings.HasPrefix(r.Field, "metadata.annotations["):
 			a := strings.TrimSuffix(strings.TrimPrefix(r.Field, "metadata.annotations["), "]")
 			annotationsOf = append(annotationsOf, r.String()+" "+a)
+		case r.Kind == "Gateway":
+			gateways = append(gateways, r.String())
 		default:
-			tlsOf = append(tlsOf, r.String())
+			ingresses = append(ingresses, r.String())
 		}
 	}
 	var why []string
-	if tlsOf = sortedUnique(tlsOf); len(tlsOf) > 0 {
-		why = append(why, "TLS Secret of "+strings.Join(tlsOf, ", ")+": the ingress or Gateway controller reads it")
+	if ingresses = sortedUnique(ingresses); len(ingresses) > 0 {
+		why = append(why, "TLS Secret of "+strings.Join(ingresses, ", ")+": the ingress controller serves it")
+	}
+	if gateways = sortedUnique(gateways); len(gateways) > 0 {
+		why = append(why, "TLS Secret of "+strings.Join(gateways, ", ")+": the Gateway controller serves it")
 	}
 	if len(annotationsOf) > 0 {
 		why = append(why, "read by the ingress controller ("+strings.Join(sortedUnique(annotationsOf), ", ")+")")
@@ -237,13 +242,17 @@ func referenceIssue(inv *Inventory, w Workload, r Reference) (RefIssue, bool) {
 	s := inv.Secret(r.Secret)
 	where := describeReference(r)
 	if s == nil {
+		what := "Secret " + r.Secret
+		if r.Kind == RefEnv {
+			what = "key " + r.Key + " of Secret " + r.Secret
+		}
 		switch {
 		case r.Kind == RefImagePull:
 			return RefIssue{w.ID, r, false, fmt.Sprintf("%s names Secret %s, which does not exist: the kubelet pulls without it, as it does now", where, r.Secret)}, true
 		case r.Optional:
-			return RefIssue{w.ID, r, false, fmt.Sprintf("%s reads Secret %s (optional), which does not exist: %s, as now", where, r.Secret, absentEffect(r))}, true
+			return RefIssue{w.ID, r, false, fmt.Sprintf("%s reads %s (optional), but the Secret does not exist: %s, as now", where, what, absentEffect(r))}, true
 		}
-		return RefIssue{w.ID, r, true, fmt.Sprintf("%s reads Secret %s, which does not exist, so its pods cannot start: create the Secret, or mark the reference optional: true", where, r.Secret)}, true
+		return RefIssue{w.ID, r, true, fmt.Sprintf("%s reads %s, but the Secret does not exist, so its pods cannot start: create the Secret, or mark the reference optional: true", where, what)}, true
 	}
 	var missing []string
 	switch r.Kind {
@@ -266,9 +275,9 @@ func referenceIssue(inv *Inventory, w Workload, r Reference) (RefIssue, bool) {
 		keys = "keys " + strings.Join(missing, ", ")
 	}
 	if r.Optional {
-		return RefIssue{w.ID, r, false, fmt.Sprintf("%s reads %s of Secret %s (optional), which it does not have: %s, as now", where, keys, r.Secret, absentEffect(r))}, true
+		return RefIssue{w.ID, r, false, fmt.Sprintf("%s reads %s of Secret %s (optional), but the Secret has no such key: %s, as now", where, keys, r.Secret, absentEffect(r))}, true
 	}
-	return RefIssue{w.ID, r, true, fmt.Sprintf("%s reads %s of Secret %s, which it does not have, so its pods cannot start: add the key, or mark the reference optional: true", where, keys, r.Secret)}, true
+	return RefIssue{w.ID, r, true, fmt.Sprintf("%s reads %s of Secret %s, but the Secret has no such key, so its pods cannot start: add the key, or mark the reference optional: true", where, keys, r.Secret)}, true
 }
 
 func absentEffect(r Reference) string {
@@ -311,10 +320,10 @@ func describeReference(r Reference) string {
 	}
 	switch r.Kind {
 	case RefEnv:
-		return fmt.Sprintf("%s env %s (key %s)", c, r.EnvName, r.Key)
+		return fmt.Sprintf("%s env %s", c, r.EnvName)
 	case RefEnvFrom:
 		if r.EnvName != "" {
-			return fmt.Sprintf("%s envFrom (prefix %s)", c, r.EnvName)
+			return fmt.Sprintf("%s envFrom with prefix %s", c, r.EnvName)
 		}
 		return c + " envFrom"
 	case RefVolume:

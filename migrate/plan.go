@@ -94,7 +94,7 @@ func planWorkload(inv *Inventory, w Workload, secrets map[string]SecretPlan, opt
 	wp := WorkloadPlan{Kind: w.ID.Kind, Name: w.ID.Name, ServiceAccount: w.ServiceAccount, Changes: []string{}, Warnings: []string{}, References: slices.Clone(w.References)}
 	if w.ID.Kind == KindServiceAccount {
 		wp.Action = WorkloadSkip
-		wp.Changes = append(wp.Changes, "nothing to change: a ServiceAccount only names Secrets (image pull and token Secrets stay in Kubernetes), its pods' workloads are migrated on their own")
+		wp.Changes = append(wp.Changes, "nothing to change: it only names Secrets for its pods (image pull, token); the workloads that run as it are migrated on their own")
 		return wp
 	}
 
