@@ -249,7 +249,7 @@ func TestVaultName(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 	long := strings.Repeat("a", 200)
-	a, b := VaultName("ns", WorkloadID{KindDeployment, long+"x"}), VaultName("ns", WorkloadID{KindDeployment, long+"y"})
+	a, b := VaultName("ns", WorkloadID{KindDeployment, long + "x"}), VaultName("ns", WorkloadID{KindDeployment, long + "y"})
 	if len(a) != maxVaultName || a == b || !strings.HasPrefix(a, "ns-deployment-aaa") {
 		t.Errorf("long names must stay within %d and apart: %q %q", maxVaultName, a, b)
 	}
