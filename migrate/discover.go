@@ -8,11 +8,16 @@ import (
 	"strings"
 
 	"golang.org/x/sync/errgroup"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -95,16 +100,15 @@ var ingressSecretAnnotations = []string{
 func Discover(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interface, namespace string) (*Inventory, error) {
 	inv := &Inventory{Namespace: namespace, ClusterReaders: map[string][]ClusterReader{}}
 	var (
-		deployments  []Workload
-		statefulSets []Workload
-		daemonSets   []Workload
-		jobs         []Workload
-		cronJobs     []Workload
-		pods         []Workload
-		ingresses    map[string][]ClusterReader
-		gateways     map[string][]ClusterReader
-		grants       map[string][]ClusterReader
-		grantsAll    []string
+		deployments  []appsv1.Deployment
+		statefulSets []appsv1.StatefulSet
+		daemonSets   []appsv1.DaemonSet
+		jobs         []batchv1.Job
+		cronJobs     []batchv1.CronJob
+		pods         []corev1.Pod
+		ingresses    []networkingv1.Ingress
+		gateways     []unstructured.Unstructured
+		grants       []unstructured.Unstructured
 	)
 	g, ctx := errgroup.WithContext(ctx)
 	list := func(what, resource string, f func() error) {
@@ -115,167 +119,95 @@ func Discover(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interf
 			return nil
 		})
 	}
-	list("Secrets", "secrets", func() error {
-		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
-			l, err := kube.CoreV1().Secrets(namespace).List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			inv.Secrets = append(inv.Secrets, l.Items...)
-			return l.Continue, nil
-		})
+	// Each writes its own variable; they are read only after Wait.
+	list("Secrets", "secrets", func() (err error) {
+		inv.Secrets, err = listAll[corev1.Secret](ctx, kube.CoreV1().Secrets(namespace).List)
+		return err
 	})
-	list("ServiceAccounts", "serviceaccounts", func() error {
-		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
-			l, err := kube.CoreV1().ServiceAccounts(namespace).List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			inv.ServiceAccounts = append(inv.ServiceAccounts, l.Items...)
-			return l.Continue, nil
-		})
+	list("ServiceAccounts", "serviceaccounts", func() (err error) {
+		inv.ServiceAccounts, err = listAll[corev1.ServiceAccount](ctx, kube.CoreV1().ServiceAccounts(namespace).List)
+		return err
 	})
-	list("RoleBindings", "rolebindings.rbac.authorization.k8s.io", func() error {
-		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
-			l, err := kube.RbacV1().RoleBindings(namespace).List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			inv.RoleBindings = append(inv.RoleBindings, l.Items...)
-			return l.Continue, nil
-		})
+	list("RoleBindings", "rolebindings.rbac.authorization.k8s.io", func() (err error) {
+		inv.RoleBindings, err = listAll[rbacv1.RoleBinding](ctx, kube.RbacV1().RoleBindings(namespace).List)
+		return err
 	})
-	list("Deployments", "deployments.apps", func() error {
-		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
-			l, err := kube.AppsV1().Deployments(namespace).List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			for _, d := range l.Items {
-				deployments = append(deployments, templateWorkload(KindDeployment, d.ObjectMeta, d.Spec.Template))
-			}
-			return l.Continue, nil
-		})
+	list("Deployments", "deployments.apps", func() (err error) {
+		deployments, err = listAll[appsv1.Deployment](ctx, kube.AppsV1().Deployments(namespace).List)
+		return err
 	})
-	list("StatefulSets", "statefulsets.apps", func() error {
-		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
-			l, err := kube.AppsV1().StatefulSets(namespace).List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			for _, s := range l.Items {
-				statefulSets = append(statefulSets, templateWorkload(KindStatefulSet, s.ObjectMeta, s.Spec.Template))
-			}
-			return l.Continue, nil
-		})
+	list("StatefulSets", "statefulsets.apps", func() (err error) {
+		statefulSets, err = listAll[appsv1.StatefulSet](ctx, kube.AppsV1().StatefulSets(namespace).List)
+		return err
 	})
-	list("DaemonSets", "daemonsets.apps", func() error {
-		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
-			l, err := kube.AppsV1().DaemonSets(namespace).List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			for _, d := range l.Items {
-				daemonSets = append(daemonSets, templateWorkload(KindDaemonSet, d.ObjectMeta, d.Spec.Template))
-			}
-			return l.Continue, nil
-		})
+	list("DaemonSets", "daemonsets.apps", func() (err error) {
+		daemonSets, err = listAll[appsv1.DaemonSet](ctx, kube.AppsV1().DaemonSets(namespace).List)
+		return err
 	})
-	list("Jobs", "jobs.batch", func() error {
-		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
-			l, err := kube.BatchV1().Jobs(namespace).List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			for _, j := range l.Items {
-				// A CronJob's Jobs are its runs: migrating the CronJob changes the next ones.
-				if c := metav1.GetControllerOf(&j); c != nil && c.Kind == KindCronJob {
-					continue
-				}
-				jobs = append(jobs, templateWorkload(KindJob, j.ObjectMeta, j.Spec.Template))
-			}
-			return l.Continue, nil
-		})
+	list("Jobs", "jobs.batch", func() (err error) {
+		jobs, err = listAll[batchv1.Job](ctx, kube.BatchV1().Jobs(namespace).List)
+		return err
 	})
-	list("CronJobs", "cronjobs.batch", func() error {
-		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
-			l, err := kube.BatchV1().CronJobs(namespace).List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			for _, c := range l.Items {
-				cronJobs = append(cronJobs, templateWorkload(KindCronJob, c.ObjectMeta, c.Spec.JobTemplate.Spec.Template))
-			}
-			return l.Continue, nil
-		})
+	list("CronJobs", "cronjobs.batch", func() (err error) {
+		cronJobs, err = listAll[batchv1.CronJob](ctx, kube.BatchV1().CronJobs(namespace).List)
+		return err
 	})
-	list("Pods", "pods", func() error {
-		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
-			l, err := kube.CoreV1().Pods(namespace).List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			for _, p := range l.Items {
-				// A controller's pods come from its template, which is what gets migrated.
-				if metav1.GetControllerOf(&p) != nil {
-					continue
-				}
-				pods = append(pods, templateWorkload(KindPod, p.ObjectMeta, corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}))
-			}
-			return l.Continue, nil
-		})
+	list("Pods", "pods", func() (err error) {
+		pods, err = listAll[corev1.Pod](ctx, kube.CoreV1().Pods(namespace).List)
+		return err
 	})
-	list("Ingresses", "ingresses.networking.k8s.io", func() error {
-		ingresses = map[string][]ClusterReader{}
-		return eachPage(ctx, func(o metav1.ListOptions) (string, error) {
-			l, err := kube.NetworkingV1().Ingresses(namespace).List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			for _, in := range l.Items {
-				for i, t := range in.Spec.TLS {
-					if t.SecretName != "" {
-						ingresses[t.SecretName] = append(ingresses[t.SecretName], ClusterReader{Kind: "Ingress", Name: in.Name, Field: fmt.Sprintf("spec.tls[%d].secretName", i)})
-					}
-				}
-				for _, a := range ingressSecretAnnotations {
-					v, ok := in.Annotations[a]
-					if !ok {
-						continue
-					}
-					ns, name, cut := strings.Cut(v, "/")
-					if !cut {
-						ns, name = namespace, v
-					}
-					if ns == namespace && name != "" {
-						ingresses[name] = append(ingresses[name], ClusterReader{Kind: "Ingress", Name: in.Name, Field: "metadata.annotations[" + a + "]"})
-					}
-				}
-			}
-			return l.Continue, nil
-		})
+	list("Ingresses", "ingresses.networking.k8s.io", func() (err error) {
+		ingresses, err = listAll[networkingv1.Ingress](ctx, kube.NetworkingV1().Ingresses(namespace).List)
+		return err
 	})
 	if dyn != nil {
-		list("Gateways", "gateways.gateway.networking.k8s.io", func() error {
-			var err error
-			gateways, err = gatewaySecrets(ctx, dyn, namespace)
+		list("Gateways", "gateways.gateway.networking.k8s.io", func() (err error) {
+			gateways, err = listDynamic(ctx, dyn, gatewayGVRs, namespace)
 			return err
 		})
-		list("ReferenceGrants", "referencegrants.gateway.networking.k8s.io", func() error {
-			var err error
-			grants, grantsAll, err = referenceGrants(ctx, dyn, namespace)
+		list("ReferenceGrants", "referencegrants.gateway.networking.k8s.io", func() (err error) {
+			grants, err = listDynamic(ctx, dyn, referenceGrantGVRs, namespace)
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	for _, m := range []map[string][]ClusterReader{ingresses, gateways, grants} {
-		for name, rs := range m {
-			inv.ClusterReaders[name] = append(inv.ClusterReaders[name], rs...)
-		}
+
+	var workloads []Workload
+	for _, d := range deployments {
+		workloads = append(workloads, templateWorkload(KindDeployment, d.ObjectMeta, d.Spec.Template))
 	}
-	inv.GrantedToGateways = grantsAll
+	for _, s := range statefulSets {
+		workloads = append(workloads, templateWorkload(KindStatefulSet, s.ObjectMeta, s.Spec.Template))
+	}
+	for _, d := range daemonSets {
+		workloads = append(workloads, templateWorkload(KindDaemonSet, d.ObjectMeta, d.Spec.Template))
+	}
+	for _, j := range jobs {
+		// A CronJob's Jobs are its runs: migrating the CronJob changes the next ones.
+		if c := metav1.GetControllerOf(&j); c != nil && c.Kind == KindCronJob {
+			continue
+		}
+		workloads = append(workloads, templateWorkload(KindJob, j.ObjectMeta, j.Spec.Template))
+	}
+	for _, c := range cronJobs {
+		workloads = append(workloads, templateWorkload(KindCronJob, c.ObjectMeta, c.Spec.JobTemplate.Spec.Template))
+	}
+	for _, p := range pods {
+		// A controller's pods come from its template, which is what gets migrated.
+		if metav1.GetControllerOf(&p) != nil {
+			continue
+		}
+		workloads = append(workloads, templateWorkload(KindPod, p.ObjectMeta, corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}))
+	}
+	for _, in := range ingresses {
+		ingressSecrets(in, inv.ClusterReaders)
+	}
+	for _, gw := range gateways {
+		gatewaySecrets(gw, namespace, inv.ClusterReaders)
+	}
+	inv.GrantedToGateways = referenceGrantSecrets(grants, inv.ClusterReaders)
 
 	slices.SortFunc(inv.Secrets, func(a, b corev1.Secret) int { return cmp.Compare(a.Name, b.Name) })
 	slices.SortFunc(inv.ServiceAccounts, func(a, b corev1.ServiceAccount) int { return cmp.Compare(a.Name, b.Name) })
@@ -290,11 +222,9 @@ func Discover(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interf
 	for i := range inv.ServiceAccounts {
 		accounts[inv.ServiceAccounts[i].Name] = &inv.ServiceAccounts[i]
 	}
-	for _, group := range [][]Workload{deployments, statefulSets, daemonSets, jobs, cronJobs, pods} {
-		for _, w := range group {
-			addServiceAccountPullSecrets(&w, accounts[w.ServiceAccount])
-			inv.Workloads = append(inv.Workloads, w)
-		}
+	for _, w := range workloads {
+		addServiceAccountPullSecrets(&w, accounts[w.ServiceAccount])
+		inv.Workloads = append(inv.Workloads, w)
 	}
 	for _, sa := range inv.ServiceAccounts {
 		if w, ok := serviceAccountWorkload(sa); ok {
@@ -419,22 +349,33 @@ func PodReferences(spec *corev1.PodSpec) []Reference {
 
 func isTrue(b *bool) bool { return b != nil && *b }
 
-// eachPage calls list until the server says there is no more; 500 per page keeps a namespace
-// of a thousand Secrets to a few requests without holding the API server's memory.
-func eachPage(ctx context.Context, list func(metav1.ListOptions) (string, error)) error {
+// listAll lists every object of a kind, 500 a page: a namespace of a thousand Secrets takes a
+// few requests without making the API server hold them all at once.
+func listAll[T any, PT interface {
+	*T
+	runtime.Object
+}, L runtime.Object](ctx context.Context, list func(context.Context, metav1.ListOptions) (L, error)) ([]T, error) {
+	var out []T
 	opts := metav1.ListOptions{Limit: 500}
 	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		next, err := list(opts)
+		l, err := list(ctx, opts)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if next == "" {
+		if err := meta.EachListItem(l, func(o runtime.Object) error {
+			out = append(out, *o.(PT))
 			return nil
+		}); err != nil {
+			return nil, err
 		}
-		opts.Continue = next
+		lm, err := meta.ListAccessor(l)
+		if err != nil {
+			return nil, err
+		}
+		if lm.GetContinue() == "" {
+			return out, nil
+		}
+		opts.Continue = lm.GetContinue()
 	}
 }
 
@@ -449,35 +390,44 @@ func listError(what, resource, namespace string, err error) error {
 // none of them (the CRD is not installed) has none: nil, nil.
 func listDynamic(ctx context.Context, dyn dynamic.Interface, gvrs []schema.GroupVersionResource, namespace string) ([]unstructured.Unstructured, error) {
 	for _, gvr := range gvrs {
-		var items []unstructured.Unstructured
-		err := eachPage(ctx, func(o metav1.ListOptions) (string, error) {
-			l, err := dyn.Resource(gvr).Namespace(namespace).List(ctx, o)
-			if err != nil {
-				return "", err
-			}
-			items = append(items, l.Items...)
-			return l.GetContinue(), nil
-		})
+		items, err := listAll[unstructured.Unstructured](ctx, dyn.Resource(gvr).Namespace(namespace).List)
 		switch {
 		case err == nil:
 			return items, nil
-		case apierrors.IsNotFound(err):
-			continue
-		default:
+		case !apierrors.IsNotFound(err):
 			return nil, err
 		}
 	}
 	return nil, nil
 }
 
-// gatewaySecrets maps Secret name -> the Gateways here whose listeners (or backend TLS) name it.
-func gatewaySecrets(ctx context.Context, dyn dynamic.Interface, namespace string) (map[string][]ClusterReader, error) {
-	items, err := listDynamic(ctx, dyn, gatewayGVRs, namespace)
-	if err != nil {
-		return nil, err
+// ingressSecrets records the Secrets an Ingress names: its TLS Secrets, and those of the
+// ingress-nginx annotations that name one.
+func ingressSecrets(in networkingv1.Ingress, readers map[string][]ClusterReader) {
+	for i, t := range in.Spec.TLS {
+		if t.SecretName != "" {
+			readers[t.SecretName] = append(readers[t.SecretName], ClusterReader{Kind: "Ingress", Name: in.Name, Field: fmt.Sprintf("spec.tls[%d].secretName", i)})
+		}
 	}
-	out := map[string][]ClusterReader{}
-	add := func(gw string, ref map[string]any, field string) {
+	for _, a := range ingressSecretAnnotations {
+		v, ok := in.Annotations[a]
+		if !ok {
+			continue
+		}
+		ns, name, qualified := strings.Cut(v, "/")
+		if !qualified {
+			ns, name = in.Namespace, v
+		}
+		if ns == in.Namespace && name != "" {
+			readers[name] = append(readers[name], ClusterReader{Kind: "Ingress", Name: in.Name, Field: "metadata.annotations[" + a + "]"})
+		}
+	}
+}
+
+// gatewaySecrets records the Secrets of this namespace a Gateway's listeners (or its backend
+// TLS) name.
+func gatewaySecrets(gw unstructured.Unstructured, namespace string, readers map[string][]ClusterReader) {
+	add := func(ref map[string]any, field string) {
 		group, _, _ := unstructured.NestedString(ref, "group")
 		kind, _, _ := unstructured.NestedString(ref, "kind")
 		name, _, _ := unstructured.NestedString(ref, "name")
@@ -486,38 +436,32 @@ func gatewaySecrets(ctx context.Context, dyn dynamic.Interface, namespace string
 		if group != "" || (kind != "" && kind != "Secret") || name == "" || (ns != "" && ns != namespace) {
 			return
 		}
-		out[name] = append(out[name], ClusterReader{Kind: "Gateway", Name: gw, Field: field})
+		readers[name] = append(readers[name], ClusterReader{Kind: "Gateway", Name: gw.GetName(), Field: field})
 	}
-	for _, gw := range items {
-		listeners, _, _ := unstructured.NestedSlice(gw.Object, "spec", "listeners")
-		for i, l := range listeners {
-			lm, ok := l.(map[string]any)
-			if !ok {
-				continue
-			}
-			refs, _, _ := unstructured.NestedSlice(lm, "tls", "certificateRefs")
-			for j, r := range refs {
-				if rm, ok := r.(map[string]any); ok {
-					add(gw.GetName(), rm, fmt.Sprintf("spec.listeners[%d].tls.certificateRefs[%d]", i, j))
-				}
+	listeners, _, _ := unstructured.NestedSlice(gw.Object, "spec", "listeners")
+	for i, l := range listeners {
+		lm, ok := l.(map[string]any)
+		if !ok {
+			continue
+		}
+		refs, _, _ := unstructured.NestedSlice(lm, "tls", "certificateRefs")
+		for j, r := range refs {
+			if rm, ok := r.(map[string]any); ok {
+				add(rm, fmt.Sprintf("spec.listeners[%d].tls.certificateRefs[%d]", i, j))
 			}
 		}
-		if ref, ok, _ := unstructured.NestedMap(gw.Object, "spec", "tls", "backend", "clientCertificateRef"); ok {
-			add(gw.GetName(), ref, "spec.tls.backend.clientCertificateRef")
-		}
 	}
-	return out, nil
+	if ref, ok, _ := unstructured.NestedMap(gw.Object, "spec", "tls", "backend", "clientCertificateRef"); ok {
+		add(ref, "spec.tls.backend.clientCertificateRef")
+	}
 }
 
-// referenceGrants records the Secrets here that ReferenceGrants open to Gateways of other
-// namespaces (which this namespace cannot list), and the grants that open every Secret.
-func referenceGrants(ctx context.Context, dyn dynamic.Interface, namespace string) (readers map[string][]ClusterReader, all []string, err error) {
-	items, err := listDynamic(ctx, dyn, referenceGrantGVRs, namespace)
-	if err != nil {
-		return nil, nil, err
-	}
-	readers = map[string][]ClusterReader{}
-	for _, rg := range items {
+// referenceGrantSecrets records the Secrets here that ReferenceGrants open to Gateways of
+// other namespaces (which this namespace cannot list), and returns the grants that open every
+// Secret.
+func referenceGrantSecrets(grants []unstructured.Unstructured, readers map[string][]ClusterReader) []string {
+	var all []string
+	for _, rg := range grants {
 		from, _, _ := unstructured.NestedSlice(rg.Object, "spec", "from")
 		fromGateway := false
 		for _, f := range from {
@@ -548,5 +492,5 @@ func referenceGrants(ctx context.Context, dyn dynamic.Interface, namespace strin
 		}
 	}
 	slices.Sort(all)
-	return readers, slices.Compact(all), nil
+	return slices.Compact(all)
 }

@@ -237,3 +237,32 @@ func TestDiscoverForbiddenSaysWhatToGrant(t *testing.T) {
 }
 
 func objectMeta(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name, Namespace: ns} }
+
+// A namespace larger than a page is read to its end.
+func TestDiscoverReadsEveryPage(t *testing.T) {
+	kube := fake.NewClientset()
+	var continues []string
+	kube.PrependReactor("list", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		o := a.(k8stesting.ListActionImpl).GetListOptions()
+		continues = append(continues, o.Continue)
+		if o.Limit <= 0 {
+			t.Errorf("list without a page size")
+		}
+		l := &corev1.SecretList{}
+		switch o.Continue {
+		case "":
+			l.Items = []corev1.Secret{{ObjectMeta: objectMeta("b")}}
+			l.Continue = "page-2"
+		case "page-2":
+			l.Items = []corev1.Secret{{ObjectMeta: objectMeta("a")}}
+		}
+		return true, l, nil
+	})
+	inv, err := Discover(context.Background(), kube, nil, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Secrets) != 2 || inv.Secrets[0].Name != "a" || !reflect.DeepEqual(continues, []string{"", "page-2"}) {
+		t.Fatalf("secrets %v, continues %v", inv.Secrets, continues)
+	}
+}
