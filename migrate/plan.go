@@ -40,11 +40,24 @@ type PlanOptions struct {
 	TTL, MaxTTL time.Duration
 }
 
+// OptionsFromConfig takes the layout and role lifetimes from the config (migration.kvPath on
+// the first kv mount, migration.defaults); the caller adds --workload selections.
+func OptionsFromConfig(c *config.Config) PlanOptions {
+	return PlanOptions{
+		KV:     KVLayout{Template: c.Migration.KVPath, Mount: c.MigrationKVMount()},
+		TTL:    c.Migration.Defaults.TTL.Duration,
+		MaxTTL: c.Migration.Defaults.MaxTTL.Duration,
+	}
+}
+
 // BuildPlan decides what migrating the namespace does: for each Secret, migrate or keep and
 // why; for each workload, its ServiceAccount, role, policy and the KV paths it will read. It
 // only reads the inventory; no Secret value enters the plan. A --workload naming nothing in
 // the namespace is an error.
 func BuildPlan(inv *Inventory, opts PlanOptions) (*Plan, error) {
+	if opts.KV.Mount == "" && (opts.KV.Template == "" || strings.Contains(opts.KV.Template, config.KVPathMount)) {
+		return nil, fmt.Errorf("no KV mount for %s in migration.kvPath: list one under kv in the config", config.KVPathMount)
+	}
 	selected, err := selectWorkloads(inv, opts.Workloads)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vaultctl/vaultctl/config"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 )
@@ -341,4 +342,17 @@ func containsSubstring(list []string, sub string) bool {
 		}
 	}
 	return false
+}
+
+func TestOptionsFromConfig(t *testing.T) {
+	c := &config.Config{KV: []config.KVMount{{Path: "apps"}, {Path: "other"}}}
+	c.Migration.KVPath = "{mount}/k8s/{namespace}/{secret}"
+	config.ApplyDefaults(c)
+	o := OptionsFromConfig(c)
+	if o.KV.Path("ns", "db") != "apps/k8s/ns/db" || o.TTL != time.Hour || o.MaxTTL != 4*time.Hour {
+		t.Fatalf("%+v", o)
+	}
+	if _, err := BuildPlan(&Inventory{Namespace: "ns"}, PlanOptions{}); err == nil || !strings.Contains(err.Error(), "no KV mount for {mount}") {
+		t.Fatalf("a plan without a mount for {mount}: %v", err)
+	}
 }
