@@ -158,6 +158,9 @@ func planWorkload(inv *Inventory, w Workload, secrets map[string]SecretPlan, opt
 			verb = "run as ServiceAccount " + wp.ServiceAccount + " (created for it by an earlier run)"
 		}
 		wp.Changes = append(wp.Changes, verb+" instead of default: a role bound to default would let every pod in the namespace read these Secrets")
+		if pulls := inheritedPullSecrets(inv, w); wp.CreateServiceAccount && len(pulls) > 0 {
+			wp.Changes = append(wp.Changes, "give ServiceAccount "+wp.ServiceAccount+" the image pull Secrets of default ("+strings.Join(pulls, ", ")+"), which its pods pull with")
+		}
 		wp.Warnings = append(wp.Warnings, defaultBindingWarnings(inv, w.ID, wp.ServiceAccount)...)
 	} else {
 		if sharers := sharingServiceAccount(inv, w); len(sharers) > 0 {
@@ -167,7 +170,7 @@ func planWorkload(inv *Inventory, w Workload, secrets map[string]SecretPlan, opt
 			wp.Warnings = append(wp.Warnings, fmt.Sprintf("ServiceAccount %s does not exist, so no pod of it can start: the role is bound to it all the same; create it", w.ServiceAccount))
 		}
 	}
-	if noToken(inv, w) {
+	if noToken(inv, w, wp.ServiceAccount) {
 		wp.Warnings = append(wp.Warnings, "its pods do not mount a ServiceAccount token (automountServiceAccountToken: false): the Vault Agent logs in with that token, and the injector refuses pods without one; allow the mount for this workload")
 	}
 
@@ -253,6 +256,44 @@ func (n *serviceAccountNames) forWorkload(w WorkloadID) string {
 	}
 }
 
+// inheritedPullSecrets are the image pull Secrets the workload's pods get from ServiceAccount
+// default, which a ServiceAccount of their own must carry too or the pods cannot pull.
+func inheritedPullSecrets(inv *Inventory, w Workload) []string {
+	if !w.PullSecretsFromServiceAccount {
+		return nil
+	}
+	var out []string
+	for _, r := range w.References {
+		if r.Kind == RefImagePull {
+			out = append(out, r.Secret)
+		}
+	}
+	return out
+}
+
+// NewServiceAccount is the ServiceAccount to create for a workload the plan moves off default
+// (nil when it creates none): marked as vaultctl's and its workload's, with the image pull
+// Secrets its pods had from default. The token mount is left to the default (on), which the
+// Vault Agent needs.
+func NewServiceAccount(inv *Inventory, wp WorkloadPlan) *corev1.ServiceAccount {
+	if !wp.CreateServiceAccount {
+		return nil
+	}
+	id := WorkloadID{Kind: wp.Kind, Name: wp.Name}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+		Name:        wp.ServiceAccount,
+		Namespace:   inv.Namespace,
+		Labels:      map[string]string{ManagedByLabel: "vaultctl"},
+		Annotations: map[string]string{WorkloadAnnotation: id.String()},
+	}}
+	if w := inv.Workload(id); w != nil {
+		for _, name := range inheritedPullSecrets(inv, *w) {
+			sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
+		}
+	}
+	return sa
+}
+
 // defaultBindingWarnings lists the RoleBindings that grant ServiceAccount default something
 // the workload may use for its own API calls, which its new ServiceAccount lacks.
 func defaultBindingWarnings(inv *Inventory, w WorkloadID, newSA string) []string {
@@ -280,14 +321,14 @@ func sharingServiceAccount(inv *Inventory, w Workload) []string {
 	return out
 }
 
-// noToken says the workload's pods get no ServiceAccount token mounted, as the pod spec or,
-// when the spec is silent, its ServiceAccount decides.
-func noToken(inv *Inventory, w Workload) bool {
+// noToken says the workload's pods, running as serviceAccount, get no ServiceAccount token
+// mounted, as the pod spec or, when the spec is silent, the ServiceAccount decides.
+func noToken(inv *Inventory, w Workload, serviceAccount string) bool {
 	if a := w.Template.Spec.AutomountServiceAccountToken; a != nil {
 		return !*a
 	}
 	for _, sa := range inv.ServiceAccounts {
-		if sa.Name == w.ServiceAccount {
+		if sa.Name == serviceAccount {
 			return sa.AutomountServiceAccountToken != nil && !*sa.AutomountServiceAccountToken
 		}
 	}
