@@ -25,7 +25,7 @@ func TestDiscoverFindsEveryReader(t *testing.T) {
 	}
 	// Controller-owned Pods and a CronJob's Jobs are not workloads of their own; every other
 	// reader is, in kind order; a ServiceAccount is one when it names Secrets.
-	want := []string{"Deployment/web", "StatefulSet/postgres", "DaemonSet/log-agent", "Job/migrate-once", "CronJob/backup", "Pod/debug", "ServiceAccount/builder"}
+	want := []string{"Deployment/web", "StatefulSet/postgres", "DaemonSet/log-agent", "Job/migrate-once", "CronJob/backup", "Pod/debug", "ServiceAccount/builder", "Rollout/checkout"}
 	if !reflect.DeepEqual(ids, want) {
 		t.Fatalf("workloads:\n got %v\nwant %v", ids, want)
 	}
@@ -50,6 +50,10 @@ func TestDiscoverFindsEveryReader(t *testing.T) {
 	}
 	if w := inv.Workload(WorkloadID{KindDeployment, "web"}); w.ServiceAccount != "default" {
 		t.Errorf("a pod spec naming no ServiceAccount runs as default, got %q", w.ServiceAccount)
+	}
+	// Both pods' references count, once each.
+	if w := inv.Workload(WorkloadID{"Rollout", "checkout"}); !w.Unsupported || len(w.References) != 2 || w.ServiceAccount != "checkout" {
+		t.Errorf("rollout: %+v", w)
 	}
 	if w := inv.Workload(WorkloadID{KindServiceAccount, "builder"}); !reflect.DeepEqual(w.MountableSecrets, []string{"builder-token"}) {
 		t.Errorf("ServiceAccount secrets list: %v", w.MountableSecrets)

@@ -111,6 +111,22 @@ func planWorkload(inv *Inventory, w Workload, secrets map[string]SecretPlan, opt
 		return wp
 	}
 
+	if w.Unsupported {
+		wp.Action = WorkloadSkip
+		wp.ServiceAccount = w.ServiceAccount
+		wp.Changes = append(wp.Changes, "nothing to change: migrate does not rewrite a "+w.ID.Kind+" (it was found through its pods)")
+		var reads []string
+		for _, r := range w.References {
+			if s, ok := secrets[r.Secret]; ok && s.Action == SecretMigrate {
+				reads = append(reads, r.Secret)
+			}
+		}
+		if reads = sortedUnique(reads); len(reads) > 0 {
+			wp.Warnings = append(wp.Warnings, fmt.Sprintf("its pods keep reading Secret %s from Kubernetes: copied to KV, but never pruned while it reads them; switch it to the Vault Agent by hand, then run migrate again", strings.Join(reads, ", ")))
+		}
+		return wp
+	}
+
 	// What it reads, Secret by Secret, in the order first read.
 	var migrated, kept []string
 	usedAs := map[string][]string{}

@@ -137,6 +137,12 @@ func TestPlanDecisions(t *testing.T) {
 	if j := wl["Job/migrate-once"]; j.Action != WorkloadSkip || j.Role != "" {
 		t.Errorf("a workload whose only Secret is missing has nothing to migrate: %+v", j)
 	}
+	if r := wl["Rollout/checkout"]; r.Action != WorkloadSkip || !containsPrefix(r.Warnings, "its pods keep reading Secret api-keys from Kubernetes: copied to KV, but never pruned") {
+		t.Errorf("a controller migrate does not rewrite: %+v", r)
+	}
+	if got := secrets["api-keys"].Consumers; !reflect.DeepEqual(got, []string{"Deployment/web", "Rollout/checkout"}) {
+		t.Errorf("api-keys consumers: %v", got)
+	}
 	if sa := wl["ServiceAccount/builder"]; sa.Action != WorkloadSkip {
 		t.Errorf("builder: %+v", sa)
 	}
