@@ -78,7 +78,7 @@ type Workload struct {
 
 // ClusterReader is something other than a pod that reads a Secret: the cluster's controllers.
 type ClusterReader struct {
-	Kind  string // Ingress, Gateway or ReferenceGrant
+	Kind  string // Ingress, Gateway, ReferenceGrant, or a workload's kind for its volume plugins
 	Name  string
 	Field string // where it names the Secret, e.g. spec.tls[0].secretName
 }
@@ -211,6 +211,9 @@ func Discover(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interf
 		known[WorkloadID{Kind: KindJob, Name: j.Name}] = true // a CronJob's too
 	}
 	workloads = append(workloads, podWorkloads(pods, known, replicaSets)...)
+	for _, w := range workloads {
+		volumePluginSecrets(w, inv.ClusterReaders)
+	}
 	for _, in := range ingresses {
 		ingressSecrets(in, inv.ClusterReaders)
 	}
@@ -452,6 +455,44 @@ func listDynamic(ctx context.Context, dyn dynamic.Interface, gvrs []schema.Group
 		}
 	}
 	return nil, nil
+}
+
+// volumePluginSecrets records the Secrets a pod's volume plugins (CSI, CephFS, RBD, iSCSI,
+// Azure File...) mount with: the kubelet reads them itself, so they stay Secrets.
+func volumePluginSecrets(w Workload, readers map[string][]ClusterReader) {
+	add := func(secret, volume, field string) {
+		if secret != "" {
+			readers[secret] = append(readers[secret], ClusterReader{Kind: w.ID.Kind, Name: w.ID.Name, Field: "spec.volumes[" + volume + "]." + field})
+		}
+	}
+	local := func(r *corev1.LocalObjectReference) string {
+		if r == nil {
+			return ""
+		}
+		return r.Name
+	}
+	for _, v := range w.Template.Spec.Volumes {
+		switch src := v.VolumeSource; {
+		case src.CSI != nil:
+			add(local(src.CSI.NodePublishSecretRef), v.Name, "csi.nodePublishSecretRef")
+		case src.AzureFile != nil:
+			add(src.AzureFile.SecretName, v.Name, "azureFile.secretName")
+		case src.CephFS != nil:
+			add(local(src.CephFS.SecretRef), v.Name, "cephfs.secretRef")
+		case src.Cinder != nil:
+			add(local(src.Cinder.SecretRef), v.Name, "cinder.secretRef")
+		case src.FlexVolume != nil:
+			add(local(src.FlexVolume.SecretRef), v.Name, "flexVolume.secretRef")
+		case src.ISCSI != nil:
+			add(local(src.ISCSI.SecretRef), v.Name, "iscsi.secretRef")
+		case src.RBD != nil:
+			add(local(src.RBD.SecretRef), v.Name, "rbd.secretRef")
+		case src.ScaleIO != nil:
+			add(local(src.ScaleIO.SecretRef), v.Name, "scaleIO.secretRef")
+		case src.StorageOS != nil:
+			add(local(src.StorageOS.SecretRef), v.Name, "storageos.secretRef")
+		}
+	}
 }
 
 // ingressSecrets records the Secrets an Ingress names: its TLS Secrets, and those of the

@@ -270,3 +270,22 @@ func TestDiscoverReadsEveryPage(t *testing.T) {
 		t.Fatalf("secrets %v, continues %v", inv.Secrets, continues)
 	}
 }
+
+func TestVolumePluginSecrets(t *testing.T) {
+	w := templateWorkload(KindStatefulSet, objectMeta("db"), corev1.PodTemplateSpec{Spec: corev1.PodSpec{Volumes: []corev1.Volume{
+		{Name: "csi", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "secrets-store.csi.k8s.io", NodePublishSecretRef: &corev1.LocalObjectReference{Name: "csi-creds"}}}},
+		{Name: "share", VolumeSource: corev1.VolumeSource{AzureFile: &corev1.AzureFileVolumeSource{SecretName: "azure-creds", ShareName: "s"}}},
+		{Name: "ceph", VolumeSource: corev1.VolumeSource{CephFS: &corev1.CephFSVolumeSource{Monitors: []string{"m"}, SecretRef: &corev1.LocalObjectReference{Name: "ceph-creds"}}}},
+		{Name: "rbd", VolumeSource: corev1.VolumeSource{RBD: &corev1.RBDVolumeSource{CephMonitors: []string{"m"}, RBDImage: "i"}}},
+	}}})
+	readers := map[string][]ClusterReader{}
+	volumePluginSecrets(w, readers)
+	want := map[string][]ClusterReader{
+		"csi-creds":   {{"StatefulSet", "db", "spec.volumes[csi].csi.nodePublishSecretRef"}},
+		"azure-creds": {{"StatefulSet", "db", "spec.volumes[share].azureFile.secretName"}},
+		"ceph-creds":  {{"StatefulSet", "db", "spec.volumes[ceph].cephfs.secretRef"}},
+	}
+	if !reflect.DeepEqual(readers, want) {
+		t.Fatalf("got %v", readers)
+	}
+}
