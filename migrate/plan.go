@@ -113,7 +113,6 @@ func planWorkload(inv *Inventory, w Workload, secrets map[string]SecretPlan, opt
 
 	if w.Unsupported {
 		wp.Action = WorkloadSkip
-		wp.ServiceAccount = w.ServiceAccount
 		wp.Changes = append(wp.Changes, "nothing to change: migrate does not rewrite a "+w.ID.Kind+" (it was found through its pods)")
 		var reads []string
 		for _, r := range w.References {
@@ -183,7 +182,7 @@ func planWorkload(inv *Inventory, w Workload, secrets map[string]SecretPlan, opt
 			wp.Warnings = append(wp.Warnings, fmt.Sprintf("ServiceAccount %s is also the identity of %s: their pods can log in with this workload's role and read its Secrets; give each workload its own ServiceAccount for least privilege", w.ServiceAccount, strings.Join(sharers, ", ")))
 		}
 		if !names.exists(w.ServiceAccount) {
-			wp.Warnings = append(wp.Warnings, fmt.Sprintf("ServiceAccount %s does not exist, so no pod of it can start: the role is bound to it all the same; create it", w.ServiceAccount))
+			wp.Warnings = append(wp.Warnings, fmt.Sprintf("ServiceAccount %s does not exist, so no new pod of it can start: the role is bound to it all the same; create it", w.ServiceAccount))
 		}
 	}
 	if noToken(inv, w, wp.ServiceAccount) {
