@@ -388,7 +388,9 @@ func (r *rewriter) volumes() error {
 			if err != nil {
 				return err
 			}
-			name, err := r.name("file", src.Secret+"-"+f.Key, u.Dir+"\x00"+f.Rel+"\x00"+src.Secret+"\x00"+f.Key)
+			// Not "file-...": the injector would read agent-inject-template-file-NAME as a
+			// template file annotation of another secret.
+			name, err := r.name("vol", src.Secret+"-"+f.Key, u.Dir+"\x00"+f.Rel+"\x00"+src.Secret+"\x00"+f.Key)
 			if err != nil {
 				return err
 			}
