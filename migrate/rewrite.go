@@ -195,6 +195,7 @@ func (r *rewriter) run() error {
 		return nil
 	}
 	r.checkSharedMounts()
+	r.checkDestinations()
 	if len(r.manual) > 0 {
 		return nil
 	}
@@ -404,7 +405,7 @@ func (r *rewriter) volumes() error {
 			}
 		}
 		if len(perms) > 0 {
-			r.warnings = append(r.warnings, fmt.Sprintf("files under %s have mode %s, not readable by others, and the agent writes them as %s where the kubelet wrote them as root: a container running as another non-root user cannot read them; run it as that user, or set vault.hashicorp.com/agent-run-as-same-user: \"true\"", u.Dir, strings.Join(perms, ", "), agentUser))
+			r.warnings = append(r.warnings, fmt.Sprintf("files under %s have mode %s, not readable by others, and the agent writes them as %s (the group is the pod's fsGroup when it sets one) where the kubelet wrote them as root: a container running as another non-root user cannot read them; run it as that user, or set vault.hashicorp.com/agent-run-as-same-user: \"true\"", u.Dir, strings.Join(perms, ", "), agentUser))
 		}
 	}
 
@@ -719,8 +720,26 @@ func (r *rewriter) checkSharedMounts() {
 	}
 }
 
-// annotate writes the injector annotations.
+// checkDestinations refuses two rendered files at one path (a volume's subdirectory that is
+// another volume's directory, or a volume file named like an env file in /vault/secrets): the
+// agent would render both and keep whichever it wrote last.
+func (r *rewriter) checkDestinations() {
+	seen := map[string]InjectedFile{}
+	for _, f := range r.files {
+		if prev, ok := seen[f.Path]; ok {
+			r.manual = append(r.manual, fmt.Sprintf("two rendered files would be %s (from Secret %s and Secret %s): move one of the volumes to another path first", f.Path, prev.Secret, f.Secret))
+			continue
+		}
+		seen[f.Path] = f
+	}
+}
+
+// annotate writes the injector annotations; none when nothing is left to render (every
+// variable read from a migrated Secret is overridden), since an agent would only log in.
 func (r *rewriter) annotate() {
+	if len(r.secrets) == 0 {
+		return
+	}
 	ann := map[string]string{}
 	for k, v := range r.tmpl.Annotations {
 		ann[k] = v

@@ -204,6 +204,20 @@ func TestRewriteManual(t *testing.T) {
 			})}
 			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{rwMount("certs", "/etc/tls")}
 		}, []string{"volume certs lists key ca.crt of Secret tls"}},
+		{"two files of a projected volume at one path", func(p *corev1.PodTemplateSpec, _ *RewriteInput) {
+			p.Spec.Volumes = []corev1.Volume{{Name: "all", VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{Sources: []corev1.VolumeProjection{
+				{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "tls"}, Items: []corev1.KeyToPath{{Key: "tls.crt", Path: "cert"}}}},
+				{Secret: &corev1.SecretProjection{LocalObjectReference: corev1.LocalObjectReference{Name: "db"}, Items: []corev1.KeyToPath{{Key: "user", Path: "cert"}}}},
+			}}}}}
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{rwMount("all", "/etc/app")}
+		}, []string{"volume all has two files at cert"}},
+		{"a volume's subdirectory is another volume's directory", func(p *corev1.PodTemplateSpec, _ *RewriteInput) {
+			p.Spec.Volumes = []corev1.Volume{
+				rwSecretVolume("a", "tls", func(s *corev1.SecretVolumeSource) { s.Items = []corev1.KeyToPath{{Key: "tls.crt", Path: "sub/user"}} }),
+				rwSecretVolume("b", "db", nil),
+			}
+			p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{rwMount("a", "/etc/app"), rwMount("b", "/etc/app/sub")}
+		}, []string{"two rendered files would be /etc/app/sub/user"}},
 		{"already annotated for the injector", func(p *corev1.PodTemplateSpec, _ *RewriteInput) {
 			p.Annotations["vault.hashicorp.com/agent-inject"] = "true"
 			p.Spec.Containers[0].Env = []corev1.EnvVar{rwSecretEnv("PW", "db", "password")}
@@ -507,5 +521,22 @@ func TestEnvReferences(t *testing.T) {
 		if got := envReferences(in); !slices.Equal(got, want) {
 			t.Errorf("envReferences(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestRewriteEnvAllOverridden(t *testing.T) {
+	c := app("web")
+	c.Command = nil // no command needed: nothing is left to export
+	c.Env = []corev1.EnvVar{rwSecretEnv("PW", "db", "password"), {Name: "PW", Value: "local"}}
+	res := rwMust(t, rwInput(rwPod(c)))
+	if res.Action != WorkloadMigrate {
+		t.Fatalf("Action = %s, manual %q", res.Action, res.Manual)
+	}
+	got := res.Template.Spec.Containers[0]
+	if !reflect.DeepEqual(got.Env, []corev1.EnvVar{{Name: "PW", Value: "local"}}) || got.Command != nil || !reflect.DeepEqual(got.Args, c.Args) {
+		t.Errorf("env %v command %q args %q", got.Env, got.Command, got.Args)
+	}
+	if len(res.Files) != 0 || len(res.Template.Annotations) != 1 {
+		t.Errorf("files %+v and annotations %v, want none added", res.Files, res.Template.Annotations)
 	}
 }

@@ -87,19 +87,16 @@ func envReferences(s string) []string {
 		if s[i] != '$' || i+1 >= len(s) {
 			continue
 		}
-		switch s[i+1] {
-		case '$':
-			i++ // escaped: the next $ starts nothing
-		case '(':
-			end := strings.IndexByte(s[i+2:], ')')
-			if end < 0 {
-				return out // unclosed: the rest is literal
-			}
-			out = append(out, s[i+2:i+2+end])
-			i += 2 + end
-		default:
-			i++
+		if s[i+1] != '(' {
+			i++ // $$ (an escaped $) or $x: the next byte starts nothing
+			continue
 		}
+		end := strings.IndexByte(s[i+2:], ')')
+		if end < 0 {
+			return out // unclosed: the rest is literal
+		}
+		out = append(out, s[i+2:i+2+end])
+		i += 2 + end
 	}
 	return out
 }
