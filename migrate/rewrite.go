@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path"
 	"slices"
 	"sort"
@@ -205,7 +206,7 @@ func (r *rewriter) run() error {
 
 // checkSources rejects a Source the templates could not read from.
 func (r *rewriter) checkSources() error {
-	for _, name := range sortedKeys(r.in.Sources) {
+	for _, name := range slices.Sorted(maps.Keys(r.in.Sources)) {
 		src := r.in.Sources[name]
 		if src.Secret != "" && src.Secret != name {
 			return fmt.Errorf("Sources[%q] describes Secret %q; the map must be keyed by the Source's own name", name, src.Secret)
@@ -583,7 +584,7 @@ func (r *rewriter) containerEnv(pc podContainer) error {
 	}
 
 	var exports []envExport
-	for _, name := range sortedKeys(state) {
+	for _, name := range slices.Sorted(maps.Keys(state)) {
 		if o := state[name]; o.Secret != "" {
 			exports = append(exports, envExport{Name: name, Secret: o.Secret, Key: o.Key})
 		}
@@ -843,15 +844,6 @@ func envFromName(e corev1.EnvFromSource) string {
 }
 
 func isFalse(b *bool) bool { return b != nil && !*b }
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
 
 func appendUnique(list []string, s string) []string {
 	if slices.Contains(list, s) {

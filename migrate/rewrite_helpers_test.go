@@ -3,6 +3,8 @@ package migrate
 import (
 	"encoding/base64"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"text/template"
@@ -42,7 +44,7 @@ func rwSources() map[string]Source {
 			continue
 		}
 		src := Source{Secret: secret, KVPath: "secret/team-a/" + secret, Mount: "secret", Binary: map[string]bool{}}
-		for _, k := range sortedKeys(data) {
+		for _, k := range slices.Sorted(maps.Keys(data)) {
 			src.Keys = append(src.Keys, k)
 			if !utf8.ValidString(data[k]) {
 				src.Binary[k] = true
