@@ -540,3 +540,21 @@ func TestRewriteEnvAllOverridden(t *testing.T) {
 		t.Errorf("files %+v and annotations %v, want none added", res.Files, res.Template.Annotations)
 	}
 }
+
+func TestRewriteWarnsAboutOwnerOnlyModes(t *testing.T) {
+	c := app("web")
+	c.VolumeMounts = []corev1.VolumeMount{rwMount("certs", "/etc/tls")}
+	pod := rwPod(c)
+	pod.Spec.Volumes = []corev1.Volume{rwSecretVolume("certs", "tls", func(s *corev1.SecretVolumeSource) { s.DefaultMode = rwMode(0o400) })}
+	res := rwMust(t, rwInput(pod))
+	warn := strings.Join(res.Warnings, "\n")
+	for _, w := range []string{"/etc/tls", "0400", "uid 100", "agent-run-as-same-user"} {
+		if !strings.Contains(warn, w) {
+			t.Errorf("warnings do not say %q:\n%s", w, warn)
+		}
+	}
+	pod.Spec.Volumes[0].Secret.DefaultMode = rwMode(0o444)
+	if res := rwMust(t, rwInput(pod)); len(res.Warnings) != 0 {
+		t.Errorf("world-readable files warned about: %q", res.Warnings)
+	}
+}
