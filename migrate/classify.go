@@ -148,9 +148,13 @@ func keepReasons(inv *Inventory, s *corev1.Secret, pullNamedBy []string) []strin
 }
 
 func clusterReaderReasons(readers []ClusterReader) []string {
-	var ingresses, gateways, annotationsOf, grants []string
+	var ingresses, gateways, annotationsOf, grants, mounts []string
 	for _, r := range readers {
 		switch {
+		case strings.HasPrefix(r.Field, "spec.volumes["):
+			volume, plugin, _ := strings.Cut(strings.TrimPrefix(r.Field, "spec.volumes["), "].")
+			plugin, _, _ = strings.Cut(plugin, ".")
+			mounts = append(mounts, fmt.Sprintf("volume %s of %s (%s)", volume, r, plugin))
 		case r.Kind == "ReferenceGrant":
 			grants = append(grants, r.Name)
 		case strings.HasPrefix(r.Field, "metadata.annotations["):
@@ -171,6 +175,9 @@ func clusterReaderReasons(readers []ClusterReader) []string {
 	}
 	if len(annotationsOf) > 0 {
 		why = append(why, "read by the ingress controller ("+strings.Join(sortedUnique(annotationsOf), ", ")+")")
+	}
+	if len(mounts) > 0 {
+		why = append(why, "volume plugin Secret: the kubelet mounts "+strings.Join(sortedUnique(mounts), ", ")+" with it")
 	}
 	if len(grants) > 0 {
 		why = append(why, "Gateways in other namespaces may read it: ReferenceGrant "+strings.Join(sortedUnique(grants), ", ")+" names it")

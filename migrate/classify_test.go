@@ -41,6 +41,9 @@ func TestClassifyKeepsWhatTheClusterReads(t *testing.T) {
 		{"basic auth of ingress-nginx", nil, func(inv *Inventory) {
 			inv.ClusterReaders["s"] = []ClusterReader{{"Ingress", "admin", "metadata.annotations[nginx.ingress.kubernetes.io/auth-secret]"}}
 		}, true, "read by the ingress controller (Ingress/admin nginx.ingress.kubernetes.io/auth-secret)"},
+		{"mounted by a volume plugin", nil, func(inv *Inventory) {
+			inv.ClusterReaders["s"] = []ClusterReader{{"Deployment", "web", "spec.volumes[share].azureFile.secretName"}}
+		}, true, "volume plugin Secret: the kubelet mounts volume share of Deployment/web (azureFile) with it"},
 		{"granted to Gateways by name", nil, func(inv *Inventory) {
 			inv.ClusterReaders["s"] = []ClusterReader{{"ReferenceGrant", "infra-gw", "spec.to[0].name"}}
 		}, true, "Gateways in other namespaces may read it: ReferenceGrant infra-gw names it"},

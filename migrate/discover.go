@@ -70,11 +70,15 @@ type Workload struct {
 	// PullSecretsFromServiceAccount says the RefImagePull references came from the
 	// ServiceAccount (admission copies them into pods that list none of their own).
 	PullSecretsFromServiceAccount bool
+	// Unsupported is a controller migrate does not rewrite (an Argo Rollout, a ReplicaSet of
+	// no Deployment...), seen through its pods: the Secrets they read count as used, so
+	// nothing prunes them from under it.
+	Unsupported bool
 }
 
 // ClusterReader is something other than a pod that reads a Secret: the cluster's controllers.
 type ClusterReader struct {
-	Kind  string // Ingress, Gateway or ReferenceGrant
+	Kind  string // Ingress, Gateway, ReferenceGrant, or a workload's kind for its volume plugins
 	Name  string
 	Field string // where it names the Secret, e.g. spec.tls[0].secretName
 }
@@ -106,6 +110,7 @@ func Discover(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interf
 		jobs         []batchv1.Job
 		cronJobs     []batchv1.CronJob
 		pods         []corev1.Pod
+		replicaSets  []appsv1.ReplicaSet
 		ingresses    []networkingv1.Ingress
 		gateways     []unstructured.Unstructured
 		grants       []unstructured.Unstructured
@@ -152,6 +157,10 @@ func Discover(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interf
 		cronJobs, err = listAll[batchv1.CronJob](ctx, kube.BatchV1().CronJobs(namespace).List)
 		return err
 	})
+	list("ReplicaSets", "replicasets.apps", func() (err error) {
+		replicaSets, err = listAll[appsv1.ReplicaSet](ctx, kube.AppsV1().ReplicaSets(namespace).List)
+		return err
+	})
 	list("Pods", "pods", func() (err error) {
 		pods, err = listAll[corev1.Pod](ctx, kube.CoreV1().Pods(namespace).List)
 		return err
@@ -194,12 +203,16 @@ func Discover(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interf
 	for _, c := range cronJobs {
 		workloads = append(workloads, templateWorkload(KindCronJob, c.ObjectMeta, c.Spec.JobTemplate.Spec.Template))
 	}
-	for _, p := range pods {
-		// A controller's pods come from its template, which is what gets migrated.
-		if metav1.GetControllerOf(&p) != nil {
-			continue
-		}
-		workloads = append(workloads, templateWorkload(KindPod, p.ObjectMeta, corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}))
+	known := map[WorkloadID]bool{}
+	for _, w := range workloads {
+		known[w.ID] = true
+	}
+	for _, j := range jobs {
+		known[WorkloadID{Kind: KindJob, Name: j.Name}] = true // a CronJob's too
+	}
+	workloads = append(workloads, podWorkloads(pods, known, replicaSets)...)
+	for _, w := range workloads {
+		volumePluginSecrets(w, inv.ClusterReaders)
 	}
 	for _, in := range ingresses {
 		ingressSecrets(in, inv.ClusterReaders)
@@ -235,6 +248,49 @@ func Discover(ctx context.Context, kube kubernetes.Interface, dyn dynamic.Interf
 	return inv, nil
 }
 
+// podWorkloads are the bare Pods, and the pods of controllers migrate does not rewrite
+// (an Argo Rollout, a ReplicaSet of no Deployment, an operator's): those are grouped under
+// their controller and marked Unsupported, so that the Secrets they read count as used.
+// A pod of a listed workload comes from its template, which is what gets migrated.
+func podWorkloads(pods []corev1.Pod, known map[WorkloadID]bool, replicaSets []appsv1.ReplicaSet) []Workload {
+	rsOwner := map[string]*metav1.OwnerReference{}
+	for i := range replicaSets {
+		rsOwner[replicaSets[i].Name] = metav1.GetControllerOf(&replicaSets[i])
+	}
+	var out []Workload
+	byOwner := map[WorkloadID]int{}
+	for _, p := range pods {
+		c := metav1.GetControllerOf(&p)
+		if c == nil {
+			out = append(out, templateWorkload(KindPod, p.ObjectMeta, corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}))
+			continue
+		}
+		owner := WorkloadID{Kind: c.Kind, Name: c.Name}
+		if c.Kind == "ReplicaSet" {
+			if d := rsOwner[c.Name]; d != nil {
+				owner = WorkloadID{Kind: d.Kind, Name: d.Name}
+			}
+		}
+		if known[owner] {
+			continue
+		}
+		w := templateWorkload(owner.Kind, metav1.ObjectMeta{Name: owner.Name, Namespace: p.Namespace}, corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec})
+		w.Unsupported = true
+		if i, seen := byOwner[owner]; seen {
+			// Pods of one controller mid-rollout may differ: every reference of each counts.
+			for _, r := range w.References {
+				if !slices.Contains(out[i].References, r) {
+					out[i].References = append(out[i].References, r)
+				}
+			}
+			continue
+		}
+		byOwner[owner] = len(out)
+		out = append(out, w)
+	}
+	return out
+}
+
 // Secret returns the Secret of that name, or nil.
 func (inv *Inventory) Secret(name string) *corev1.Secret {
 	i, found := slices.BinarySearchFunc(inv.Secrets, name, func(s corev1.Secret, n string) int { return cmp.Compare(s.Name, n) })
@@ -255,7 +311,7 @@ func (inv *Inventory) Workload(id WorkloadID) *Workload {
 }
 
 func compareIDs(a, b WorkloadID) int {
-	return cmp.Or(cmp.Compare(kindRank(a.Kind), kindRank(b.Kind)), cmp.Compare(a.Name, b.Name))
+	return cmp.Or(cmp.Compare(kindRank(a.Kind), kindRank(b.Kind)), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name))
 }
 
 func kindRank(kind string) int {
@@ -399,6 +455,44 @@ func listDynamic(ctx context.Context, dyn dynamic.Interface, gvrs []schema.Group
 		}
 	}
 	return nil, nil
+}
+
+// volumePluginSecrets records the Secrets a pod's volume plugins (CSI, CephFS, RBD, iSCSI,
+// Azure File...) mount with: the kubelet reads them itself, so they stay Secrets.
+func volumePluginSecrets(w Workload, readers map[string][]ClusterReader) {
+	add := func(secret, volume, field string) {
+		if secret != "" {
+			readers[secret] = append(readers[secret], ClusterReader{Kind: w.ID.Kind, Name: w.ID.Name, Field: "spec.volumes[" + volume + "]." + field})
+		}
+	}
+	local := func(r *corev1.LocalObjectReference) string {
+		if r == nil {
+			return ""
+		}
+		return r.Name
+	}
+	for _, v := range w.Template.Spec.Volumes {
+		switch src := v.VolumeSource; {
+		case src.CSI != nil:
+			add(local(src.CSI.NodePublishSecretRef), v.Name, "csi.nodePublishSecretRef")
+		case src.AzureFile != nil:
+			add(src.AzureFile.SecretName, v.Name, "azureFile.secretName")
+		case src.CephFS != nil:
+			add(local(src.CephFS.SecretRef), v.Name, "cephfs.secretRef")
+		case src.Cinder != nil:
+			add(local(src.Cinder.SecretRef), v.Name, "cinder.secretRef")
+		case src.FlexVolume != nil:
+			add(local(src.FlexVolume.SecretRef), v.Name, "flexVolume.secretRef")
+		case src.ISCSI != nil:
+			add(local(src.ISCSI.SecretRef), v.Name, "iscsi.secretRef")
+		case src.RBD != nil:
+			add(local(src.RBD.SecretRef), v.Name, "rbd.secretRef")
+		case src.ScaleIO != nil:
+			add(local(src.ScaleIO.SecretRef), v.Name, "scaleIO.secretRef")
+		case src.StorageOS != nil:
+			add(local(src.StorageOS.SecretRef), v.Name, "storageos.secretRef")
+		}
+	}
 }
 
 // ingressSecrets records the Secrets an Ingress names: its TLS Secrets, and those of the

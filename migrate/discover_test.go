@@ -25,7 +25,7 @@ func TestDiscoverFindsEveryReader(t *testing.T) {
 	}
 	// Controller-owned Pods and a CronJob's Jobs are not workloads of their own; every other
 	// reader is, in kind order; a ServiceAccount is one when it names Secrets.
-	want := []string{"Deployment/web", "StatefulSet/postgres", "DaemonSet/log-agent", "Job/migrate-once", "CronJob/backup", "Pod/debug", "ServiceAccount/builder"}
+	want := []string{"Deployment/web", "StatefulSet/postgres", "DaemonSet/log-agent", "Job/migrate-once", "CronJob/backup", "Pod/debug", "ServiceAccount/builder", "Rollout/checkout"}
 	if !reflect.DeepEqual(ids, want) {
 		t.Fatalf("workloads:\n got %v\nwant %v", ids, want)
 	}
@@ -50,6 +50,10 @@ func TestDiscoverFindsEveryReader(t *testing.T) {
 	}
 	if w := inv.Workload(WorkloadID{KindDeployment, "web"}); w.ServiceAccount != "default" {
 		t.Errorf("a pod spec naming no ServiceAccount runs as default, got %q", w.ServiceAccount)
+	}
+	// Both pods' references count, once each.
+	if w := inv.Workload(WorkloadID{"Rollout", "checkout"}); !w.Unsupported || len(w.References) != 2 || w.ServiceAccount != "checkout" {
+		t.Errorf("rollout: %+v", w)
 	}
 	if w := inv.Workload(WorkloadID{KindServiceAccount, "builder"}); !reflect.DeepEqual(w.MountableSecrets, []string{"builder-token"}) {
 		t.Errorf("ServiceAccount secrets list: %v", w.MountableSecrets)
@@ -264,5 +268,24 @@ func TestDiscoverReadsEveryPage(t *testing.T) {
 	}
 	if len(inv.Secrets) != 2 || inv.Secrets[0].Name != "a" || !reflect.DeepEqual(continues, []string{"", "page-2"}) {
 		t.Fatalf("secrets %v, continues %v", inv.Secrets, continues)
+	}
+}
+
+func TestVolumePluginSecrets(t *testing.T) {
+	w := templateWorkload(KindStatefulSet, objectMeta("db"), corev1.PodTemplateSpec{Spec: corev1.PodSpec{Volumes: []corev1.Volume{
+		{Name: "csi", VolumeSource: corev1.VolumeSource{CSI: &corev1.CSIVolumeSource{Driver: "secrets-store.csi.k8s.io", NodePublishSecretRef: &corev1.LocalObjectReference{Name: "csi-creds"}}}},
+		{Name: "share", VolumeSource: corev1.VolumeSource{AzureFile: &corev1.AzureFileVolumeSource{SecretName: "azure-creds", ShareName: "s"}}},
+		{Name: "ceph", VolumeSource: corev1.VolumeSource{CephFS: &corev1.CephFSVolumeSource{Monitors: []string{"m"}, SecretRef: &corev1.LocalObjectReference{Name: "ceph-creds"}}}},
+		{Name: "rbd", VolumeSource: corev1.VolumeSource{RBD: &corev1.RBDVolumeSource{CephMonitors: []string{"m"}, RBDImage: "i"}}},
+	}}})
+	readers := map[string][]ClusterReader{}
+	volumePluginSecrets(w, readers)
+	want := map[string][]ClusterReader{
+		"csi-creds":   {{"StatefulSet", "db", "spec.volumes[csi].csi.nodePublishSecretRef"}},
+		"azure-creds": {{"StatefulSet", "db", "spec.volumes[share].azureFile.secretName"}},
+		"ceph-creds":  {{"StatefulSet", "db", "spec.volumes[ceph].cephfs.secretRef"}},
+	}
+	if !reflect.DeepEqual(readers, want) {
+		t.Fatalf("got %v", readers)
 	}
 }

@@ -141,6 +141,13 @@ func fixtureObjects() (kube []runtime.Object, dyn []*unstructured.Unstructured) 
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-5d8f-x1", Namespace: ns, OwnerReferences: controllerRef("ReplicaSet", "web-5d8f")},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Env: []corev1.EnvVar{envSecret("DB_PASSWORD", "db", "password", false)}}}}},
 
+		// An Argo Rollout migrate does not rewrite, seen through its ReplicaSet's pods.
+		&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "checkout-7f9", Namespace: ns, OwnerReferences: []metav1.OwnerReference{{APIVersion: "argoproj.io/v1alpha1", Kind: "Rollout", Name: "checkout", UID: "u-checkout", Controller: ptr(true)}}}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "checkout-7f9-a", Namespace: ns, OwnerReferences: controllerRef("ReplicaSet", "checkout-7f9")},
+			Spec: corev1.PodSpec{ServiceAccountName: "checkout", Containers: []corev1.Container{{Name: "app", Env: []corev1.EnvVar{envSecret("STRIPE", "api-keys", "stripe.key", false)}}}}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "checkout-7f9-b", Namespace: ns, OwnerReferences: controllerRef("ReplicaSet", "checkout-7f9")},
+			Spec: corev1.PodSpec{ServiceAccountName: "checkout", Containers: []corev1.Container{{Name: "app", Env: []corev1.EnvVar{envSecret("STRIPE", "api-keys", "stripe.key", false), envSecret("SENTRY", "api-keys", "sentry-dsn", false)}}}}},
+
 		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "postgres", Namespace: ns}, Spec: appsv1.StatefulSetSpec{Template: corev1.PodTemplateSpec{
 			Spec: corev1.PodSpec{
 				ServiceAccountName: "postgres",

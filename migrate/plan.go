@@ -40,11 +40,24 @@ type PlanOptions struct {
 	TTL, MaxTTL time.Duration
 }
 
+// OptionsFromConfig takes the layout and role lifetimes from the config (migration.kvPath on
+// the first kv mount, migration.defaults); the caller adds --workload selections.
+func OptionsFromConfig(c *config.Config) PlanOptions {
+	return PlanOptions{
+		KV:     KVLayout{Template: c.Migration.KVPath, Mount: c.MigrationKVMount()},
+		TTL:    c.Migration.Defaults.TTL.Duration,
+		MaxTTL: c.Migration.Defaults.MaxTTL.Duration,
+	}
+}
+
 // BuildPlan decides what migrating the namespace does: for each Secret, migrate or keep and
 // why; for each workload, its ServiceAccount, role, policy and the KV paths it will read. It
 // only reads the inventory; no Secret value enters the plan. A --workload naming nothing in
 // the namespace is an error.
 func BuildPlan(inv *Inventory, opts PlanOptions) (*Plan, error) {
+	if opts.KV.Mount == "" && (opts.KV.Template == "" || strings.Contains(opts.KV.Template, config.KVPathMount)) {
+		return nil, fmt.Errorf("no KV mount for %s in migration.kvPath: list one under kv in the config", config.KVPathMount)
+	}
 	selected, err := selectWorkloads(inv, opts.Workloads)
 	if err != nil {
 		return nil, err
@@ -98,6 +111,21 @@ func planWorkload(inv *Inventory, w Workload, secrets map[string]SecretPlan, opt
 		return wp
 	}
 
+	if w.Unsupported {
+		wp.Action = WorkloadSkip
+		wp.Changes = append(wp.Changes, "nothing to change: migrate does not rewrite a "+w.ID.Kind+" (it was found through its pods)")
+		var reads []string
+		for _, r := range w.References {
+			if s, ok := secrets[r.Secret]; ok && s.Action == SecretMigrate {
+				reads = append(reads, r.Secret)
+			}
+		}
+		if reads = sortedUnique(reads); len(reads) > 0 {
+			wp.Warnings = append(wp.Warnings, fmt.Sprintf("its pods keep reading Secret %s from Kubernetes: copied to KV, but never pruned while it reads them; switch it to the Vault Agent by hand, then run migrate again", strings.Join(reads, ", ")))
+		}
+		return wp
+	}
+
 	// What it reads, Secret by Secret, in the order first read.
 	var migrated, kept []string
 	usedAs := map[string][]string{}
@@ -145,16 +173,19 @@ func planWorkload(inv *Inventory, w Workload, secrets map[string]SecretPlan, opt
 			verb = "run as ServiceAccount " + wp.ServiceAccount + " (created for it by an earlier run)"
 		}
 		wp.Changes = append(wp.Changes, verb+" instead of default: a role bound to default would let every pod in the namespace read these Secrets")
+		if pulls := inheritedPullSecrets(inv, w); wp.CreateServiceAccount && len(pulls) > 0 {
+			wp.Changes = append(wp.Changes, "give ServiceAccount "+wp.ServiceAccount+" the image pull Secrets of default ("+strings.Join(pulls, ", ")+"), which its pods pull with")
+		}
 		wp.Warnings = append(wp.Warnings, defaultBindingWarnings(inv, w.ID, wp.ServiceAccount)...)
 	} else {
 		if sharers := sharingServiceAccount(inv, w); len(sharers) > 0 {
 			wp.Warnings = append(wp.Warnings, fmt.Sprintf("ServiceAccount %s is also the identity of %s: their pods can log in with this workload's role and read its Secrets; give each workload its own ServiceAccount for least privilege", w.ServiceAccount, strings.Join(sharers, ", ")))
 		}
 		if !names.exists(w.ServiceAccount) {
-			wp.Warnings = append(wp.Warnings, fmt.Sprintf("ServiceAccount %s does not exist, so no pod of it can start: the role is bound to it all the same; create it", w.ServiceAccount))
+			wp.Warnings = append(wp.Warnings, fmt.Sprintf("ServiceAccount %s does not exist, so no new pod of it can start: the role is bound to it all the same; create it", w.ServiceAccount))
 		}
 	}
-	if noToken(inv, w) {
+	if noToken(inv, w, wp.ServiceAccount) {
 		wp.Warnings = append(wp.Warnings, "its pods do not mount a ServiceAccount token (automountServiceAccountToken: false): the Vault Agent logs in with that token, and the injector refuses pods without one; allow the mount for this workload")
 	}
 
@@ -240,6 +271,44 @@ func (n *serviceAccountNames) forWorkload(w WorkloadID) string {
 	}
 }
 
+// inheritedPullSecrets are the image pull Secrets the workload's pods get from ServiceAccount
+// default, which a ServiceAccount of their own must carry too or the pods cannot pull.
+func inheritedPullSecrets(inv *Inventory, w Workload) []string {
+	if !w.PullSecretsFromServiceAccount {
+		return nil
+	}
+	var out []string
+	for _, r := range w.References {
+		if r.Kind == RefImagePull {
+			out = append(out, r.Secret)
+		}
+	}
+	return out
+}
+
+// NewServiceAccount is the ServiceAccount to create for a workload the plan moves off default
+// (nil when it creates none): marked as vaultctl's and its workload's, with the image pull
+// Secrets its pods had from default. The token mount is left to the default (on), which the
+// Vault Agent needs.
+func NewServiceAccount(inv *Inventory, wp WorkloadPlan) *corev1.ServiceAccount {
+	if !wp.CreateServiceAccount {
+		return nil
+	}
+	id := WorkloadID{Kind: wp.Kind, Name: wp.Name}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{
+		Name:        wp.ServiceAccount,
+		Namespace:   inv.Namespace,
+		Labels:      map[string]string{ManagedByLabel: "vaultctl"},
+		Annotations: map[string]string{WorkloadAnnotation: id.String()},
+	}}
+	if w := inv.Workload(id); w != nil {
+		for _, name := range inheritedPullSecrets(inv, *w) {
+			sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
+		}
+	}
+	return sa
+}
+
 // defaultBindingWarnings lists the RoleBindings that grant ServiceAccount default something
 // the workload may use for its own API calls, which its new ServiceAccount lacks.
 func defaultBindingWarnings(inv *Inventory, w WorkloadID, newSA string) []string {
@@ -267,14 +336,14 @@ func sharingServiceAccount(inv *Inventory, w Workload) []string {
 	return out
 }
 
-// noToken says the workload's pods get no ServiceAccount token mounted, as the pod spec or,
-// when the spec is silent, its ServiceAccount decides.
-func noToken(inv *Inventory, w Workload) bool {
+// noToken says the workload's pods, running as serviceAccount, get no ServiceAccount token
+// mounted, as the pod spec or, when the spec is silent, the ServiceAccount decides.
+func noToken(inv *Inventory, w Workload, serviceAccount string) bool {
 	if a := w.Template.Spec.AutomountServiceAccountToken; a != nil {
 		return !*a
 	}
 	for _, sa := range inv.ServiceAccounts {
-		if sa.Name == w.ServiceAccount {
+		if sa.Name == serviceAccount {
 			return sa.AutomountServiceAccountToken != nil && !*sa.AutomountServiceAccountToken
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vaultctl/vaultctl/config"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 )
@@ -135,6 +136,12 @@ func TestPlanDecisions(t *testing.T) {
 	}
 	if j := wl["Job/migrate-once"]; j.Action != WorkloadSkip || j.Role != "" {
 		t.Errorf("a workload whose only Secret is missing has nothing to migrate: %+v", j)
+	}
+	if r := wl["Rollout/checkout"]; r.Action != WorkloadSkip || !containsPrefix(r.Warnings, "its pods keep reading Secret api-keys from Kubernetes: copied to KV, but never pruned") {
+		t.Errorf("a controller migrate does not rewrite: %+v", r)
+	}
+	if got := secrets["api-keys"].Consumers; !reflect.DeepEqual(got, []string{"Deployment/web", "Rollout/checkout"}) {
+		t.Errorf("api-keys consumers: %v", got)
 	}
 	if sa := wl["ServiceAccount/builder"]; sa.Action != WorkloadSkip {
 		t.Errorf("builder: %+v", sa)
@@ -341,4 +348,52 @@ func containsSubstring(list []string, sub string) bool {
 		}
 	}
 	return false
+}
+
+func TestOptionsFromConfig(t *testing.T) {
+	c := &config.Config{KV: []config.KVMount{{Path: "apps"}, {Path: "other"}}}
+	c.Migration.KVPath = "{mount}/k8s/{namespace}/{secret}"
+	config.ApplyDefaults(c)
+	o := OptionsFromConfig(c)
+	if o.KV.Path("ns", "db") != "apps/k8s/ns/db" || o.TTL != time.Hour || o.MaxTTL != 4*time.Hour {
+		t.Fatalf("%+v", o)
+	}
+	if _, err := BuildPlan(&Inventory{Namespace: "ns"}, PlanOptions{}); err == nil || !strings.Contains(err.Error(), "no KV mount for {mount}") {
+		t.Fatalf("a plan without a mount for {mount}: %v", err)
+	}
+}
+
+// A workload moved off default keeps pulling with default's image pull Secrets, and its new
+// ServiceAccount mounts the token the agent logs in with, whatever default says.
+func TestNewServiceAccountKeepsWhatDefaultGave(t *testing.T) {
+	def := corev1.ServiceAccount{ImagePullSecrets: []corev1.LocalObjectReference{{Name: "regcred"}}, AutomountServiceAccountToken: ptr(false)}
+	def.Name = "default"
+	s := corev1.Secret{Data: map[string][]byte{"k": []byte("v")}}
+	s.Name = "s"
+	w := templateWorkload(KindDeployment, objectMeta("api"), corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "c", Env: []corev1.EnvVar{envSecret("X", "s", "k", false)}}}}})
+	addServiceAccountPullSecrets(&w, &def)
+	inv := &Inventory{Namespace: ns, Secrets: []corev1.Secret{s}, Workloads: []Workload{w}, ServiceAccounts: []corev1.ServiceAccount{def}}
+	plan, err := BuildPlan(inv, fixtureOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wp := plan.Workloads[0]
+	if !containsPrefix(wp.Changes, "give ServiceAccount api the image pull Secrets of default (regcred), which its pods pull with") {
+		t.Errorf("changes: %v", wp.Changes)
+	}
+	if containsSubstring(wp.Warnings, "do not mount a ServiceAccount token") {
+		t.Errorf("default's automount: false does not apply to the new ServiceAccount: %v", wp.Warnings)
+	}
+	sa := NewServiceAccount(inv, wp)
+	if sa == nil || sa.Name != "api" || sa.Namespace != ns || sa.Annotations[WorkloadAnnotation] != "Deployment/api" || sa.Labels[ManagedByLabel] != "vaultctl" ||
+		!reflect.DeepEqual(sa.ImagePullSecrets, def.ImagePullSecrets) || sa.AutomountServiceAccountToken != nil {
+		t.Errorf("new ServiceAccount: %+v", sa)
+	}
+	// A second plan, after the ServiceAccount was made but before the workload moved, finds it.
+	inv.ServiceAccounts = append(inv.ServiceAccounts, *sa)
+	again, _ := BuildPlan(inv, fixtureOptions)
+	if w := again.Workloads[0]; w.ServiceAccount != "api" || w.CreateServiceAccount || NewServiceAccount(inv, w) != nil {
+		t.Errorf("resumed plan: %+v", w)
+	}
 }
