@@ -9,6 +9,9 @@ const (
 	DefaultAgentImage    = "hashicorp/vault:1.21.1"
 )
 
+// DefaultMigrationKVPath puts each migrated Secret under its namespace on the first kv mount.
+const DefaultMigrationKVPath = "{mount}/{namespace}/{secret}"
+
 // ApplyDefaults fills every unset value with the default documented in config.example.yaml.
 func ApplyDefaults(c *Config) {
 	v := &c.Vault
@@ -54,6 +57,9 @@ func ApplyDefaults(c *Config) {
 	if len(c.KV) == 0 {
 		c.KV = []KVMount{{Path: "secret", Description: "KV v2 secrets managed by vaultctl"}}
 	}
+	setStr(&c.Migration.KVPath, DefaultMigrationKVPath)
+	setDur(&c.Migration.Defaults.TTL, time.Hour)
+	setDur(&c.Migration.Defaults.MaxTTL, 4*time.Hour)
 	for i := range c.Databases {
 		setStr(&c.Databases[i].Mount, "database")
 		setStr(&c.Databases[i].Plugin, "postgresql-database-plugin")

@@ -228,9 +228,17 @@ type DatabaseRole struct {
 	RevocationStatements []string `yaml:"revocationStatements" json:"revocationStatements" desc:"SQL run to drop a user."`
 }
 
-// Migration is the week-by-week plan.
+// Migration is the week-by-week plan and how `vaultctl migrate namespace` lays secrets out in Vault.
 type Migration struct {
-	Waves []Wave `yaml:"waves" json:"waves" desc:"Migration waves in order."`
+	Waves    []Wave            `yaml:"waves" json:"waves" desc:"Migration waves in order."`
+	KVPath   string            `yaml:"kvPath" json:"kvPath" desc:"Where a migrated Secret goes in KV: a logical path template with {mount} (the first kv mount), {namespace} and {secret}; it must contain {secret}, and start with {mount} or a kv mount."`
+	Defaults MigrationDefaults `yaml:"defaults" json:"defaults" desc:"Settings for the Kubernetes auth roles migrate creates, one per workload."`
+}
+
+// MigrationDefaults are the token lifetimes of the roles migrate creates.
+type MigrationDefaults struct {
+	TTL    Duration `yaml:"ttl" json:"ttl" desc:"Token TTL of each migrated workload's role, e.g. 1h."`
+	MaxTTL Duration `yaml:"maxTTL" json:"maxTTL" desc:"Maximum token lifetime including renewals of each migrated workload's role, e.g. 4h."`
 }
 
 // Wave is one step of the plan.

@@ -68,7 +68,7 @@ func validate(c *Config, ps *problems, vc validation) {
 	validateNetwork(c, ps)
 	validateAudit(c, ps)
 	validateDatabases(c, ps)
-	validateMigration(c, ps)
+	validateMigration(c, kvMounts, ps)
 	for i, t := range c.Check.AllowSecretTypes {
 		if !secretTypeR.MatchString(t) {
 			ps.errorf(fmt.Sprintf("check.allowSecretTypes[%d]", i), "%q is not a Secret type such as kubernetes.io/tls", t)
@@ -496,7 +496,19 @@ func validateDatabases(c *Config, ps *problems) {
 	}
 }
 
-func validateMigration(c *Config, ps *problems) {
+func validateMigration(c *Config, kvMounts []string, ps *problems) {
+	if problem, warning := kvPathTemplateProblem(c.Migration.KVPath, kvMounts); problem != "" {
+		ps.errorf("migration.kvPath", "%s", problem)
+	} else if warning != "" {
+		ps.warnf("migration.kvPath", "%s", warning)
+	}
+	d := c.Migration.Defaults
+	if d.TTL.Duration <= 0 {
+		ps.errorf("migration.defaults.ttl", "must be positive, e.g. 1h, got %s", d.TTL)
+	}
+	if d.MaxTTL.Duration < d.TTL.Duration {
+		ps.errorf("migration.defaults.maxTTL", "must be at least ttl (%s), got %s", d.TTL, d.MaxTTL)
+	}
 	names := map[string]bool{}
 	lastWeek := 0
 	firstWave := map[string]int{}

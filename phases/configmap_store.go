@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -12,7 +11,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
+
+	"github.com/vaultctl/vaultctl/internal/kube"
 )
 
 // CheckpointConfigMap is the ConfigMap, in the Vault namespace, that holds one JSON checkpoint
@@ -27,24 +27,21 @@ const OwnershipConfigMap = "vaultctl-ownership"
 // ManagedByLabel marks every object vaultctl created.
 const ManagedByLabel = "app.kubernetes.io/managed-by"
 
-// configMapStore is vaultctl's bookkeeping in one ConfigMap of the Vault namespace: read it,
-// or change some keys with a retry on conflict, creating namespace and ConfigMap on first use.
+// configMapStore is vaultctl's bookkeeping in one ConfigMap of the Vault namespace, creating
+// the namespace on first write.
 type configMapStore struct {
 	client    kubernetes.Interface
 	namespace string
 	name      string
 }
 
+func (s configMapStore) keyed() kube.KeyedConfigMap {
+	return kube.KeyedConfigMap{Client: s.client, Namespace: s.namespace, Name: s.name, Labels: map[string]string{ManagedByLabel: "vaultctl"}}
+}
+
 // get returns the data; a missing namespace or ConfigMap means none yet.
 func (s configMapStore) get(ctx context.Context) (map[string]string, error) {
-	cm, err := s.client.CoreV1().ConfigMaps(s.namespace).Get(ctx, s.name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return map[string]string{}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	return maps.Clone(cm.Data), nil
+	return s.keyed().Get(ctx)
 }
 
 // put sets the given keys; it writes nothing when they already hold these values.
@@ -52,34 +49,7 @@ func (s configMapStore) put(ctx context.Context, kv map[string]string) error {
 	if err := ensureNamespace(ctx, s.client, s.namespace); err != nil {
 		return err
 	}
-	cms := s.client.CoreV1().ConfigMaps(s.namespace)
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		cm, err := cms.Get(ctx, s.name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			_, err = cms.Create(ctx, &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: map[string]string{ManagedByLabel: "vaultctl"}},
-				Data:       kv,
-			}, metav1.CreateOptions{})
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		if cm.Data == nil {
-			cm.Data = map[string]string{}
-		}
-		changed := false
-		for k, v := range kv {
-			if cur, ok := cm.Data[k]; !ok || cur != v {
-				cm.Data[k], changed = v, true
-			}
-		}
-		if !changed {
-			return nil
-		}
-		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
-		return err
-	})
+	return s.keyed().Put(ctx, kv)
 }
 
 // ConfigMapStore keeps checkpoints in CheckpointConfigMap.
