@@ -138,6 +138,10 @@ type Tokens interface {
 	// LookupSelf proves the token is alive; a revoked one gives a 403.
 	LookupSelf(ctx context.Context) error
 	RevokeSelf(ctx context.Context) error
+	// CapabilitiesSelf returns the client token's capabilities on each API path
+	// (sys/capabilities-self): ["deny"] where it has none, ["root"] for a root token. Proofs
+	// ask Vault itself rather than trusting vaultctl's own reading of a policy.
+	CapabilitiesSelf(ctx context.Context, paths ...string) (map[string][]string, error)
 }
 
 // Lease is one lease as sys/leases/lookup describes it.

@@ -442,6 +442,31 @@ func (c *httpClient) RevokeSelf(ctx context.Context) error {
 	return c.api.Auth().Token().RevokeSelfWithContext(ctx, "")
 }
 
+func (c *httpClient) CapabilitiesSelf(ctx context.Context, paths ...string) (map[string][]string, error) {
+	s, err := c.write(ctx, "sys/capabilities-self", map[string]any{"paths": paths})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]string, len(paths))
+	for _, p := range paths {
+		var caps []string
+		if s != nil {
+			if list, ok := s.Data[p].([]any); ok {
+				for _, c := range list {
+					if str, ok := c.(string); ok {
+						caps = append(caps, str)
+					}
+				}
+			}
+		}
+		if len(caps) == 0 {
+			caps = []string{"deny"}
+		}
+		out[p] = caps
+	}
+	return out, nil
+}
+
 // Leases
 
 func (c *httpClient) ListLeases(ctx context.Context, prefix string) ([]string, error) {

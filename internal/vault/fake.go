@@ -18,6 +18,8 @@ import (
 
 	"github.com/hashicorp/hcl"
 	vaultapi "github.com/hashicorp/vault/api"
+
+	"github.com/vaultctl/vaultctl/policy"
 )
 
 // FakeVersion is the Vault version the Fake reports.
@@ -439,18 +441,31 @@ func (c *fakeClient) ListPolicies(ctx context.Context) ([]string, error) {
 // policyCapabilities are the capabilities Vault accepts in a path block.
 var policyCapabilities = []string{"create", "read", "update", "patch", "delete", "list", "sudo", "deny", "subscribe", "recover"}
 
-// checkPolicy parses HCL and checks capabilities, the errors Vault gives for a bad policy.
-func checkPolicy(rules string) error {
+// policyRules parses a policy's HCL into its path rules.
+func policyRules(rules string) (map[string][]string, error) {
 	var f struct {
 		Path map[string]struct {
 			Capabilities []string `hcl:"capabilities"`
 		} `hcl:"path"`
 	}
 	if err := hcl.Decode(&f, rules); err != nil {
+		return nil, err
+	}
+	out := make(map[string][]string, len(f.Path))
+	for p, r := range f.Path {
+		out[p] = r.Capabilities
+	}
+	return out, nil
+}
+
+// checkPolicy parses HCL and checks capabilities, the errors Vault gives for a bad policy.
+func checkPolicy(rules string) error {
+	paths, err := policyRules(rules)
+	if err != nil {
 		return err
 	}
-	for _, p := range slices.Sorted(maps.Keys(f.Path)) {
-		for _, cp := range f.Path[p].Capabilities {
+	for _, p := range slices.Sorted(maps.Keys(paths)) {
+		for _, cp := range paths[p] {
 			if !slices.Contains(policyCapabilities, cp) {
 				return fmt.Errorf("path %q: invalid capability %q", p, cp)
 			}
@@ -1225,6 +1240,46 @@ func (c *fakeClient) SetToken(token string) {
 func (c *fakeClient) LookupSelf(ctx context.Context) error {
 	defer c.done()
 	return c.call(ctx, "LookupSelf", "", "GET", "auth/token/lookup-self", true)
+}
+
+// CapabilitiesSelf evaluates the token's policies with package policy's ACL, which follows
+// Vault's rule selection (exact path, else the highest-priority glob; deny wins in the rule).
+func (c *fakeClient) CapabilitiesSelf(ctx context.Context, paths ...string) (map[string][]string, error) {
+	defer c.done()
+	if err := c.call(ctx, "CapabilitiesSelf", "", "PUT", "sys/capabilities-self", true); err != nil {
+		return nil, err
+	}
+	t := c.s.tokens[c.Token()]
+	out := make(map[string][]string, len(paths))
+	if slices.Contains(t.policies, "root") {
+		for _, p := range paths {
+			out[p] = []string{"root"}
+		}
+		return out, nil
+	}
+	acl := policy.NewACL()
+	for _, name := range t.policies {
+		rules, err := policyRules(c.s.policies[name])
+		if err != nil {
+			return nil, c.errorf(500, "PUT", "sys/capabilities-self", "policy "+name+": "+err.Error())
+		}
+		for path, caps := range rules {
+			acl.Add(path, caps)
+		}
+	}
+	for _, p := range paths {
+		var caps []string
+		for _, cp := range policyCapabilities {
+			if ok, _ := acl.Allows(p, cp); ok && cp != "deny" {
+				caps = append(caps, cp)
+			}
+		}
+		if len(caps) == 0 {
+			caps = []string{"deny"}
+		}
+		out[p] = caps
+	}
+	return out, nil
 }
 
 func (c *fakeClient) RevokeSelf(ctx context.Context) error {

@@ -54,6 +54,7 @@ func Contract(t *testing.T, dial DialFunc) {
 		{"Audit", audit},
 		{"LoginLeasesAndRevokePrefix", loginLeases},
 		{"RevokedToken", revokedToken},
+		{"CapabilitiesSelf", capabilitiesSelf},
 		{"Unauthenticated", unauthenticated},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -569,6 +570,36 @@ func revokedToken(t *testing.T, c vault.Client, d vault.Dialer) {
 	}
 	// The root client is unaffected.
 	must(t, "LookupSelf as root", c.LookupSelf(ctx))
+}
+
+// capabilitiesSelf: a token's capabilities as Vault evaluates its policies, the proof migrate
+// relies on: the exact path is readable, a sibling under the explicit parent deny is not.
+func capabilitiesSelf(t *testing.T, c vault.Client, d vault.Dialer) {
+	ctx := ctx(t)
+	must(t, "WritePolicy", c.WritePolicy(ctx, "ct-reader", `
+path "ct-kv/data/app/db" { capabilities = ["read"] }
+path "ct-kv/data/app/*" { capabilities = ["deny"] }
+path "ct-kv/metadata/app/*" { capabilities = ["deny"] }
+`))
+	mount, roleID := approleWithLogin(t, c)
+	user := dialAnother(t, d)
+	tok, err := user.Login(ctx, mount, map[string]any{"role_id": roleID})
+	must(t, "Login", err)
+	user.SetToken(tok)
+	got, err := user.CapabilitiesSelf(ctx, "ct-kv/data/app/db", "ct-kv/data/app/other", "sys/mounts")
+	must(t, "CapabilitiesSelf", err)
+	want := map[string][]string{"ct-kv/data/app/db": {"read"}, "ct-kv/data/app/other": {"deny"}, "sys/mounts": {"deny"}}
+	for p, w := range want {
+		if fmtJSON(got[p]) != fmtJSON(w) {
+			t.Errorf("capabilities on %s = %v, want %v", p, got[p], w)
+		}
+	}
+	root, err := c.CapabilitiesSelf(ctx, "ct-kv/data/app/other")
+	must(t, "CapabilitiesSelf as root", err)
+	if fmtJSON(root["ct-kv/data/app/other"]) != `["root"]` {
+		t.Errorf("root token's capabilities = %v, want [root]", root)
+	}
+	must(t, "DeletePolicy", c.DeletePolicy(ctx, "ct-reader"))
 }
 
 func unauthenticated(t *testing.T, _ vault.Client, d vault.Dialer) {
