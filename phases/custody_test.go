@@ -78,4 +78,3 @@ func TestSealMismatchIsRefusedWithMigrationSteps(t *testing.T) {
 		t.Fatal("matching seal refused")
 	}
 }
-
