@@ -185,7 +185,6 @@ func TestMigrateAccess(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Step != migrate.StepLogin || pe.Workload != "Deployment/api" || !strings.Contains(pe.Cause, "not authorized") {
 		t.Fatalf("proof with the role bound to another ServiceAccount = %v, want a refused login whose cause says not authorized", err)
 	}
-	t.Logf("the proof says: %v", err)
 	if !strings.Contains(err.Error(), "login as migaccess/api with role "+migAccessRoleA+" at auth/"+migAccessAuth+" refused") {
 		t.Errorf("error does not say which login was refused: %v", err)
 	}
@@ -216,5 +215,32 @@ func TestMigrateAccess(t *testing.T) {
 	}
 	if err := migrate.Prove(ctx, proof, plan.Workloads[0]); err != nil {
 		t.Fatalf("proof after the repair: %v", err)
+	}
+
+	// Vault itself judges the policy: one that grants the whole folder fails at the sibling,
+	// one that misses a path fails at that path's read.
+	for _, c := range []struct{ rules, step, cause string }{
+		{"path \"" + migAccessKV + "/data/migaccess/*\" {\n  capabilities = [\"read\"]\n}\n", migrate.StepSibling,
+			"checking that " + migAccessKV + "/data/migaccess/vaultctl-proof-sibling is denied: the token has read there"},
+		{"path \"" + migAccessKV + "/data/migaccess/db\" {\n  capabilities = [\"read\"]\n}\n", migrate.StepRead,
+			"reading " + migAccessKV + "/migaccess/api-keys as migaccess/api: permission denied"},
+	} {
+		if err := admin.WritePolicy(ctx, migAccessRoleA, c.rules); err != nil {
+			t.Fatal(err)
+		}
+		err := migrate.Prove(ctx, proof, plan.Workloads[0])
+		if !errors.As(err, &pe) || pe.Step != c.step || !strings.Contains(err.Error(), c.cause) {
+			t.Errorf("proof with policy %q = %v, want step %s: %s", c.rules, err, c.step, c.cause)
+		}
+		if _, err := migrate.EnsureAccess(ctx, cs, admin, in); err != nil {
+			t.Fatal(err)
+		}
+		if err := migrate.Prove(ctx, proof, plan.Workloads[0]); err != nil {
+			t.Fatalf("proof after EnsureAccess rewrote the policy: %v", err)
+		}
+	}
+	// Every proof, passed or failed, gave its login back.
+	if leases, err := admin.ListLeases(ctx, "auth/"+migAccessAuth+"/login/"); err != nil || len(leases) != 0 {
+		t.Errorf("login leases left by the proofs: %v (%v)", leases, err)
 	}
 }
