@@ -150,6 +150,14 @@ func EnsureAccess(ctx context.Context, kube kubernetes.Interface, v AccessVault,
 			return AccessReport{}, err
 		}
 		roles[i] = r
+		// Off a kv mount, policy.Render would grant the logical path as it stands, which
+		// KV v2 never checks: the pods would be refused with a policy that looks right.
+		for _, path := range wp.KVPaths {
+			if config.KVMountOf(in.KVMounts, path) == "" {
+				return AccessReport{}, fmt.Errorf("%s reads %s, which is on none of the kv mounts %v: add its mount to kv[] in the config, or fix migration.kvPath",
+					WorkloadID{Kind: wp.Kind, Name: wp.Name}, path, in.KVMounts)
+			}
+		}
 	}
 	// Workloads are independent: a namespace of hundreds is done with several in flight.
 	per := make([][]AccessChange, len(in.Workloads))

@@ -261,3 +261,13 @@ func TestEnsureAccessLeavesAServiceAccountItDidNotCreate(t *testing.T) {
 		t.Error("role bound to a ServiceAccount migrate does not own")
 	}
 }
+
+func TestEnsureAccessNeedsEveryPathOnAKVMount(t *testing.T) {
+	r := newAccessRig(t)
+	in := r.input()
+	in.KVMounts = []string{"kv"}
+	_, err := EnsureAccess(context.Background(), r.kube, r.admin, in)
+	if err == nil || !strings.Contains(err.Error(), "Deployment/api reads secret/team-a/db, which is on none of the kv mounts [kv]") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -91,6 +91,9 @@ func Prove(ctx context.Context, in ProofInput, wp WorkloadPlan) (err error) {
 		return &ProofError{Workload: id, Step: step, What: what, Cause: cause}
 	}
 
+	if in.Plan == nil || in.Kube == nil || in.Admin == nil || in.NewClient == nil {
+		return fail(StepPlan, "starting the proof", "the proof was given no plan, Kubernetes client or Vault client")
+	}
 	// Every path is matched to its Secret first: the proof is about these, and a plan that
 	// cannot say where a path came from cannot be proved.
 	sources := map[string]SecretPlan{}
