@@ -2,13 +2,12 @@ package phases
 
 import (
 	"context"
-	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/vaultctl/vaultctl/config"
 	"github.com/vaultctl/vaultctl/internal/plural"
 	"github.com/vaultctl/vaultctl/internal/vault"
+	"github.com/vaultctl/vaultctl/policy"
 )
 
 // Roles writes the Kubernetes auth roles: bound ServiceAccounts and namespaces, policies, ttl
@@ -52,14 +51,7 @@ func (p *Roles) observe(ctx context.Context) ([]step, []string, error) {
 	var want []string
 	for _, r := range p.In.Roles {
 		want = append(want, r.Name)
-		data[r.Name] = map[string]any{
-			"bound_service_account_names":      r.ServiceAccounts,
-			"bound_service_account_namespaces": r.Namespaces,
-			"token_policies":                   r.Policies,
-			"token_ttl":                        int64(r.TTL.Seconds()),
-			"token_max_ttl":                    int64(r.MaxTTL.Seconds()),
-			"audience":                         r.Audience,
-		}
+		data[r.Name] = policy.RoleData(r)
 	}
 	// Kubernetes auth roles have no field for a mark: the ownership record alone decides.
 	set := ownedSet{
@@ -86,40 +78,11 @@ func ensureRole(ctx context.Context, v vault.AuthRoles, mount, name string, want
 	var diffs []string
 	if cur != nil {
 		action = Update
-		for k, w := range want {
-			if !sameValue(cur[k], w) {
-				diffs = append(diffs, k)
-			}
-		}
-		slices.Sort(diffs)
-		if len(diffs) == 0 {
+		if diffs = policy.RoleDiff(cur, want); len(diffs) == 0 {
 			return nil, nil
 		}
 	}
 	return &step{change: Change{action, "Kubernetes auth role " + name, strings.Join(diffs, ", ")}, apply: func(ctx context.Context) error {
 		return v.WriteRole(ctx, mount, name, want)
 	}}, nil
-}
-
-// sameValue compares a value Vault returned (JSON-decoded) with the one we would write.
-func sameValue(got, want any) bool {
-	norm := func(v any) string {
-		switch x := v.(type) {
-		case []string:
-			s := slices.Clone(x)
-			slices.Sort(s)
-			return strings.Join(s, ",")
-		case []any:
-			s := make([]string, len(x))
-			for i, e := range x {
-				s[i] = fmt.Sprint(e)
-			}
-			slices.Sort(s)
-			return strings.Join(s, ",")
-		case nil:
-			return ""
-		}
-		return fmt.Sprint(v)
-	}
-	return norm(got) == norm(want)
 }

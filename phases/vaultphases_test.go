@@ -116,7 +116,7 @@ func TestRolesCarryBindingsAndTTLsAndPruneByRecord(t *testing.T) {
 	}
 	r.apply("roles")
 	got, err := r.vault.RootClient().ReadRole(context.Background(), r.cfg.KubernetesAuth.Path, "webapp")
-	if err != nil || !sameValue(got["bound_service_account_names"], []string{"webapp-sa"}) || !sameValue(got["token_ttl"], 3600) || !sameValue(got["token_max_ttl"], 14400) {
+	if err != nil || !policy.SameRoleValue(got["bound_service_account_names"], []string{"webapp-sa"}) || !policy.SameRoleValue(got["token_ttl"], 3600) || !policy.SameRoleValue(got["token_max_ttl"], 14400) {
 		t.Fatalf("role: %v %v", got, err)
 	}
 	if d := r.check("roles"); !d.Empty() {
