@@ -28,6 +28,11 @@ const (
 // explicit deny on each parent, rendered by package policy (which marks it policy.Header).
 // The same plan always gives the same text, so a re-run finds nothing to write.
 func PolicyFor(wp WorkloadPlan, kvMounts []string) (name, hcl string) {
+	return wp.Policy, policy.Render(configPolicy(wp), kvMounts)
+}
+
+// configPolicy is the workload's policy as the config file would state it (--write-config).
+func configPolicy(wp WorkloadPlan) config.Policy {
 	paths := slices.Clone(wp.KVPaths)
 	slices.Sort(paths)
 	paths = slices.Compact(paths)
@@ -35,7 +40,7 @@ func PolicyFor(wp WorkloadPlan, kvMounts []string) (name, hcl string) {
 	for _, path := range paths {
 		p.Rules = append(p.Rules, config.PolicyRule{Path: path, Capabilities: []string{"read"}})
 	}
-	return wp.Policy, policy.Render(p, kvMounts)
+	return p
 }
 
 // AuthRole is a Kubernetes auth role as migrate writes it at auth/<Mount>/role/<Name>.
@@ -59,7 +64,12 @@ func RoleFor(wp WorkloadPlan, ns, authMount string, defaults config.MigrationDef
 	case ns == "" || authMount == "":
 		return AuthRole{}, fmt.Errorf("%s: no namespace or auth mount given for its role", id)
 	}
-	r := config.Role{
+	return AuthRole{Mount: authMount, Name: wp.Role, Data: policy.RoleData(configRole(wp, ns, defaults))}, nil
+}
+
+// configRole is the workload's role as the config file would state it (--write-config).
+func configRole(wp WorkloadPlan, ns string, defaults config.MigrationDefaults) config.Role {
+	return config.Role{
 		Name:            wp.Role,
 		ServiceAccounts: []string{wp.ServiceAccount},
 		Namespaces:      []string{ns},
@@ -67,7 +77,6 @@ func RoleFor(wp WorkloadPlan, ns, authMount string, defaults config.MigrationDef
 		TTL:             defaults.TTL,
 		MaxTTL:          defaults.MaxTTL,
 	}
-	return AuthRole{Mount: authMount, Name: wp.Role, Data: policy.RoleData(r)}, nil
 }
 
 func cmpOr(s, def string) string {
