@@ -222,6 +222,11 @@ func (e *Engine) copySecret(ctx context.Context, sp SecretPlan, s *corev1.Secret
 	return o
 }
 
+func sameWorkloadRecord(a, b WorkloadRecord) bool {
+	a.At, b.At = time.Time{}, time.Time{}
+	return TemplateHash(a) == TemplateHash(b)
+}
+
 func sameSecretRecord(a, b SecretRecord) bool {
 	a.At, b.At = time.Time{}, time.Time{}
 	return a == b
@@ -234,11 +239,16 @@ func (e *Engine) migrateWorkload(ctx context.Context, mount string, wp WorkloadP
 	rec := prev
 	rec.ServiceAccount, rec.CreatedServiceAccount = wp.ServiceAccount, wp.CreateServiceAccount || prev.CreatedServiceAccount
 	rec.Role, rec.Policy, rec.KVPaths = wp.Role, wp.Policy, wp.KVPaths
+	last := prev
 	record := func(st WorkloadState, reason string) {
 		rec.State, rec.Reason = st, reason
+		if sameWorkloadRecord(last, rec) {
+			return // a re-run that finds the step done writes nothing
+		}
 		if err := e.Journal.PutWorkload(ctx, id, rec); err != nil && out.Message == "" {
 			out.Message = err.Error()
 		}
+		last = rec
 	}
 	failed := func(step string, err error) WorkloadOutcome {
 		msg := fmt.Sprintf("%s: %v", step, err)
@@ -254,6 +264,19 @@ func (e *Engine) migrateWorkload(ctx context.Context, mount string, wp WorkloadP
 	}
 	targetHash, liveHash := TemplateHash(target), TemplateHash(*live)
 	already := liveHash == targetHash
+	if already && prev.State == WorkloadVerified {
+		// Done by an earlier run: keep its access in place and confirm it still runs, and
+		// write nothing when both hold.
+		if e.Access != nil {
+			if err := e.Access(ctx, wp); err != nil {
+				return failed("access", err)
+			}
+		}
+		if st, err := Rollout(ctx, e.Kube, e.Namespace, id); err == nil && st.Done {
+			out.State, out.Message = WorkloadVerified, "already migrated: "+st.Message
+			return out
+		}
+	}
 	if !already {
 		// The backup holds the template before vaultctl's first patch; a later one is kept out.
 		res, v, err := BackupWorkload(ctx, e.Vault, mount, e.Namespace, WorkloadBackup{Kind: wp.Kind, Name: wp.Name, Template: *live})
@@ -271,7 +294,9 @@ func (e *Engine) migrateWorkload(ctx context.Context, mount string, wp WorkloadP
 		}
 	}
 	record(WorkloadAccess, "")
-	if e.Prove != nil {
+	// A workload already running the target template was proved before its patch (the journal
+	// records the proof first); after prune its Secrets are gone and there is nothing to compare.
+	if e.Prove != nil && !already {
 		if err := e.Prove(ctx, wp); err != nil {
 			return failed("proof", err)
 		}

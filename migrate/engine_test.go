@@ -180,3 +180,22 @@ func TestEngineRollsBackAWorkloadThatDoesNotRollOut(t *testing.T) {
 		t.Fatal("the stuck workload was not rolled back")
 	}
 }
+
+func TestEngineRerunWritesNothing(t *testing.T) {
+	ctx := context.Background()
+	r := newEngineRig(t)
+	if _, err := r.e.Apply(ctx, r.plan, r.inv(t), r.targets()); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := r.cs.CoreV1().ConfigMaps("team-a").Get(ctx, JournalConfigMap, metav1.GetOptions{})
+	deployBefore, _ := r.cs.AppsV1().Deployments("team-a").Get(ctx, "api", metav1.GetOptions{})
+	rep, err := r.e.Apply(ctx, r.plan, r.inv(t), r.targets())
+	if err != nil || rep.Workloads[0].State != WorkloadVerified || !strings.Contains(rep.Workloads[0].Message, "already migrated") {
+		t.Fatalf("re-run = %+v, %v", rep, err)
+	}
+	after, _ := r.cs.CoreV1().ConfigMaps("team-a").Get(ctx, JournalConfigMap, metav1.GetOptions{})
+	deployAfter, _ := r.cs.AppsV1().Deployments("team-a").Get(ctx, "api", metav1.GetOptions{})
+	if before.ResourceVersion != after.ResourceVersion || deployBefore.ResourceVersion != deployAfter.ResourceVersion {
+		t.Fatalf("a re-run wrote: journal %s -> %s, Deployment %s -> %s", before.ResourceVersion, after.ResourceVersion, deployBefore.ResourceVersion, deployAfter.ResourceVersion)
+	}
+}
