@@ -29,8 +29,10 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/vaultctl/vaultctl/action"
 	"github.com/vaultctl/vaultctl/internal/awskms"
 	"github.com/vaultctl/vaultctl/internal/sandbox"
+	"github.com/vaultctl/vaultctl/migrate"
 	"github.com/vaultctl/vaultctl/phases"
 )
 
@@ -147,6 +149,7 @@ const (
 	srcSecret      = "Secret"
 	srcEvent       = "Event"
 	srcLease       = "Lease"
+	srcWorkload    = "workload"
 	srcLog         = "sandbox log"
 	srcAuditFile   = "Vault audit log"
 	srcAuditVolume = "Vault audit volume"
@@ -164,6 +167,22 @@ type scanScope struct {
 	auditFiles []string // file audit devices of an external Vault; in-cluster ones are found on ns's audit volumes
 	vaultLogs  []string // Vault server logs that must be among the logs read; default: ns's pod logs
 	logGlob    string   // the logs to read
+	// migrated is a namespace migrate ran on: its journal and lock must be read, and its own
+	// Secrets (userSecrets), which hold the values by design until prune, are not searched.
+	migrated    string
+	userSecrets map[string]bool
+}
+
+// migratedNamespace scopes a scan to a migration of ns too; userSecrets are the Secrets the test
+// created there (their values are the ones searched for everywhere else).
+func migratedNamespace(ns string, userSecrets ...string) scanOpt {
+	return func(s *scanScope) {
+		s.migrated = ns
+		s.userSecrets = map[string]bool{}
+		for _, n := range userSecrets {
+			s.userSecrets[ns+"/"+n] = true
+		}
+	}
 }
 
 // scanOpt adds to a scan's scope.
@@ -306,6 +325,9 @@ func collectHaystacks(ctx context.Context, cs kubernetes.Interface, sc scanScope
 			for _, k := range sortedKeys(s.Data) {
 				vals = append(vals, s.Data[k])
 			}
+			if sc.userSecrets[name] {
+				continue
+			}
 			// Helm's storage driver marks its releases owner=helm, and so does this scan.
 			if s.Labels["owner"] != "helm" {
 				add(srcSecret, name, object(s, vals...))
@@ -327,6 +349,43 @@ func collectHaystacks(ctx context.Context, cs kubernetes.Interface, sc scanScope
 			e := &events.Items[i]
 			add(srcEvent, e.Namespace+"/"+e.Name, object(e))
 		}
+	}
+	// Workload specs: migrate rewrites pod templates, and a value must never be inlined there.
+	workloads := []struct {
+		kind string
+		list func() (any, error)
+	}{
+		{"Deployment", func() (any, error) { return cs.AppsV1().Deployments("").List(ctx, metav1.ListOptions{}) }},
+		{"StatefulSet", func() (any, error) { return cs.AppsV1().StatefulSets("").List(ctx, metav1.ListOptions{}) }},
+		{"DaemonSet", func() (any, error) { return cs.AppsV1().DaemonSets("").List(ctx, metav1.ListOptions{}) }},
+		{"Job", func() (any, error) { return cs.BatchV1().Jobs("").List(ctx, metav1.ListOptions{}) }},
+		{"CronJob", func() (any, error) { return cs.BatchV1().CronJobs("").List(ctx, metav1.ListOptions{}) }},
+		{"Pod", func() (any, error) { return cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{}) }},
+	}
+	for _, w := range workloads {
+		list, err := w.list()
+		if err != nil {
+			fail("listing %ss: %v", w.kind, err)
+			continue
+		}
+		j, err := json.Marshal(list)
+		if err != nil {
+			fail("encoding %ss: %v", w.kind, err)
+			continue
+		}
+		var items struct {
+			Items []struct {
+				Metadata struct{ Namespace, Name string } `json:"metadata"`
+			} `json:"items"`
+		}
+		_ = json.Unmarshal(j, &items)
+		for _, it := range items.Items {
+			if sc.migrated != "" && it.Metadata.Namespace == sc.migrated {
+				// Counted per namespace so checkSources can insist the migrated ones were read.
+				add(srcWorkload, sc.migrated+"/"+w.kind+"/"+it.Metadata.Name, nil)
+			}
+		}
+		add(srcWorkload, w.kind+"s", j)
 	}
 	leases, err := cs.CoordinationV1().Leases("").List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -440,6 +499,19 @@ func checkSources(hs []haystack, sc scanScope) []string {
 	for _, f := range vaultLogs {
 		if !read[srcLog+" "+f] {
 			problems = append(problems, fmt.Sprintf("Vault server log %s is empty or not among the logs read (%s)", f, sc.logGlob))
+		}
+	}
+	if m := sc.migrated; m != "" {
+		for _, want := range []struct{ source, name string }{
+			{srcConfigMap, m + "/" + migrate.JournalConfigMap},
+			{srcLease, ns + "/" + action.MigrateLease(m)},
+		} {
+			if _, ok := read[want.source+" "+want.name]; !ok {
+				problems = append(problems, fmt.Sprintf("%s %s was not among those read", want.source, want.name))
+			}
+		}
+		if inNS[srcWorkload] == 0 {
+			problems = append(problems, "no workload of the migrated namespace "+m+" was read")
 		}
 	}
 	if n := count[srcAuditFile] + count[srcAuditVolume]; n < 2 {
