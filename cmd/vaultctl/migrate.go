@@ -224,9 +224,6 @@ func printMigratePlan(w io.Writer, p *migrate.Plan) error {
 			return err
 		}
 		for _, wl := range p.Workloads {
-			if wl.Action == migrate.WorkloadSkip && len(wl.Warnings) == 0 {
-				continue // its one line ("nothing to change: ...") is in the JSON; the table says skip
-			}
 			fmt.Fprintf(w, "\n%s/%s (%s)\n", wl.Kind, wl.Name, wl.Action)
 			for _, m := range wl.Manual {
 				fmt.Fprintln(w, "  manual:  ", m)
