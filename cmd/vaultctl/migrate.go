@@ -5,12 +5,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"regexp"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/vaultctl/vaultctl/action"
 	"github.com/vaultctl/vaultctl/config"
@@ -81,8 +81,8 @@ func newMigrateCmd(opts *rootOptions) *cobra.Command {
 			if len(args) != 1 {
 				return withCode(exitUsage, fmt.Errorf("migrate namespace takes one namespace, got %d arguments", len(args)))
 			}
-			if !namespaceName.MatchString(args[0]) {
-				return withCode(exitUsage, fmt.Errorf("%q is not a namespace name (lowercase letters, digits and '-', at most 63)", args[0]))
+			if problems := validation.IsDNS1123Label(args[0]); len(problems) > 0 {
+				return withCode(exitUsage, fmt.Errorf("%q is not a namespace name: %s", args[0], strings.Join(problems, "; ")))
 			}
 			return nil
 		},
@@ -98,8 +98,6 @@ func newMigrateCmd(opts *rootOptions) *cobra.Command {
 	cmd.AddCommand(ns)
 	return cmd
 }
-
-var namespaceName = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
 // migratePlanResult is the one JSON document migrate namespace --plan prints: the envelope
 // every command has, and the plan (names only: no value ever enters a plan).

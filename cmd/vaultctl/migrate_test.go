@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/vaultctl/vaultctl/migrate"
 )
 
 // Usage mistakes are exit 2 before any config is read or cluster contacted, and -o json still
@@ -57,5 +59,46 @@ func TestMigrateNamespaceHelpTeaches(t *testing.T) {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
+	}
+}
+
+func TestPrintMigratePlan(t *testing.T) {
+	p := &migrate.Plan{Namespace: "shop",
+		Secrets: []migrate.SecretPlan{
+			{Name: "db", Action: migrate.SecretMigrate, Reason: "used by 1 workload", KVPath: "secret/shop/db", Keys: []string{"password", "username"}, Consumers: []string{"Deployment/web"}},
+			{Name: "regcred", Action: migrate.SecretKeep, Reason: "image pull Secret", Keys: []string{".dockerconfigjson"}},
+		},
+		Workloads: []migrate.WorkloadPlan{
+			{Kind: "Deployment", Name: "web", Action: migrate.WorkloadMigrate, ServiceAccount: "web", CreateServiceAccount: true, Role: "shop-deployment-web", Changes: []string{"create policy shop-deployment-web"}, Warnings: []string{"its image must have /bin/sh"}},
+			{Kind: "Deployment", Name: "worker", Action: migrate.WorkloadManual, ServiceAccount: "default", Manual: []string{"container run sets no command"}},
+		},
+		Problems: []string{"Job/x: Secret gone does not exist"},
+	}
+	var b bytes.Buffer
+	if err := printMigratePlan(&b, p); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{
+		"Namespace shop: 2 Secrets (1 to migrate, 1 kept), 2 workloads (1 to migrate, 1 manual, 0 to skip)",
+		"SECRET", "secret/shop/db", "image pull Secret",
+		"WORKLOAD", "web (new)", "shop-deployment-web",
+		"Deployment/worker (manual)\n  manual:   container run sets no command",
+		"  warning:  its image must have /bin/sh",
+		"problem: Job/x: Secret gone does not exist",
+		"nothing was changed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("text plan lacks %q:\n%s", want, out)
+		}
+	}
+
+	b.Reset()
+	done := &migrate.Plan{Namespace: "shop", Secrets: p.Secrets[1:], Workloads: []migrate.WorkloadPlan{{Kind: "Deployment", Name: "web", Action: migrate.WorkloadSkip, ServiceAccount: "default", Changes: []string{"nothing to change: it reads only Secrets that stay in Kubernetes (regcred)"}}}}
+	if err := printMigratePlan(&b, done); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Nothing to do") || !strings.Contains(b.String(), "stay in Kubernetes (regcred)") {
+		t.Errorf("a migrated namespace:\n%s", b.String())
 	}
 }
