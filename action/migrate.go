@@ -9,7 +9,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/vaultctl/vaultctl/config"
 	"github.com/vaultctl/vaultctl/migrate"
+	"github.com/vaultctl/vaultctl/phases"
 )
 
 // MigratePlanOptions are `migrate namespace --plan`'s choices.
@@ -33,7 +35,8 @@ var ErrNoNamespace = errors.New("namespace not found")
 // MigratePlan plans migrating one namespace off raw Secrets. Like Plan, it takes no lock and
 // writes nothing; unlike Plan, it runs no preflight, which probes what the installer needs (KMS,
 // Vault), while a migrate plan only lists the namespace's objects through the Kubernetes API.
-// Connecting contacts neither Vault nor KMS, so neither needs to be reachable.
+// It connects to Kubernetes only: neither KMS nor Vault is set up, so neither need be reachable
+// or configured in the environment.
 func MigratePlan(ctx context.Context, c *Configuration, o MigratePlanOptions) (*MigratePlanResult, error) {
 	opts, err := migrate.OptionsFromConfig(c.config(), o.Namespace)
 	if err != nil {
@@ -42,7 +45,11 @@ func MigratePlan(ctx context.Context, c *Configuration, o MigratePlanOptions) (*
 	opts.Workloads = o.Workloads
 	opts.Entrypoints = append(opts.Entrypoints, o.Entrypoints...)
 	res := &MigratePlanResult{}
-	ss, err := c.run(ctx, scope{name: "migrate namespace"}, func(ctx context.Context, ss *session) error {
+	kubeOnly := *c
+	if kubeOnly.Connect == nil {
+		kubeOnly.Connect = func(_ context.Context, cfg *config.Config) (*phases.Env, error) { return phases.ConnectKube(cfg) }
+	}
+	ss, err := kubeOnly.run(ctx, scope{name: "migrate namespace"}, func(ctx context.Context, ss *session) error {
 		if _, err := ss.env.Kube.CoreV1().Namespaces().Get(ctx, o.Namespace, metav1.GetOptions{}); err != nil {
 			if apierrors.IsNotFound(err) {
 				return fmt.Errorf("%w: the cluster has no namespace %s (kubectl get namespaces lists them)", ErrNoNamespace, o.Namespace)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -352,9 +353,27 @@ func TestMigratePlanNothingToDo(t *testing.T) {
 		t.Errorf("Deployment/web reads only a kept Secret: %+v", w)
 	}
 	assertNoMigrateValue(t, "-o json", r.Stdout+r.Stderr)
-	text := vaultctl(t, "migrate", "namespace", ns, "--plan", "-c", cfg)
-	if text.Code != 0 || !strings.Contains(text.Stdout, "Nothing to do") {
-		t.Errorf("text plan:\n%s", text)
+	if tp := vaultctl(t, "migrate", "namespace", ns, "--plan", "-c", cfg); tp.Code != 0 || !strings.Contains(tp.Stdout, "Nothing to do") {
+		t.Errorf("text plan:\n%s", tp)
+	}
+
+	// A plan reads Kubernetes only: with KMS and Vault unreachable it is the same.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	deadCfg := sandboxConfig(t, "vault-mplan", "http://"+dead, sb.KMSKeyAlias, false)
+	text, err := os.ReadFile(deadCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(deadCfg, []byte(strings.Replace(string(text), sb.VaultAddrs[0], "https://"+dead, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if doc, r := migratePlan(t, deadCfg, ns); r.Code != 0 || doc.HasWork {
+		t.Errorf("with Vault and KMS unreachable:\n%s", r)
 	}
 
 	// A namespace the cluster does not have is an error, not "nothing to do".
