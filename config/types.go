@@ -233,6 +233,18 @@ type Migration struct {
 	Waves    []Wave            `yaml:"waves" json:"waves" desc:"Migration waves in order."`
 	KVPath   string            `yaml:"kvPath" json:"kvPath" desc:"Where a migrated Secret goes in KV: a logical path template with {mount} (the first kv mount), {namespace} and {secret}; it must contain {secret}, and start with {mount} or a kv mount."`
 	Defaults MigrationDefaults `yaml:"defaults" json:"defaults" desc:"Settings for the Kubernetes auth roles migrate creates, one per workload."`
+	// Entrypoints exist because a container that reads env from a migrated Secret is started
+	// through a shell that sources the agent's env file, which needs its argv; the image's
+	// ENTRYPOINT is not in the pod spec.
+	Entrypoints []MigrationEntrypoint `yaml:"entrypoints" json:"entrypoints" desc:"The argv of containers that set no command but read env from a Secret migrate moves: migrate starts them through a shell that sources the Vault Agent's env file, and needs the image's entrypoint to exec. The flag --entrypoint KIND/NAME:CONTAINER=JSON overrides an entry."`
+}
+
+// MigrationEntrypoint is one container's entrypoint, as its image would start it.
+type MigrationEntrypoint struct {
+	Namespace  string   `yaml:"namespace" json:"namespace" desc:"Namespace of the workload."`
+	Workload   string   `yaml:"workload" json:"workload" desc:"KIND/NAME of the workload, e.g. Deployment/web; KIND is Deployment, StatefulSet, DaemonSet, Job, CronJob or Pod."`
+	Container  string   `yaml:"container" json:"container" desc:"Container name (an init container's too)."`
+	Entrypoint []string `yaml:"entrypoint" json:"entrypoint" desc:"The image's ENTRYPOINT argv (docker inspect -f '{{json .Config.Entrypoint}}' IMAGE), followed by its CMD when the container sets no args: the container's args are appended."`
 }
 
 // MigrationDefaults are the token lifetimes of the roles migrate creates.

@@ -509,6 +509,7 @@ func validateMigration(c *Config, kvMounts []string, ps *problems) {
 	if d.MaxTTL.Duration < d.TTL.Duration {
 		ps.errorf("migration.defaults.maxTTL", "must be at least ttl (%s), got %s", d.TTL, d.MaxTTL)
 	}
+	validateEntrypoints(c.Migration.Entrypoints, ps)
 	names := map[string]bool{}
 	lastWeek := 0
 	firstWave := map[string]int{}
@@ -568,6 +569,39 @@ func validateMigration(c *Config, kvMounts []string, ps *problems) {
 	}
 	if stg >= 0 && prd >= 0 && prd < stg {
 		ps.warnf(fmt.Sprintf("migration.waves[%d]", prd), "a production namespace is migrated before staging (wave %d); migrate staging first", stg)
+	}
+}
+
+// EntrypointKinds are the workload kinds migration.entrypoints may name: the ones migrate
+// rewrites, spelt as in their manifests.
+var EntrypointKinds = []string{"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod"}
+
+func validateEntrypoints(eps []MigrationEntrypoint, ps *problems) {
+	first := map[string]int{}
+	for i, e := range eps {
+		base := fmt.Sprintf("migration.entrypoints[%d]", i)
+		if !dnsLabel.MatchString(e.Namespace) {
+			ps.errorf(base+".namespace", "must be a namespace name, got %q", e.Namespace)
+		}
+		kind, name, ok := strings.Cut(e.Workload, "/")
+		switch {
+		case !ok || kind == "" || name == "" || strings.Contains(name, "/"):
+			ps.errorf(base+".workload", "must be KIND/NAME, e.g. Deployment/web, got %q", e.Workload)
+		case !slices.Contains(EntrypointKinds, kind):
+			ps.errorf(base+".workload", "kind %q is not one migrate rewrites; use %s", kind, strings.Join(EntrypointKinds, ", "))
+		}
+		if !dnsLabel.MatchString(e.Container) {
+			ps.errorf(base+".container", "must be a container name, got %q", e.Container)
+		}
+		if len(e.Entrypoint) == 0 || e.Entrypoint[0] == "" {
+			ps.errorf(base+".entrypoint", "must be the image's entrypoint argv, its program first, e.g. [/usr/local/bin/web, serve]")
+		}
+		id := e.Namespace + "/" + e.Workload + ":" + e.Container
+		if prev, dup := first[id]; dup {
+			ps.errorf(base, "container %s of %s in namespace %s already has its entrypoint in migration.entrypoints[%d]; keep one", e.Container, e.Workload, e.Namespace, prev)
+		} else {
+			first[id] = i
+		}
 	}
 }
 

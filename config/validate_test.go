@@ -394,3 +394,46 @@ func sameValue(a, b reflect.Value) bool {
 	}
 	return reflect.DeepEqual(a.Interface(), b.Interface())
 }
+
+func TestMigrationEntrypointsProblemsNameTheirLine(t *testing.T) {
+	text := base + `migration:
+  entrypoints:
+    - namespace: team-a
+      workload: Deployment/web
+      container: app
+      entrypoint: [/usr/local/bin/web, serve]
+    - namespace: Team_A
+      workload: Rollout/web
+      container: app
+      entrypoint: []
+    - namespace: team-a
+      workload: Deployment/web
+      container: app
+      entrypoint: [/bin/web]
+    - namespace: team-a
+      workload: web
+      container: App
+      entrypoint: [""]
+`
+	_, err := Parse("config.yaml", []byte(text), LoadOptions{Environ: []string{}})
+	want := []string{
+		`config.yaml:32: migration.entrypoints[1].namespace: must be a namespace name, got "Team_A"`,
+		`config.yaml:33: migration.entrypoints[1].workload: kind "Rollout" is not one migrate rewrites; use Deployment, StatefulSet, DaemonSet, Job, CronJob, Pod`,
+		`config.yaml:35: migration.entrypoints[1].entrypoint: must be the image's entrypoint argv, its program first, e.g. [/usr/local/bin/web, serve]`,
+		`config.yaml:36: migration.entrypoints[2]: container app of Deployment/web in namespace team-a already has its entrypoint in migration.entrypoints[0]; keep one`,
+		`config.yaml:41: migration.entrypoints[3].workload: must be KIND/NAME, e.g. Deployment/web, got "web"`,
+		`config.yaml:42: migration.entrypoints[3].container: must be a container name, got "App"`,
+		`config.yaml:43: migration.entrypoints[3].entrypoint: must be the image's entrypoint argv, its program first, e.g. [/usr/local/bin/web, serve]`,
+	}
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("got %v, want a ValidationError", err)
+	}
+	var got []string
+	for _, p := range ve.Problems {
+		got = append(got, p.String())
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -38,16 +38,46 @@ type PlanOptions struct {
 	// TTL and MaxTTL of the roles created (migration.defaults); zero leaves them out of the
 	// plan's words.
 	TTL, MaxTTL time.Duration
+
+	// What CompletePlan needs to rewrite the workloads.
+
+	// KVMounts are every kv mount: a Secret's KV path is on the longest that prefixes it. Empty
+	// means KV.Mount alone.
+	KVMounts []string
+	// AuthPath is the Kubernetes auth method the agents log in with: "auth/kubernetes".
+	AuthPath string
+	// Entrypoints are the argv of containers that set no command, config's first and the
+	// flags' after: a later one for the same container wins.
+	Entrypoints []Entrypoint
+	// PatchGitOps patches workloads a GitOps controller manages live all the same; otherwise
+	// they are manual, with the changes to commit.
+	PatchGitOps bool
 }
 
 // OptionsFromConfig takes the layout and role lifetimes from the config (migration.kvPath on
-// the first kv mount, migration.defaults); the caller adds --workload selections.
-func OptionsFromConfig(c *config.Config) PlanOptions {
-	return PlanOptions{
-		KV:     KVLayout{Template: c.Migration.KVPath, Mount: c.MigrationKVMount()},
-		TTL:    c.Migration.Defaults.TTL.Duration,
-		MaxTTL: c.Migration.Defaults.MaxTTL.Duration,
+// the first kv mount, migration.defaults), the kv mounts, the auth path and namespace's
+// entries of migration.entrypoints; the caller adds --workload and --entrypoint.
+func OptionsFromConfig(c *config.Config, namespace string) (PlanOptions, error) {
+	o := PlanOptions{
+		KV:       KVLayout{Template: c.Migration.KVPath, Mount: c.MigrationKVMount()},
+		TTL:      c.Migration.Defaults.TTL.Duration,
+		MaxTTL:   c.Migration.Defaults.MaxTTL.Duration,
+		AuthPath: "auth/" + strings.Trim(c.KubernetesAuth.Path, "/"),
 	}
+	for _, m := range c.KV {
+		o.KVMounts = append(o.KVMounts, m.Path)
+	}
+	for i, e := range c.Migration.Entrypoints {
+		if e.Namespace != namespace {
+			continue
+		}
+		id, err := ParseWorkload(e.Workload)
+		if err != nil { // validation refuses what ParseWorkload does; this is for a Config built in code
+			return PlanOptions{}, fmt.Errorf("migration.entrypoints[%d].workload: %w", i, err)
+		}
+		o.Entrypoints = append(o.Entrypoints, Entrypoint{Workload: id, Container: e.Container, Argv: slices.Clone(e.Entrypoint)})
+	}
+	return o, nil
 }
 
 // BuildPlan decides what migrating the namespace does: for each Secret, migrate or keep and

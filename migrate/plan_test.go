@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -353,10 +354,21 @@ func containsSubstring(list []string, sub string) bool {
 func TestOptionsFromConfig(t *testing.T) {
 	c := &config.Config{KV: []config.KVMount{{Path: "apps"}, {Path: "other"}}}
 	c.Migration.KVPath = "{mount}/k8s/{namespace}/{secret}"
+	c.Migration.Entrypoints = []config.MigrationEntrypoint{
+		{Namespace: "ns", Workload: "Deployment/web", Container: "app", Entrypoint: []string{"/web", "serve"}},
+		{Namespace: "other", Workload: "Deployment/web", Container: "app", Entrypoint: []string{"/elsewhere"}},
+	}
 	config.ApplyDefaults(c)
-	o := OptionsFromConfig(c)
-	if o.KV.Path("ns", "db") != "apps/k8s/ns/db" || o.TTL != time.Hour || o.MaxTTL != 4*time.Hour {
+	o, err := OptionsFromConfig(c, "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.KV.Path("ns", "db") != "apps/k8s/ns/db" || o.TTL != time.Hour || o.MaxTTL != 4*time.Hour || o.AuthPath != "auth/kubernetes" || !slices.Equal(o.KVMounts, []string{"apps", "other"}) {
 		t.Fatalf("%+v", o)
+	}
+	want := []Entrypoint{{Workload: WorkloadID{Kind: KindDeployment, Name: "web"}, Container: "app", Argv: []string{"/web", "serve"}}}
+	if !reflect.DeepEqual(o.Entrypoints, want) {
+		t.Fatalf("entrypoints of namespace ns: got %+v, want %+v", o.Entrypoints, want)
 	}
 	if _, err := BuildPlan(&Inventory{Namespace: "ns"}, PlanOptions{}); err == nil || !strings.Contains(err.Error(), "no KV mount for {mount}") {
 		t.Fatalf("a plan without a mount for {mount}: %v", err)

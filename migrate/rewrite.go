@@ -609,7 +609,7 @@ func (r *rewriter) containerEnv(pc podContainer) error {
 	case given && len(ep) > 0:
 		argv = append(slices.Clone(ep), c.Args...)
 	case len(exports) > 0:
-		manual = append(manual, fmt.Sprintf("container %s: it reads env from Secret(s) %s but sets no command, and its image's entrypoint is unknown, so it cannot be started through a sourced env file; give the entrypoint argv (with the image's default args when the container sets none) with --entrypoint CONTAINER=ARGV (here --entrypoint %s=ARGV) or the config key migration.entrypoints", c.Name, strings.Join(exportSecrets(exports), ", "), c.Name))
+		manual = append(manual, fmt.Sprintf("container %s: it reads env from Secret(s) %s but sets no command, and its image's entrypoint is unknown, so it cannot be started through a sourced env file; give the entrypoint argv (with the image's default args when the container sets none) as a JSON list with --entrypoint %s:%s='[\"PROGRAM\",\"ARG\"]' or in the config under migration.entrypoints", c.Name, strings.Join(exportSecrets(exports), ", "), r.in.Workload, c.Name))
 	}
 	r.manual = append(r.manual, dedupe(manual)...)
 	if len(manual) > 0 {

@@ -176,7 +176,7 @@ func TestRewriteManual(t *testing.T) {
 		{"no command and no entrypoint given", func(p *corev1.PodTemplateSpec, _ *RewriteInput) {
 			p.Spec.Containers[0].Command = nil
 			p.Spec.Containers[0].EnvFrom = []corev1.EnvFromSource{rwEnvFrom("api", "")}
-		}, []string{"container web", "no command", "entrypoint", "--entrypoint CONTAINER=ARGV", "--entrypoint web=ARGV", "migration.entrypoints", "api"}},
+		}, []string{"container web", "no command", "entrypoint", "--entrypoint Deployment/web:web='[\"PROGRAM\",\"ARG\"]'", "migration.entrypoints", "api"}},
 		{"$(VAR) of a Secret variable in another env value", func(p *corev1.PodTemplateSpec, _ *RewriteInput) {
 			p.Spec.Containers[0].Env = []corev1.EnvVar{rwSecretEnv("PW", "db", "password"), {Name: "DSN", Value: "postgres://u:$(PW)@db"}}
 		}, []string{"container web", "env DSN", "$(PW)", "Secret db"}},

@@ -74,6 +74,7 @@ type WorkloadPlan struct {
 	KVPaths              []string       `json:"kvPaths,omitempty"` // logical paths it will read
 	Changes              []string       `json:"changes"`           // human lines, no values
 	Warnings             []string       `json:"warnings"`
+	Manual               []string       `json:"manual,omitempty"` // why it is manual, each with what to do
 	References           []Reference    `json:"-"`
 }
 

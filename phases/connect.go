@@ -22,13 +22,10 @@ import (
 // Connect builds the handles phases use from the config. Nothing is contacted yet: an
 // unreachable cluster, KMS or Vault is reported by preflight with a hint.
 func Connect(ctx context.Context, cfg *config.Config) (*Env, error) {
-	env := &Env{Config: cfg, Clock: time.Now}
-	cluster, err := kube.Connect(cfg.Cluster.Kubeconfig, cfg.Cluster.Context)
+	env, err := ConnectKube(cfg)
 	if err != nil {
-		return nil, Fail(kube.Hint(err, "pass --kubeconfig and --context, or set cluster.kubeconfig / cluster.context"), "%v", err)
+		return nil, err
 	}
-	env.Kube, env.KubeREST, env.KubeHost, env.KubeCA = cluster.Client, cluster.REST, cluster.Host, cluster.CAData
-	env.Kubeconfig, env.KubeContext = cfg.Cluster.Kubeconfig, cluster.Context
 
 	k := cfg.Vault.Seal.AWSKMS
 	client, err := awskms.New(ctx, k.Region, k.Endpoint)
@@ -47,13 +44,6 @@ func Connect(ctx context.Context, cfg *config.Config) (*Env, error) {
 			PendingGrace: time.Minute,
 		})
 	}
-	env.Dynamic = func() (dynamic.Interface, error) {
-		if env.KubeREST == nil {
-			return nil, errors.New("no Kubernetes REST config")
-		}
-		return dynamic.NewForConfig(env.KubeREST)
-	}
-
 	s := newSession(env)
 	s.Dialer = vault.HTTPDialer{Timeout: 30 * time.Second, MaxRetries: 2}
 	s.FallbackToken = os.Getenv(vault.EnvToken)
@@ -75,6 +65,26 @@ func Connect(ctx context.Context, cfg *config.Config) (*Env, error) {
 		s.Locate = inClusterVault(pfCtx, env)
 	}
 	env.Vault = s
+	return env, nil
+}
+
+// ConnectKube builds only the Kubernetes handles (the typed and dynamic clients), for what reads
+// the cluster and needs neither KMS nor Vault, such as a migrate plan: AWS configuration and the
+// VAULT_* environment are not even read. Nothing is contacted yet.
+func ConnectKube(cfg *config.Config) (*Env, error) {
+	env := &Env{Config: cfg, Clock: time.Now}
+	cluster, err := kube.Connect(cfg.Cluster.Kubeconfig, cfg.Cluster.Context)
+	if err != nil {
+		return nil, Fail(kube.Hint(err, "pass --kubeconfig and --context, or set cluster.kubeconfig / cluster.context"), "%v", err)
+	}
+	env.Kube, env.KubeREST, env.KubeHost, env.KubeCA = cluster.Client, cluster.REST, cluster.Host, cluster.CAData
+	env.Kubeconfig, env.KubeContext = cfg.Cluster.Kubeconfig, cluster.Context
+	env.Dynamic = func() (dynamic.Interface, error) {
+		if env.KubeREST == nil {
+			return nil, errors.New("no Kubernetes REST config")
+		}
+		return dynamic.NewForConfig(env.KubeREST)
+	}
 	return env, nil
 }
 

@@ -1,0 +1,80 @@
+package action
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/migrate"
+	"github.com/vaultctl/vaultctl/phases"
+)
+
+// MigratePlanOptions are `migrate namespace --plan`'s choices.
+type MigratePlanOptions struct {
+	Namespace string
+	// Workloads are --workload KIND/NAME: only they and the Secrets they read are planned.
+	Workloads []string
+	// Entrypoints are --entrypoint values; they win over migration.entrypoints.
+	Entrypoints []migrate.Entrypoint
+}
+
+// MigratePlanResult is the namespace's plan and what the user should know besides.
+type MigratePlanResult struct {
+	*migrate.NamespacePlan
+	Warnings []string
+}
+
+// ErrNoNamespace marks a migrate run asked for a namespace the cluster does not have.
+var ErrNoNamespace = errors.New("namespace not found")
+
+// MigratePlan plans migrating one namespace off raw Secrets. Like Plan, it takes no lock and
+// writes nothing; unlike Plan, it runs no preflight, which probes what the installer needs (KMS,
+// Vault), while a migrate plan only lists the namespace's objects through the Kubernetes API.
+// It connects to Kubernetes only: neither KMS nor Vault is set up, so neither need be reachable
+// or configured in the environment.
+func MigratePlan(ctx context.Context, c *Configuration, o MigratePlanOptions) (*MigratePlanResult, error) {
+	opts, err := migrate.OptionsFromConfig(c.config(), o.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	opts.Workloads = o.Workloads
+	opts.Entrypoints = append(opts.Entrypoints, o.Entrypoints...)
+	res := &MigratePlanResult{}
+	kubeOnly := *c
+	if kubeOnly.Connect == nil {
+		kubeOnly.Connect = func(_ context.Context, cfg *config.Config) (*phases.Env, error) { return phases.ConnectKube(cfg) }
+	}
+	ss, err := kubeOnly.run(ctx, scope{name: "migrate namespace"}, func(ctx context.Context, ss *session) error {
+		if _, err := ss.env.Kube.CoreV1().Namespaces().Get(ctx, o.Namespace, metav1.GetOptions{}); err != nil {
+			if apierrors.IsNotFound(err) {
+				return fmt.Errorf("%w: the cluster has no namespace %s (kubectl get namespaces lists them)", ErrNoNamespace, o.Namespace)
+			}
+			// Reading namespaces may be denied to someone allowed to read this one: go on.
+			c.debugf("migrate namespace: reading namespace %s: %v", o.Namespace, err)
+		}
+		var dyn dynamic.Interface
+		if ss.env.Dynamic != nil {
+			d, err := ss.env.Dynamic()
+			if err != nil {
+				return fmt.Errorf("a client for the Gateway API: %w", err)
+			}
+			dyn = d
+		}
+		c.debugf("migrate namespace: discovering namespace %s", o.Namespace)
+		np, err := migrate.PlanNamespace(ctx, ss.env.Kube, dyn, o.Namespace, opts)
+		if err != nil {
+			return err
+		}
+		res.NamespacePlan = np
+		return nil
+	})
+	if ss != nil {
+		res.Warnings = ss.warnings
+	}
+	return res, err
+}
