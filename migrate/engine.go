@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -210,7 +211,8 @@ func (e *Engine) copySecret(ctx context.Context, sp SecretPlan, s *corev1.Secret
 		return fail(err)
 	}
 	o.Copy, o.Backup, o.Version = string(c.Outcome), string(b), c.Version
-	rec := SecretRecord{State: SecretCopied, KVPath: sp.KVPath, KVVersion: c.Version, BackupVersion: bv, UID: string(s.UID), Version: s.ResourceVersion}
+	rec := SecretRecord{State: SecretCopied, KVPath: sp.KVPath, KVVersion: c.Version, BackupVersion: bv, UID: string(s.UID), Version: s.ResourceVersion,
+		Consumers: mergeSorted(prev.Consumers, sp.Consumers)}
 	if !sameSecretRecord(prev, rec) {
 		if err := e.Journal.PutSecret(ctx, sp.Name, rec); err != nil {
 			return fail(err)
@@ -229,7 +231,14 @@ func sameWorkloadRecord(a, b WorkloadRecord) bool {
 
 func sameSecretRecord(a, b SecretRecord) bool {
 	a.At, b.At = time.Time{}, time.Time{}
-	return a == b
+	return TemplateHash(a) == TemplateHash(b)
+}
+
+// mergeSorted is the sorted union of two lists.
+func mergeSorted(a, b []string) []string {
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // migrateWorkload takes one workload as far as it goes; the outcome says where it stopped.

@@ -43,8 +43,9 @@ type SecretRecord struct {
 	KVPath        string      `json:"kvPath"`
 	KVVersion     int         `json:"kvVersion"`
 	BackupVersion int         `json:"backupVersion"`
-	UID           string      `json:"uid"`             // of the Secret copied
-	Version       string      `json:"resourceVersion"` // of the Secret copied: a later change means copy again
+	UID           string      `json:"uid"`                 // of the Secret copied
+	Version       string      `json:"resourceVersion"`     // of the Secret copied: a later change means copy again
+	Consumers     []string    `json:"consumers,omitempty"` // its readers when copied: after the switch they no longer name it
 	At            time.Time   `json:"at"`
 }
 
@@ -88,6 +89,7 @@ type Journal struct {
 	Secrets   map[string]SecretRecord   // by Secret name
 	Workloads map[string]WorkloadRecord // by WorkloadID.String()
 	Namespace NamespaceRecord
+	namespace string
 	// Unreadable lists keys that did not parse: reported, and treated as "not done", so the
 	// step is observed and redone rather than trusted.
 	Unreadable []string
@@ -118,7 +120,7 @@ func (s JournalStore) Load(ctx context.Context) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the migration journal (ConfigMap %s/%s): %w", s.Namespace, JournalConfigMap, err)
 	}
-	j := &Journal{Secrets: map[string]SecretRecord{}, Workloads: map[string]WorkloadRecord{}}
+	j := &Journal{Secrets: map[string]SecretRecord{}, Workloads: map[string]WorkloadRecord{}, namespace: s.Namespace}
 	for k, v := range data {
 		var bad error
 		switch {

@@ -169,20 +169,3 @@ func mergeRewrite(wp *WorkloadPlan, w *Workload, res RewriteResult, patchGitOps 
 	wp.Manual = append(wp.Manual, "managed by "+manager+", which would revert a live patch on its next sync: vaultctl does not patch it live; commit the changes listed here to its source")
 	wp.Changes = append([]string{"not patched live (GitOps-managed): the changes below are to be committed to its source"}, wp.Changes...)
 }
-
-// HasWork says the namespace is not migrated yet: a Secret is still to move into KV, or a
-// workload is still to switch (or needs the user to). A namespace whose Secrets are all kept
-// and whose workloads all skip is done.
-func (p *Plan) HasWork() bool {
-	for _, s := range p.Secrets {
-		if s.Action == SecretMigrate {
-			return true
-		}
-	}
-	for _, w := range p.Workloads {
-		if w.Action == WorkloadMigrate || w.Action == WorkloadManual {
-			return true
-		}
-	}
-	return false
-}

@@ -51,6 +51,8 @@ type SecretPlan struct {
 	Keys      []string     `json:"keys"`                 // sorted
 	Binary    []string     `json:"binaryKeys,omitempty"` // keys whose value is not valid UTF-8: stored base64 in KV
 	Consumers []string     `json:"consumers"`            // "Kind/name", sorted
+	// State is what earlier runs did, from the journal: "" (not started), copied, pruned.
+	State string `json:"state,omitempty"`
 }
 
 // WorkloadAction says what the migration does with a workload.
@@ -75,7 +77,9 @@ type WorkloadPlan struct {
 	Changes              []string       `json:"changes"`           // human lines, no values
 	Warnings             []string       `json:"warnings"`
 	Manual               []string       `json:"manual,omitempty"` // why it is manual, each with what to do
-	References           []Reference    `json:"-"`
+	// State is what earlier runs did, from the journal: "" (not started), verified, failed...
+	State      string      `json:"state,omitempty"`
+	References []Reference `json:"-"`
 }
 
 // Plan is the whole namespace.

@@ -1,0 +1,72 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/client-go/kubernetes"
+)
+
+// WithJournal folds what earlier runs did into a fresh plan, so the plan says where the
+// namespace stands rather than what a first run would do:
+//   - a migrated Secret whose copy the journal records, for the very Secret (UID and
+//     resourceVersion) that is there now, is "copied": nothing to do but --prune;
+//   - its consumers are the plan's (live readers) plus those the journal recorded, whose
+//     switched templates no longer name it;
+//   - a workload the journal says is verified and whose live template is still the one migrate
+//     wrote is "verified" and skipped; one whose template changed since is planned again.
+func (np *NamespacePlan) WithJournal(ctx context.Context, cs kubernetes.Interface, j *Journal) error {
+	for i := range np.Plan.Secrets {
+		sp := &np.Plan.Secrets[i]
+		rec, ok := j.Secrets[sp.Name]
+		if !ok || sp.Action != SecretMigrate {
+			continue
+		}
+		if s := np.Inventory.Secret(sp.Name); s != nil && rec.State == SecretCopied && string(s.UID) == rec.UID && s.ResourceVersion == rec.Version {
+			sp.State = string(SecretCopied)
+			if len(sp.Consumers) == 0 && len(rec.Consumers) > 0 {
+				sp.Reason = fmt.Sprintf("copied to KV; read from Vault by %d migrated workload(s); --prune deletes it", len(rec.Consumers))
+			}
+		}
+		sp.Consumers = mergeSorted(sp.Consumers, rec.Consumers)
+	}
+	for i := range np.Plan.Workloads {
+		wp := &np.Plan.Workloads[i]
+		id := WorkloadID{Kind: wp.Kind, Name: wp.Name}
+		rec, ok := j.Workloads[id.String()]
+		if !ok {
+			continue
+		}
+		wp.State = string(rec.State)
+		if rec.State != WorkloadVerified || rec.PatchedHash == "" {
+			continue
+		}
+		live, err := ReadTemplate(ctx, cs, j.namespace, id)
+		if err != nil {
+			return err
+		}
+		if TemplateHash(*live) == rec.PatchedHash {
+			*wp = WorkloadPlan{Kind: wp.Kind, Name: wp.Name, Action: WorkloadSkip, State: string(WorkloadVerified),
+				ServiceAccount: rec.ServiceAccount, Role: rec.Role, Policy: rec.Policy, KVPaths: rec.KVPaths,
+				Changes: []string{"already migrated: reads its secrets through the Vault Agent Injector (verified " + rec.At.Format("2006-01-02 15:04 MST") + ")"}}
+		}
+	}
+	return nil
+}
+
+// HasWork says the namespace is not migrated yet: a Secret still to copy into KV, or a
+// workload still to switch (or waiting for the user, manual). Copied Secrets waiting for
+// --prune are not work: the namespace reads everything from Vault already.
+func (p *Plan) HasWork() bool {
+	for _, s := range p.Secrets {
+		if s.Action == SecretMigrate && s.State != string(SecretCopied) {
+			return true
+		}
+	}
+	for _, w := range p.Workloads {
+		if w.Action == WorkloadMigrate || w.Action == WorkloadManual {
+			return true
+		}
+	}
+	return false
+}
