@@ -7,7 +7,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/dynamic"
 
 	"github.com/vaultctl/vaultctl/config"
 	"github.com/vaultctl/vaultctl/migrate"
@@ -57,16 +56,8 @@ func MigratePlan(ctx context.Context, c *Configuration, o MigratePlanOptions) (*
 			// Reading namespaces may be denied to someone allowed to read this one: go on.
 			c.debugf("migrate namespace: reading namespace %s: %v", o.Namespace, err)
 		}
-		var dyn dynamic.Interface
-		if ss.env.Dynamic != nil {
-			d, err := ss.env.Dynamic()
-			if err != nil {
-				return fmt.Errorf("a client for the Gateway API: %w", err)
-			}
-			dyn = d
-		}
 		c.debugf("migrate namespace: discovering namespace %s", o.Namespace)
-		np, err := migrate.PlanNamespace(ctx, ss.env.Kube, dyn, o.Namespace, opts)
+		np, err := planWithJournal(ctx, ss.env, o.Namespace, opts, migrate.JournalStore{Kube: ss.env.Kube, Namespace: o.Namespace})
 		if err != nil {
 			return err
 		}

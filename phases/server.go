@@ -422,3 +422,6 @@ func progressf(ctx context.Context, format string, args ...any) {
 		f(fmt.Sprintf(format, args...))
 	}
 }
+
+// Progressf reports a progress line through ctx, for the actions outside phases (migrate).
+func Progressf(ctx context.Context, format string, args ...any) { progressf(ctx, format, args...) }

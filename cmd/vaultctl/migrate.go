@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -8,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -47,13 +51,29 @@ Workloads that read no migrated Secret are "skip".
 docker inspect -f '{{json .Config.Entrypoint}}' IMAGE prints it; add the image's CMD when the
 container sets no args (its args are appended). It overrides migration.entrypoints.
 
-Applying the plan (copy, prove, back up, patch, verify, prune, rollback) is not in this vaultctl
-yet: without --plan the command refuses and changes nothing.
+Without --plan the plan is shown and, in a terminal, confirmed (--yes skips the question;
+in CI, where there is no terminal, --yes is required). Then, under the namespace's lock
+(Lease vaultctl-migrate-NS in the Vault namespace):
+  1. every migrated Secret is backed up in Vault (MOUNT/vaultctl/backup/NS/...), copied to KV
+     with cas=0 and read back; an entry with other values is refused unless --overwrite;
+  2. per workload: its pod template is backed up, its ServiceAccount, policy and role are
+     written, and the proof runs: a TokenRequest token logs in with the role, reads every value
+     back and sees a sibling path denied. A failed proof stops that workload untouched;
+  3. the workload is patched (field manager vaultctl-migrate) and its rollout followed; one that
+     does not become Ready is rolled back by itself, with the reason;
+  4. with --prune, a raw Secret is deleted only when every reader is migrated and verified and
+     its KV copy still equals it; then the namespace is labelled vaultctl.io/migrated=true,
+     which the admission policy honours.
+Every step is recorded in the ConfigMap vaultctl-migrate-journal (names, versions, hashes;
+never a value): a run killed anywhere is finished by the next one, and a second run changes
+nothing. --rollback restores every Secret byte for byte (recreating pruned ones) and every
+workload's original template, and removes the label; --purge also deletes what migrate created
+(KV entries, backups, policies, roles, ServiceAccounts, the journal).
 
 Exit codes:
-  0  nothing to do: no Secret to copy and no workload to switch
-  1  error (cluster unreachable, namespace not found, ...)
-  2  bad usage, invalid config, or run without --plan
+  0  nothing to do, or the run succeeded
+  1  error, or a workload failed (its proof or rollout; the report says why)
+  2  bad usage, invalid config, or no --yes without a terminal
   3  --plan found work to do`
 
 // migrateFlags are migrate namespace's flags.
@@ -61,6 +81,10 @@ type migrateFlags struct {
 	plan        bool
 	workloads   []string
 	entrypoints []string
+
+	yes, prune, rollback, purge, overwrite, patchGitOps, writeConfig bool
+	gitopsOut                                                        string
+	rolloutTimeout, lockTimeout                                      time.Duration
 }
 
 func newMigrateCmd(opts *rootOptions) *cobra.Command {
@@ -95,6 +119,16 @@ func newMigrateCmd(opts *rootOptions) *cobra.Command {
 	fl.StringSliceVar(&f.workloads, "workload", nil, "limit the plan to these workloads, KIND/NAME (Deployment/web, sts/db), and the Secrets they read; repeatable")
 	// StringArray, not StringSlice: the JSON argv has commas.
 	fl.StringArrayVar(&f.entrypoints, "entrypoint", nil, "the argv of a container that sets no command, "+migrate.EntrypointSyntax+" (a JSON list); repeatable; overrides migration.entrypoints")
+	fl.BoolVar(&f.yes, "yes", false, "do not ask for confirmation (required without a terminal, e.g. in CI)")
+	fl.BoolVar(&f.prune, "prune", false, "after migrating, delete the raw Secrets whose every reader is migrated and verified, then label the namespace vaultctl.io/migrated=true")
+	fl.BoolVar(&f.rollback, "rollback", false, "restore every Secret and workload from the backups and remove the label")
+	fl.BoolVar(&f.purge, "purge", false, "with --rollback: also delete the KV entries, backups, policies, roles and ServiceAccounts migrate created")
+	fl.BoolVar(&f.overwrite, "overwrite", false, "replace a KV entry that holds different values than the Secret")
+	fl.StringVar(&f.gitopsOut, "gitops-out", "", "write the patches of GitOps-managed workloads (Argo CD, Flux, Helm) into this directory, to commit")
+	fl.BoolVar(&f.patchGitOps, "patch-gitops", false, "patch GitOps-managed workloads live anyway (their controller may revert it)")
+	fl.BoolVar(&f.writeConfig, "write-config", false, "print the migrated workloads' policies and roles as config entries and change nothing")
+	fl.DurationVar(&f.rolloutTimeout, "rollout-timeout", 5*time.Minute, "how long a workload may take to roll out before it is rolled back by itself")
+	fl.DurationVar(&f.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the namespace instead of failing at once")
 	cmd.AddCommand(ns)
 	return cmd
 }
@@ -125,8 +159,14 @@ func runMigrateNamespace(cmd *cobra.Command, opts *rootOptions, namespace string
 		}
 		return withCode(code, err)
 	}
-	if !f.plan {
-		return fail(exitUsage, fmt.Errorf("applying a migration is not available in this vaultctl yet (the copy, proof, backup and patch engine is still being built); nothing was changed. Run vaultctl migrate namespace %s --plan to see what it would do", namespace))
+	if f.purge && !f.rollback {
+		return fail(exitUsage, errors.New("--purge goes with --rollback"))
+	}
+	if f.rollback && (f.plan || f.prune) {
+		return fail(exitUsage, errors.New("--rollback cannot be combined with --plan or --prune"))
+	}
+	if !f.plan && !f.writeConfig && !f.yes && !(isTerminal(opts.stdin) && opts.Output != "json") {
+		return fail(exitUsage, fmt.Errorf("migrate namespace %s changes the cluster and Vault: pass --yes to run it without a terminal (see the plan first with --plan)", namespace))
 	}
 	var entrypoints []migrate.Entrypoint
 	for _, s := range f.entrypoints {
@@ -156,6 +196,9 @@ func runMigrateNamespace(cmd *cobra.Command, opts *rootOptions, namespace string
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	ac := &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}
+	if !f.plan && !f.writeConfig {
+		return runMigrateApply(ctx, cmd, opts, ac, l.Config, namespace, f, entrypoints, res)
+	}
 	out, err := action.MigratePlan(ctx, ac, action.MigratePlanOptions{Namespace: namespace, Workloads: f.workloads, Entrypoints: entrypoints})
 	if out != nil {
 		res.Warnings = append(res.Warnings, out.Warnings...)
@@ -167,6 +210,14 @@ func runMigrateNamespace(cmd *cobra.Command, opts *rootOptions, namespace string
 		return fail(exitFailed, phases.WithHint(err))
 	}
 	plan := out.Plan
+	if f.writeConfig {
+		b, err := migrate.WriteConfig(plan, l.Config.Migration.Defaults)
+		if err != nil {
+			return fail(exitFailed, err)
+		}
+		_, err = opts.stdout.Write(b)
+		return err
+	}
 	res.OK, res.HasWork = true, plan.HasWork()
 	res.Secrets, res.Workloads, res.Problems = plan.Secrets, plan.Workloads, plan.Problems
 	if opts.Output == "json" {
@@ -243,7 +294,7 @@ func printMigratePlan(w io.Writer, p *migrate.Plan) error {
 		_, err := fmt.Fprintf(w, "Nothing to do: no Secret in namespace %s is left to copy into KV and no workload to switch.\n", p.Namespace)
 		return err
 	}
-	_, err := fmt.Fprintln(w, "This is a plan: nothing was changed. Applying it is not available in this vaultctl yet.")
+	_, err := fmt.Fprintln(w, "This is a plan: nothing was changed.")
 	return err
 }
 
@@ -252,4 +303,116 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// migrateRunResult is the one JSON document a migrate run prints.
+type migrateRunResult struct {
+	migratePlanResult
+	Report   *migrate.Report `json:"report,omitempty"`
+	GitOps   []string        `json:"gitopsFiles,omitempty"`
+	Declined bool            `json:"declined,omitempty"`
+}
+
+func runMigrateApply(ctx context.Context, cmd *cobra.Command, opts *rootOptions, ac *action.Configuration, cfg *config.Config, namespace string, f migrateFlags, entrypoints []migrate.Entrypoint, base migratePlanResult) error {
+	res := migrateRunResult{migratePlanResult: base}
+	fail := func(code int, err error) error {
+		if opts.Output == "json" {
+			res.OK, res.Error = false, err.Error()
+			if werr := writeJSON(opts.stdout, res); werr != nil {
+				return werr
+			}
+		}
+		return withCode(code, err)
+	}
+	if opts.Output != "json" {
+		ac.Progress = func(line string) { fmt.Fprintln(opts.stderr, line) }
+	}
+	mo := action.MigrateOptions{
+		MigratePlanOptions: action.MigratePlanOptions{Namespace: namespace, Workloads: f.workloads, Entrypoints: entrypoints},
+		Prune:              f.prune, Rollback: f.rollback, Purge: f.purge, Overwrite: f.overwrite,
+		GitOpsOut: f.gitopsOut, PatchGitOps: f.patchGitOps, RolloutTimeout: f.rolloutTimeout, LockWait: f.lockTimeout,
+	}
+	if !f.yes {
+		in := bufio.NewReader(opts.stdin)
+		mo.Confirm = func(p *migrate.Plan) bool {
+			if err := printMigratePlan(opts.stdout, p); err != nil {
+				return false
+			}
+			fmt.Fprintf(opts.stdout, "Migrate namespace %s as planned? [y/N] ", namespace)
+			answer, _ := in.ReadString('\n')
+			return strings.EqualFold(strings.TrimSpace(answer), "y") || strings.EqualFold(strings.TrimSpace(answer), "yes")
+		}
+	}
+	out, err := action.Migrate(ctx, ac, mo)
+	if out != nil {
+		res.Warnings = append(res.Warnings, out.Warnings...)
+		if out.Plan != nil {
+			res.HasWork, res.Secrets, res.Workloads, res.Problems = out.Plan.HasWork(), out.Plan.Secrets, out.Plan.Workloads, out.Plan.Problems
+		}
+		res.Report, res.GitOps, res.Declined = out.Report, out.GitOps, out.Declined
+		if opts.Output != "json" {
+			printNotes(opts.stderr, out.Warnings)
+		}
+	}
+	if err != nil {
+		if out != nil && out.Report != nil && opts.Output != "json" {
+			printMigrateReport(opts.stdout, namespace, out)
+		}
+		return fail(exitFailed, phases.WithHint(err))
+	}
+	failed := out.Report != nil && out.Report.Failed()
+	res.OK = !failed
+	if opts.Output == "json" {
+		if err := writeJSON(opts.stdout, res); err != nil {
+			return err
+		}
+	} else {
+		printMigrateReport(opts.stdout, namespace, out)
+	}
+	if failed {
+		return withCode(exitFailed, nil)
+	}
+	return nil
+}
+
+// printMigrateReport says what the run did, Secret by Secret and workload by workload.
+func printMigrateReport(w io.Writer, ns string, out *action.MigrateResult) {
+	switch {
+	case out.Declined:
+		fmt.Fprintln(w, "Not confirmed: nothing was changed.")
+		return
+	case out.NothingTo:
+		fmt.Fprintf(w, "Nothing to do: namespace %s is migrated (run with --prune to delete the raw Secrets it no longer reads).\n", ns)
+		return
+	case out.Report == nil:
+		return
+	}
+	r := out.Report
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if len(r.Secrets) > 0 {
+		fmt.Fprintln(tw, "SECRET\tKV PATH\tCOPY\tBACKUP\tRESULT")
+		for _, s := range r.Secrets {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Name, dash(s.KVPath), dash(s.Copy), dash(s.Backup), dash(s.Error))
+		}
+		fmt.Fprintln(tw)
+	}
+	if len(r.Workloads) > 0 {
+		fmt.Fprintln(tw, "WORKLOAD\tSTATE\tCHANGED\tDETAIL")
+		for _, wl := range r.Workloads {
+			fmt.Fprintf(tw, "%s\t%s\t%t\t%s\n", wl.Workload, wl.State, wl.Changed, dash(wl.Message))
+		}
+	}
+	_ = tw.Flush()
+	for _, p := range r.Pruned {
+		fmt.Fprintln(w, "pruned:", p)
+	}
+	for _, k := range r.Kept {
+		fmt.Fprintln(w, "kept for now:", k)
+	}
+	if r.Labelled {
+		fmt.Fprintf(w, "namespace %s labelled %s=true: the admission policy now denies new raw Secrets there\n", ns, migrate.MigratedLabel)
+	}
+	for _, f := range out.GitOps {
+		fmt.Fprintln(w, "wrote:", f)
+	}
 }

@@ -19,7 +19,9 @@ func TestMigrateNamespaceUsage(t *testing.T) {
 	}{
 		{"no namespace", []string{"migrate", "namespace", "--plan"}, "takes one namespace"},
 		{"not a namespace name", []string{"migrate", "namespace", "Shop_1", "--plan"}, "not a namespace name"},
-		{"without --plan", []string{"migrate", "namespace", "shop"}, "applying a migration is not available in this vaultctl yet"},
+		{"no --yes without a terminal", []string{"migrate", "namespace", "shop"}, "pass --yes to run it without a terminal"},
+		{"--purge without --rollback", []string{"migrate", "namespace", "shop", "--yes", "--purge"}, "--purge goes with --rollback"},
+		{"--rollback with --prune", []string{"migrate", "namespace", "shop", "--yes", "--rollback", "--prune"}, "cannot be combined"},
 		{"bad --entrypoint", []string{"migrate", "namespace", "shop", "--plan", "--entrypoint", "Deployment/web:app=/bin/web"}, "must be a JSON list of strings"},
 		{"bad --workload", []string{"migrate", "namespace", "shop", "--plan", "--workload", "Rollout/web"}, "kind Rollout is not one migrate rewrites"},
 		{"unknown subcommand", []string{"migrate", "namespaces", "shop"}, `unknown command "namespaces"`},
