@@ -142,7 +142,10 @@ type runner struct {
 	apiPort  string
 
 	queue   workqueue.TypedRateLimitingInterface[string]
-	indexer cache.Indexer
+	indexer cache.Indexer // Vault server pods (RunnerSelector)
+	// appPods holds every pod; the runner acts on the injected ones (runner_agent.go).
+	appPods  cache.Indexer
+	services cache.Indexer
 
 	mu   sync.Mutex
 	ips  *ipAllocator
