@@ -46,7 +46,7 @@ This is a binary of its own, for the tests and the demo; vaultctl itself has no 
 Exit codes:
   0  success
   1  a component failed to start (up) or is down or unhealthy (status), or there is no
-     sandbox in the directory (status, env)
+     sandbox in the directory (status, env, effective), or effective cannot compute the view
   2  bad usage`,
 		Example: `  # start it, point this shell at it, look around, stop it
   vaultctl-sandbox up
@@ -78,6 +78,7 @@ Exit codes:
 		newSandboxDownCmd(opts, resolve),
 		newSandboxStatusCmd(opts, resolve),
 		newSandboxEnvCmd(opts, resolve),
+		newSandboxEffectiveCmd(opts, resolve),
 	)
 	return cmd
 }
@@ -306,6 +307,47 @@ With the global --output json, prints a JSON object instead.`,
 			return nil
 		},
 	}
+}
+
+func newSandboxEffectiveCmd(opts *rootOptions, dir func() string) *cobra.Command {
+	var container string
+	cmd := &cobra.Command{
+		Use:   "effective NAMESPACE/POD",
+		Short: "Print the environment and files a pod's container would see, as JSON",
+		Long: `Print what one container of a pod would see, as one JSON document:
+
+  {"env": {NAME: VALUE}, "files": {PATH: BASE64}, "modes": {PATH: "0644"}}
+
+The sandbox does not run application images, so this is the way to check what an application
+gets: env as the kubelet computes it from the pod spec (envFrom, env with $(VAR) expansion,
+Secret and ConfigMap keys, fieldRef, fileKeyRef), or, when the container's command sources a
+file (sh -c '. /vault/secrets/x && exec app'), the environment after a real shell sourced it;
+and every regular file under its volume mounts, with the files the Vault Agent rendered.
+The image's own ENV is not known and not included. Env values that are not UTF-8 also appear,
+exactly, in base64 under "envBase64". The output holds secret values: it is for tests.`,
+		Example: `  vaultctl-sandbox effective shop/web-5d8f7c9b4-x2x7q
+  vaultctl-sandbox effective shop/web-5d8f7c9b4-x2x7q -c migrate | jq -r '.files["/vault/secrets/db-creds"]' | base64 -d`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ns, name, ok := strings.Cut(args[0], "/")
+			if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+				return withCode(exitUsage, fmt.Errorf("want NAMESPACE/POD, not %q", args[0]))
+			}
+			s, err := sandboxLoad(dir())
+			if err != nil {
+				return err
+			}
+			ctx, cancel := sandboxInterruptible(cmd)
+			defer cancel()
+			eff, err := s.Effective(ctx, ns, name, container)
+			if err != nil {
+				return withCode(exitFailed, err)
+			}
+			return sandboxWriteJSON(opts.stdout, eff)
+		},
+	}
+	cmd.Flags().StringVarP(&container, "container", "c", "", "container name (default: the first application container, not vault-agent)")
+	return cmd
 }
 
 func sandboxLoad(dir string) (*sandbox.Sandbox, error) {

@@ -16,8 +16,8 @@ func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
 
 func TestNoSandbox(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "sb")
-	for _, cmd := range []string{"status", "env"} {
-		code, _, stderr := runCLI(t, cmd, "--dir", dir)
+	for _, cmd := range [][]string{{"status"}, {"env"}, {"effective", "shop/web-1"}} {
+		code, _, stderr := runCLI(t, append(cmd, "--dir", dir)...)
 		if code != exitFailed || !strings.Contains(stderr, "no sandbox in "+dir) || !strings.Contains(stderr, "vaultctl-sandbox up") {
 			t.Errorf("%s: exit %d, stderr %q; want 1 and how to start one", cmd, code, stderr)
 		}
@@ -31,7 +31,8 @@ func TestNoSandbox(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{"bogus"}, {"up", "extra"}, {"status", "--no-such-flag"}, {"-v"}} {
+	for _, args := range [][]string{{"bogus"}, {"up", "extra"}, {"status", "--no-such-flag"}, {"-v"},
+		{"effective"}, {"effective", "web-1"}, {"effective", "shop/"}, {"effective", "a/b/c"}} {
 		if code, _, stderr := runCLI(t, args...); code != exitUsage || !strings.Contains(stderr, "Error:") {
 			t.Errorf("%v: exit %d, stderr %q; want 2", args, code, stderr)
 		}
@@ -39,7 +40,7 @@ func TestUsageErrors(t *testing.T) {
 }
 
 func TestHelpNamesThisBinary(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"up", "--help"}, {"down", "--help"}, {"status", "--help"}, {"env", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"up", "--help"}, {"down", "--help"}, {"status", "--help"}, {"env", "--help"}, {"effective", "--help"}} {
 		code, stdout, _ := runCLI(t, args...)
 		if code != exitOK || !strings.Contains(stdout, "vaultctl-sandbox") || strings.Contains(stdout, "vaultctl sandbox") {
 			t.Errorf("%v: exit %d; help must name vaultctl-sandbox, not `vaultctl sandbox`:\n%s", args, code, stdout)

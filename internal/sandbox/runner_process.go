@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -45,45 +43,7 @@ func (r *runner) baseEnv(pod *corev1.Pod) []string {
 }
 
 func (r *runner) lookup(ctx context.Context, ns string) lookupFunc {
-	return func(kind, name, key string) (string, bool, error) {
-		data := map[string][]byte{}
-		switch kind {
-		case "configmap":
-			cm, err := r.cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return "", false, nil
-			}
-			if err != nil {
-				return "", false, err
-			}
-			for k, v := range cm.Data {
-				data[k] = []byte(v)
-			}
-		case "secret":
-			s, err := r.cs.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				return "", false, nil
-			}
-			if err != nil {
-				return "", false, err
-			}
-			data = s.Data
-		}
-		if key == "" {
-			keys := make([]string, 0, len(data))
-			for k := range data {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			var parts []string
-			for _, k := range keys {
-				parts = append(parts, k+"="+string(data[k]))
-			}
-			return strings.Join(parts, "\x00"), true, nil
-		}
-		v, ok := data[key]
-		return string(v), ok, nil
-	}
+	return apiLookup(ctx, r.cs, ns)
 }
 
 // startContainer prepares the pod's files and starts its Vault process.

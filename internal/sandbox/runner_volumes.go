@@ -15,15 +15,9 @@ import (
 
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 )
-
-type projFile struct {
-	data []byte
-	mode os.FileMode
-}
 
 // materializeVolumes writes the volumes the container mounts under the pod's directory and
 // returns the bind mounts that put them at their mount paths.
@@ -121,144 +115,24 @@ func (r *runner) claimPath(ctx context.Context, ns, claim string) (string, error
 // Server configurations (*.hcl) from ConfigMaps and Secrets get their listener addresses mapped
 // to the pod's address: the only change made to what the chart rendered.
 func (r *runner) projectedFiles(ctx context.Context, pod *corev1.Pod, p *podProc, v *corev1.Volume) (map[string]projFile, error) {
-	files := map[string]projFile{}
-	mode := func(item *int32, def *int32, fallback os.FileMode) os.FileMode {
-		switch {
-		case item != nil:
-			return os.FileMode(*item)
-		case def != nil:
-			return os.FileMode(*def)
-		}
-		return fallback
-	}
-	addData := func(kind, name string, data map[string][]byte, items []corev1.KeyToPath, optional bool, def *int32) error {
-		if data == nil {
-			if optional {
-				return nil
-			}
-			return fmt.Errorf("%s %q not found", kind, name)
-		}
-		if len(items) == 0 {
-			for k := range data {
-				items = append(items, corev1.KeyToPath{Key: k, Path: k})
-			}
-		}
-		for _, it := range items {
-			b, ok := data[it.Key]
-			if !ok {
-				if optional {
-					continue
-				}
-				return fmt.Errorf("key %q of %s %q not found", it.Key, kind, name)
-			}
-			if strings.HasSuffix(it.Path, ".hcl") {
-				text, changes := rewriteListeners(string(b), p.ip)
-				b = []byte(text)
-				if p.refreshedAt.IsZero() {
-					for _, c := range changes {
-						r.log.Printf("%s: %s/%s: %s", p.key, name, it.Key, c)
-					}
-				}
-			}
-			files[it.Path] = projFile{data: b, mode: mode(it.Mode, def, 0o644)}
-		}
-		return nil
-	}
-	configMap := func(name string, optional bool) (map[string][]byte, error) {
-		cm, err := r.cs.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		m := map[string][]byte{}
-		for k, s := range cm.Data {
-			m[k] = []byte(s)
-		}
-		for k, b := range cm.BinaryData {
-			m[k] = b
-		}
-		return m, nil
-	}
-	secret := func(name string) (map[string][]byte, error) {
-		s, err := r.cs.CoreV1().Secrets(pod.Namespace).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if s.Data == nil {
-			s.Data = map[string][]byte{}
-		}
-		return s.Data, nil
-	}
 	facts := podFacts{pod: pod, podIP: p.ip, hostIP: r.cfg.HostIP}
-	downward := func(items []corev1.DownwardAPIVolumeFile, def *int32) error {
-		for _, it := range items {
-			val := "0"
-			if it.FieldRef != nil {
-				var err error
-				if val, err = facts.field(it.FieldRef.FieldPath); err != nil {
-					return err
-				}
-			}
-			files[it.Path] = projFile{data: []byte(val), mode: mode(it.Mode, def, 0o644)}
-		}
-		return nil
+	token := func(src *corev1.ServiceAccountTokenProjection) ([]byte, bool, error) {
+		tok, err := r.serviceAccountToken(ctx, pod, p, src)
+		return []byte(tok), err == nil, err
 	}
-	opt := func(b *bool) bool { return b != nil && *b }
-	switch {
-	case v.ConfigMap != nil:
-		data, err := configMap(v.ConfigMap.Name, opt(v.ConfigMap.Optional))
-		if err != nil {
-			return nil, err
+	rewrite := func(name, key, path string, b []byte) []byte {
+		if !strings.HasSuffix(path, ".hcl") {
+			return b
 		}
-		return files, addData("ConfigMap", v.ConfigMap.Name, data, v.ConfigMap.Items, opt(v.ConfigMap.Optional), v.ConfigMap.DefaultMode)
-	case v.Secret != nil:
-		data, err := secret(v.Secret.SecretName)
-		if err != nil {
-			return nil, err
+		text, changes := rewriteListeners(string(b), p.ip)
+		if p.refreshedAt.IsZero() {
+			for _, c := range changes {
+				r.log.Printf("%s: %s/%s: %s", p.key, name, key, c)
+			}
 		}
-		return files, addData("Secret", v.Secret.SecretName, data, v.Secret.Items, opt(v.Secret.Optional), v.Secret.DefaultMode)
-	case v.DownwardAPI != nil:
-		return files, downward(v.DownwardAPI.Items, v.DownwardAPI.DefaultMode)
+		return []byte(text)
 	}
-	def := v.Projected.DefaultMode
-	for _, src := range v.Projected.Sources {
-		switch {
-		case src.ConfigMap != nil:
-			data, err := configMap(src.ConfigMap.Name, opt(src.ConfigMap.Optional))
-			if err != nil {
-				return nil, err
-			}
-			if err := addData("ConfigMap", src.ConfigMap.Name, data, src.ConfigMap.Items, opt(src.ConfigMap.Optional), def); err != nil {
-				return nil, err
-			}
-		case src.Secret != nil:
-			data, err := secret(src.Secret.Name)
-			if err != nil {
-				return nil, err
-			}
-			if err := addData("Secret", src.Secret.Name, data, src.Secret.Items, opt(src.Secret.Optional), def); err != nil {
-				return nil, err
-			}
-		case src.DownwardAPI != nil:
-			if err := downward(src.DownwardAPI.Items, def); err != nil {
-				return nil, err
-			}
-		case src.ServiceAccountToken != nil:
-			tok, err := r.serviceAccountToken(ctx, pod, p, src.ServiceAccountToken)
-			if err != nil {
-				return nil, err
-			}
-			files[src.ServiceAccountToken.Path] = projFile{data: []byte(tok), mode: mode(nil, def, 0o644)}
-		default:
-			return nil, errors.New("projected source not supported by the sandbox runner")
-		}
-	}
-	return files, nil
+	return volumeFiles(ctx, r.cs, facts, v, token, rewrite)
 }
 
 // serviceAccountToken returns a pod-bound token, requested again once 80% of its life is gone
