@@ -260,19 +260,14 @@ func rewriteAgentConfig(env []string, podIP string) ([]string, []string, error) 
 // simulateInit "runs" an application init container: it completes at once, and what it would
 // have seen then is saved for Effective.
 func (r *runner) simulateInit(ctx context.Context, pod *corev1.Pod, p *podProc, cp *ctrProc, c *corev1.Container) error {
-	eff, err := computeEffective(ctx, r.cs, r.l.dir, pod, c.Name)
+	// The status the runner has not patched yet: the downward API sees the pod's addresses.
+	view := pod.DeepCopy()
+	view.Status.PodIP, view.Status.HostIP = p.ip, r.cfg.HostIP
+	eff, err := computeEffective(ctx, r.cs, r.l.dir, view, c.Name)
 	if err != nil {
 		return fmt.Errorf("what init container %s sees: %w", c.Name, err)
 	}
-	b, err := json.MarshalIndent(eff, "", "  ")
-	if err != nil {
-		return err
-	}
-	dir := filepath.Join(p.dir, "effective")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(filepath.Join(dir, c.Name+".json"), append(b, '\n'), 0o600); err != nil {
+	if err := saveEffectiveSnapshot(p.dir, pod, c.Name, eff); err != nil {
 		return err
 	}
 	now := metav1.NewTime(time.Now().UTC().Truncate(time.Second))
