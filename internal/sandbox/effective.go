@@ -53,7 +53,7 @@ type effectiveJSON struct {
 	Modes     map[string]string `json:"modes"`
 }
 
-func (e *Effective) toJSON() effectiveJSON {
+func (e Effective) toJSON() effectiveJSON {
 	j := effectiveJSON{Env: map[string]string{}, Files: map[string][]byte{}, Modes: map[string]string{}}
 	for k, v := range e.Env {
 		j.Env[k] = v
@@ -98,7 +98,7 @@ func (j effectiveJSON) effective() (*Effective, error) {
 }
 
 // MarshalJSON writes {"env": {NAME: VALUE}, "files": {PATH: BASE64}, "modes": {PATH: "0644"}}.
-func (e *Effective) MarshalJSON() ([]byte, error) { return json.Marshal(e.toJSON()) }
+func (e Effective) MarshalJSON() ([]byte, error) { return json.Marshal(e.toJSON()) }
 
 // UnmarshalJSON reads what MarshalJSON writes.
 func (e *Effective) UnmarshalJSON(b []byte) error {

@@ -42,6 +42,19 @@ func effPod(c corev1.Container, vols ...corev1.Volume) *corev1.Pod {
 func ptrBool(b bool) *bool   { return &b }
 func ptrMode(m int32) *int32 { return &m }
 
+// errorCase checks err against a table case's wanted error (empty: none) and says whether the
+// case ends there.
+func errorCase(t *testing.T, err error, want string) bool {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Fatal(err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Fatalf("err = %v, want it to contain %q", err, want)
+	}
+	return want != ""
+}
+
 func TestEffectiveEnv(t *testing.T) {
 	objs := []runtime.Object{
 		effSecret("db", map[string]string{"USER": "app", "PASS": "p@ss word", "HOST": "db.internal"}),
@@ -102,14 +115,8 @@ func TestEffectiveEnv(t *testing.T) {
 			cs := fake.NewClientset(objs...)
 			pod := effPod(corev1.Container{Name: "web", Image: "shop/web", EnvFrom: tc.envFrom, Env: tc.env})
 			eff, err := computeEffective(context.Background(), cs, t.TempDir(), pod, "")
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
-				}
+			if errorCase(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if !maps.Equal(eff.Env, tc.want) {
 				t.Errorf("env = %q\nwant  %q", eff.Env, tc.want)
@@ -184,14 +191,8 @@ func TestEffectiveVolumeFiles(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pod := effPod(corev1.Container{Name: "web", VolumeMounts: tc.mounts}, tc.vols...)
 			eff, err := computeEffective(context.Background(), fake.NewClientset(objs...), t.TempDir(), pod, "web")
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
-				}
+			if errorCase(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			got := map[string]string{}
 			for p, b := range eff.Files {
@@ -297,7 +298,7 @@ func TestEffectiveFileKeyRef(t *testing.T) {
 		{name: "optional missing key or file", env: []corev1.EnvVar{{Name: "A", ValueFrom: fileKey("app.env", "NOPE", true)}, {Name: "B", ValueFrom: fileKey("gone.env", "USER", true)}},
 			want: map[string]string{}},
 		{name: "required missing key", env: []corev1.EnvVar{{Name: "A", ValueFrom: fileKey("app.env", "NOPE", false)}}, wantErr: `key "NOPE" not found in env file app.env`},
-		{name: "required missing file", env: []corev1.EnvVar{{Name: "A", ValueFrom: fileKey("gone.env", "USER", false)}}, wantErr: "gone.env"},
+		{name: "required missing file", env: []corev1.EnvVar{{Name: "A", ValueFrom: fileKey("gone.env", "USER", false)}}, wantErr: `env file gone.env of volume "config" does not exist`},
 		{name: "unparsable file", env: []corev1.EnvVar{{Name: "A", ValueFrom: fileKey("bad.env", "USER", false)}}, wantErr: "want NAME=VALUE"},
 		{name: "path escaping the volume", env: []corev1.EnvVar{{Name: "A", ValueFrom: fileKey("../x", "USER", false)}}, wantErr: "bad path"},
 	} {
@@ -306,14 +307,8 @@ func TestEffectiveFileKeyRef(t *testing.T) {
 			dir := t.TempDir()
 			runnerPodDir(t, dir, pod, string(pod.UID), map[string]string{"config/app.env": "USER = app\nPASS='x'\n", "config/bad.env": "oops\nUSER=app\n"})
 			eff, err := computeEffective(context.Background(), fake.NewClientset(), dir, pod, "")
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)
-				}
+			if errorCase(t, err, tc.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if !maps.Equal(eff.Env, tc.want) {
 				t.Errorf("env = %q, want %q", eff.Env, tc.want)
@@ -406,6 +401,9 @@ func TestEffectiveJSONAndSnapshot(t *testing.T) {
 	b, err := json.Marshal(e)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if byValue, err := json.Marshal(*e); err != nil || string(byValue) != string(b) {
+		t.Errorf("an Effective value marshals as %s, its pointer as %s", byValue, b)
 	}
 	var wire map[string]any
 	if err := json.Unmarshal(b, &wire); err != nil {

@@ -232,12 +232,16 @@ func containerEnv(f podFacts, c *corev1.Container, base []string, lookup lookupF
 			set(e.Name, v)
 		case e.ValueFrom.FileKeyRef != nil:
 			r := e.ValueFrom.FileKeyRef
+			optional := r.Optional != nil && *r.Optional
 			v, ok, err := f.envFileValue(r.VolumeName, r.Path, r.Key)
+			if errors.Is(err, fs.ErrNotExist) && optional {
+				continue
+			}
 			if err != nil {
 				return nil, fmt.Errorf("env %s: %w", e.Name, err)
 			}
 			if !ok {
-				if r.Optional != nil && *r.Optional {
+				if optional {
 					continue
 				}
 				return nil, fmt.Errorf("env %s: key %q not found in env file %s of volume %q", e.Name, r.Key, r.Path, r.VolumeName)
@@ -258,18 +262,19 @@ func containerEnv(f podFacts, c *corev1.Container, base []string, lookup lookupF
 }
 
 // envFileValue reads key from the env file at path in the pod's emptyDir volume (EnvFiles,
-// fileKeyRef). ok is false when the file or the key is missing.
+// fileKeyRef). ok is false when the key is missing; a missing file is an fs.ErrNotExist error.
 func (f podFacts) envFileValue(volume, path, key string) (string, bool, error) {
 	rel := filepath.Clean(path)
 	if filepath.IsAbs(rel) || rel == ".." || strings.HasPrefix(rel, "../") {
 		return "", false, fmt.Errorf("fileKeyRef: bad path %q", path)
 	}
+	notYet := fmt.Errorf("env file %s of volume %q does not exist (yet): %w", path, volume, fs.ErrNotExist)
 	if f.volumesDir == "" {
-		return "", false, nil
+		return "", false, notYet
 	}
 	b, err := os.ReadFile(filepath.Join(f.volumesDir, volume, rel))
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", false, nil
+		return "", false, notYet
 	}
 	if err != nil {
 		return "", false, err
