@@ -29,6 +29,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,6 +54,21 @@ var runnerLabels = func() labels.Selector {
 	}
 	return s
 }()
+
+// ContainerPID returns the PID of the process of container in the injected pod ns/name, 0 when
+// none runs.
+func ContainerPID(dir, ns, name, container string) int {
+	b, err := os.ReadFile(containerPIDFile(layout{dir: dir}.podDir(ns, name), container))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
+}
+
+func containerPIDFile(podDir, container string) string {
+	return filepath.Join(podDir, "pid-"+container)
+}
 
 // isInjected reports whether the sandbox webhook injected the pod's agents.
 func isInjected(pod *corev1.Pod) bool { return pod.Annotations[annInjectedBy] != "" }

@@ -193,11 +193,11 @@ func (r *runner) launch(pod *corev1.Pod, p *podProc, cp *ctrProc, c *corev1.Cont
 	cp.cs.WaitingReason, cp.cs.WaitingMessage = "", ""
 	cp.cs.ContainerID = fmt.Sprintf("vaultctl-sandbox://%s-%d", pod.UID, pid)
 	p.mu.Unlock()
-	pidFile := "pid"
+	pidFile := filepath.Join(p.dir, "pid")
 	if p.injected {
-		pidFile = "pid-" + c.Name
+		pidFile = containerPIDFile(p.dir, c.Name)
 	}
-	if err := os.WriteFile(filepath.Join(p.dir, pidFile), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
 		r.log.Printf("%s: writing pid file: %v", p.key, err)
 	}
 	r.log.Printf("%s: started container %s (pid %d) at %s", p.key, c.Name, pid, p.ip)
@@ -240,6 +240,9 @@ func (r *runner) launch(pod *corev1.Pod, p *podProc, cp *ctrProc, c *corev1.Cont
 		pumps.Wait()
 		plain.Close()
 		cri.Close()
+		if p.injected {
+			os.Remove(pidFile)
+		}
 		r.exited(p, cp, restart, cmd.ProcessState, waitErr, done)
 	}()
 	return nil
