@@ -51,7 +51,7 @@ var (
 
 // agentSetup prepares Vault (Kubernetes auth at auth/sbagent, the KV mounts) and the fake
 // injector once per run, and returns a root client.
-func agentSetup(t *testing.T) *vaultapi.Client {
+func agentSetup(t testing.TB) *vaultapi.Client {
 	t.Helper()
 	root := vaultRoot(t, sb.VaultAddrs[0])
 	agentSetupOnce.Do(func() { agentSetupErr = setupAgents(t, root) })
@@ -61,7 +61,7 @@ func agentSetup(t *testing.T) *vaultapi.Client {
 	return root
 }
 
-func setupAgents(t *testing.T, root *vaultapi.Client) error {
+func setupAgents(t testing.TB, root *vaultapi.Client) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cs := kube(t)
@@ -193,7 +193,7 @@ func vaultMounts(ctx context.Context, root *vaultapi.Client) error {
 
 // agentCase is one test's namespace, ServiceAccount, Vault role and policy.
 type agentCase struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	cs   kubernetes.Interface
 	root *vaultapi.Client
@@ -202,7 +202,7 @@ type agentCase struct {
 
 // newAgentCase creates namespace sbagent-NAME (labelled for the fake injector) with
 // ServiceAccount "app", and deletes it at the end.
-func newAgentCase(t *testing.T, name string) *agentCase {
+func newAgentCase(t testing.TB, name string) *agentCase {
 	t.Helper()
 	root := agentSetup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
@@ -262,7 +262,7 @@ func (a *agentCase) pod(name string, ann map[string]string, initContainers ...co
 	if err != nil {
 		a.t.Fatalf("create pod %s: %v", name, err)
 	}
-	if created.Annotations[sandbox.InjectedByAnnotation] != agentInjector+"-cfg" {
+	if created.Annotations["sandbox.vaultctl.io/injected-by"] != agentInjector+"-cfg" {
 		a.t.Fatalf("pod %s was not injected by the emulated %s (annotations %v)", name, agentInjector, created.Annotations)
 	}
 	return created
@@ -580,8 +580,8 @@ func TestAgentInitFirstDecidesWhatAppInitContainerSees(t *testing.T) {
 	a.role("sbagent-initfirst", "app", "sbagent-initfirst")
 	migrate := corev1.Container{Name: "migrate", Image: "registry.example.com/migrate:1", Command: []string{"/migrate"}}
 	ann := map[string]string{
-		"vault.hashicorp.com/role":                    "sbagent-initfirst",
-		"vault.hashicorp.com/agent-inject-secret-db":  agentKV + "/data/initfirst/config",
+		"vault.hashicorp.com/role":                     "sbagent-initfirst",
+		"vault.hashicorp.com/agent-inject-secret-db":   agentKV + "/data/initfirst/config",
 		"vault.hashicorp.com/agent-inject-template-db": `{{ with secret "` + agentKV + `/data/initfirst/config" }}{{ .Data.data.url }}{{ end }}`,
 	}
 	a.pod("first", mergeMaps(ann, map[string]string{"vault.hashicorp.com/agent-init-first": "true"}), migrate)

@@ -66,6 +66,16 @@ func ContainerPID(dir, ns, name, container string) int {
 	return pid
 }
 
+// ContainerRSS is the resident memory, in bytes, of the processes of container in the injected
+// pod ns/name (its process group: the shell and the agent it started); 0 when none runs.
+func ContainerRSS(dir, ns, name, container string) uint64 {
+	pid := ContainerPID(dir, ns, name, container)
+	if pid == 0 {
+		return 0
+	}
+	return rssBytes([]int{pid})
+}
+
 func containerPIDFile(podDir, container string) string {
 	return filepath.Join(podDir, "pid-"+container)
 }
@@ -138,9 +148,9 @@ func (r *runner) syncInjected(ctx context.Context, pod *corev1.Pod, p *podProc) 
 	if time.Since(p.refreshedAt) > volumeRefresh {
 		// A kubelet keeps the projected token and the Secrets of running containers current.
 		for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
-			cp := p.ctr(c.Name, false)
 			p.mu.Lock()
-			running := cp.cs.Running
+			cp := p.ctrs[c.Name]
+			running := cp != nil && cp.cs.Running
 			p.mu.Unlock()
 			if running && isAgentContainer(&c) {
 				if _, err := r.materializeVolumes(ctx, pod, p, &c); err != nil {

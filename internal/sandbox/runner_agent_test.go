@@ -62,8 +62,8 @@ func TestServiceHostsMapsVaultServicesToReadyPods(t *testing.T) {
 		svc("vault", "vault", server),
 		svc("vault", "vault-active", active),
 		svc("vault", "postgres", map[string]string{"app": "postgres"}), // selects no Vault pod
-		svc("vault", "external", nil),                                 // no selector: not the runner's
-		svc("other", "vault", server),                                 // selects nothing in its namespace
+		svc("vault", "external", nil),                                  // no selector: not the runner's
+		svc("other", "vault", server),                                  // selects nothing in its namespace
 	}
 	targets := []serviceTarget{
 		{Namespace: "vault", Name: "vault-1", IP: "127.100.0.2", Labels: map[string]string{"app.kubernetes.io/name": "vault", "component": "server", "vault-active": "true"}},
