@@ -66,14 +66,48 @@ func ContainerPID(dir, ns, name, container string) int {
 	return pid
 }
 
-// ContainerRSS is the resident memory, in bytes, of the processes of container in the injected
-// pod ns/name (its process group: the shell and the agent it started); 0 when none runs.
-func ContainerRSS(dir, ns, name, container string) uint64 {
-	pid := ContainerPID(dir, ns, name, container)
-	if pid == 0 {
-		return 0
+// ContainerMemory is the resident memory, in bytes, of the processes of container in the
+// injected pod ns/name (its process group: the shell and the agent it started), and the part of
+// it that is the processes' own (RssAnon: not the pages of the vault binary, which every agent
+// shares); zeros when none runs.
+func ContainerMemory(dir, ns, name, container string) (rss, private uint64) {
+	pgid := ContainerPID(dir, ns, name, container)
+	if pgid == 0 {
+		return 0, 0
 	}
-	return rssBytes([]int{pid})
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, 0
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := readProcStat(pid); err != nil || st.pgrp != pgid {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		rss += parseVmRSS(string(b))
+		private += statusKB(string(b), "RssAnon:")
+	}
+	return rss, private
+}
+
+// statusKB reads a "Field: N kB" line of /proc/PID/status, in bytes.
+func statusKB(status, field string) uint64 {
+	for line := range strings.SplitSeq(status, "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
+				n, _ := strconv.ParseUint(f[0], 10, 64)
+				return n * 1024
+			}
+		}
+	}
+	return 0
 }
 
 func containerPIDFile(podDir, container string) string {
