@@ -82,6 +82,8 @@ func leafSpecs() []leafSpec {
 		{name: "kwok-serving", cn: "kwok-kubelet", server: true, dnsNames: kwokNodeNames(), ips: []net.IP{net.ParseIP("127.0.0.1")}},
 		// The API server's identity towards that kubelet API.
 		{name: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", orgs: []string{"system:masters"}, client: true},
+		// The runner's agent injector webhook, which the API server calls at 127.0.0.1.
+		{name: portAgentInjector, cn: SandboxInjectorWebhook, server: true, dnsNames: []string{"localhost"}, ips: []net.IP{net.ParseIP("127.0.0.1")}},
 	}
 }
 

@@ -100,6 +100,12 @@ type runnerConfig struct {
 	ToolsDir     string `json:"toolsDir"`
 	APIServerURL string `json:"apiServerURL"`
 	HostIP       string `json:"hostIP"`
+	// The agent injector webhook (runner_webhook.go): where it listens, its certificate, and the
+	// CA the API server is told to trust it with.
+	WebhookAddr string `json:"webhookAddr"`
+	WebhookCert string `json:"webhookCert"`
+	WebhookKey  string `json:"webhookKey"`
+	CACert      string `json:"caCert"`
 }
 
 // runnerState survives runner restarts (DIR/runner/ips.json): a restarted sandbox gives its
@@ -207,6 +213,10 @@ func runRunner(dir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	logger.Printf("pid %d; pods %q get addresses in %s; vault binary %s", os.Getpid(), RunnerSelector, block, r.vaultBin)
+	// Before run writes the ready file Up waits for: pods created after Up are injected.
+	if err := r.startAgentWebhook(ctx, cfg.WebhookAddr, cfg.WebhookCert, cfg.WebhookKey, cfg.CACert); err != nil {
+		return err
+	}
 	return r.run(ctx)
 }
 
@@ -282,30 +292,36 @@ func (u *upper) startRunner(ctx context.Context) error {
 	if err := os.MkdirAll(l.runnerDir(), 0o700); err != nil {
 		return err
 	}
-	cfg, err := json.MarshalIndent(runnerConfig{
-		Kubeconfig: l.kubeconfig(), ToolsDir: u.o.ToolsDir, APIServerURL: u.s.APIServerURL, HostIP: "127.0.0.1",
-	}, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := writeFileAtomic(l.runnerConfig(), append(cfg, '\n'), 0o600); err != nil {
-		return err
-	}
-	_ = os.Remove(l.runnerReady())
-	st, err := u.start(procSpec{
-		name: compRunner, path: "/proc/self/exe",
-		// A binary whose main forgot RunnerMain must not do its usual job as "the runner": a
-		// test binary then runs no test, a cobra binary rejects the flag, and Up reports the exit.
-		args: []string{"-test.run=^$"},
-		env:  cleanEnv(runnerEnv + "=" + l.dir),
-	})
-	if err != nil {
-		return err
-	}
-	return u.waitReady(ctx, st, func(context.Context) error {
-		if _, err := os.Stat(l.runnerReady()); err != nil {
-			return errors.New("not watching pods yet (does this binary call sandbox.RunnerMain first?)")
+	// launch: the webhook's port can be taken before the runner binds it.
+	_, err := u.launch([]string{portAgentInjector}, func() (*started, error) {
+		cfg, err := json.MarshalIndent(runnerConfig{
+			Kubeconfig: l.kubeconfig(), ToolsDir: u.o.ToolsDir, APIServerURL: u.s.APIServerURL, HostIP: "127.0.0.1",
+			WebhookAddr: fmt.Sprintf("127.0.0.1:%d", u.ports.port(portAgentInjector)),
+			WebhookCert: u.pki.cert(portAgentInjector), WebhookKey: u.pki.key(portAgentInjector), CACert: u.pki.cert("ca"),
+		}, "", "  ")
+		if err != nil {
+			return nil, err
 		}
-		return nil
+		if err := writeFileAtomic(l.runnerConfig(), append(cfg, '\n'), 0o600); err != nil {
+			return nil, err
+		}
+		_ = os.Remove(l.runnerReady())
+		st, err := u.start(procSpec{
+			name: compRunner, path: "/proc/self/exe", port: u.ports.port(portAgentInjector),
+			// A binary whose main forgot RunnerMain must not do its usual job as "the runner": a
+			// test binary then runs no test, a cobra binary rejects the flag, and Up reports the exit.
+			args: []string{"-test.run=^$"},
+			env:  cleanEnv(runnerEnv + "=" + l.dir),
+		}, portAgentInjector)
+		if err != nil {
+			return st, err
+		}
+		return st, u.waitReady(ctx, st, func(context.Context) error {
+			if _, err := os.Stat(l.runnerReady()); err != nil {
+				return errors.New("not watching pods yet (does this binary call sandbox.RunnerMain first?)")
+			}
+			return nil
+		})
 	})
+	return err
 }

@@ -199,7 +199,7 @@ func (l layout) certDir(comp string) string { return filepath.Join(l.dir, "certs
 
 // portNames lists every port the sandbox needs, in a stable order.
 func portNames(withVault, withPostgres bool) []string {
-	n := []string{compEtcd, portEtcdPeer, compAPIServer, compKCM, compScheduler, compKwok, compKMS}
+	n := []string{compEtcd, portEtcdPeer, compAPIServer, compKCM, compScheduler, compKwok, compKMS, portAgentInjector}
 	if withPostgres {
 		n = append(n, compPostgres)
 	}

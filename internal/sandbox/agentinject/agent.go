@@ -80,6 +80,20 @@ type Defaults struct {
 	DisableIdleConnections, DisableKeepAlives string
 	// RevokeOnShutdown is -revoke-on-shutdown.
 	RevokeOnShutdown bool
+	// Image is -vault-image (AGENT_INJECT_VAULT_IMAGE): the agent containers' image; "" is
+	// hashicorp/vault:2.0.4.
+	Image string
+	// RunAsUser and RunAsGroup are -run-as-user and -run-as-group; "" is 100 and 1000.
+	RunAsUser, RunAsGroup string
+	// RunAsSameUser is -run-as-same-user.
+	RunAsSameUser bool
+	// SetSecurityContext is -set-security-context; nil is true.
+	SetSecurityContext *bool
+	// The agent containers' resources: -cpu-limit, -memory-limit, -ephemeral-storage-limit,
+	// -cpu-request, -memory-request, -ephemeral-storage-request (AGENT_INJECT_CPU_LIMIT, ...);
+	// "" is the flag default (500m, 128Mi, none, 250m, 64Mi, none).
+	LimitCPU, LimitMem, LimitEphemeral       string
+	RequestCPU, RequestMem, RequestEphemeral string
 	// There is no LeaseRenewalThreshold: v1.7.6 parses -template-lease-renewal-threshold but
 	// annotations.go Init never copies it into the pod, so only the annotation has an effect.
 }
@@ -152,6 +166,17 @@ type Agent struct {
 
 	RevokeOnShutdown bool
 	RevokeGrace      uint64
+
+	// The agent containers themselves (container_sidecar.go): image, resources as the
+	// annotations give them ("" is no such resource), and the security context.
+	Image                                       string
+	LimitsCPU, LimitsMem, LimitsEphemeral       string
+	RequestsCPU, RequestsMem, RequestsEphemeral string
+	RunAsUser, RunAsGroup                       int64
+	SetSecurityContext                          bool
+	// ShareProcessNamespace is agent-share-process-namespace when set: the pod's
+	// shareProcessNamespace is then patched (with the init container only, as agent.go Patch does).
+	ShareProcessNamespace *bool
 
 	// ConfigMap is agent-configmap: the whole agent configuration comes from that ConfigMap,
 	// so Config refuses to build one.
@@ -297,21 +322,33 @@ func applyDefaults(ann annotations, d Defaults) error {
 	ann.setDefault(annAuthPath, authPath)
 	ann.setDefault(annVaultNS, d.VaultNamespace)
 	ann.setDefault(annProxy, d.ProxyAddress)
-	ann.setDefault(annImage, defaultImage)
+	ann.setDefault(annImage, orDefault(d.Image, defaultImage))
 	ann.setDefault(annRequestNS, d.Namespace)
-	ann.setDefault(annLimitsCPU, defaultLimitsCPU)
-	ann.setDefault(annLimitsMem, defaultLimitsMem)
-	ann.setDefault(annLimitsEph, "")
-	ann.setDefault(annRequestsCPU, defaultRequestsCPU)
-	ann.setDefault(annRequestsMem, defaultRequestsMem)
-	ann.setDefault(annRequestsEph, "")
+	ann.setDefault(annLimitsCPU, orDefault(d.LimitCPU, defaultLimitsCPU))
+	ann.setDefault(annLimitsMem, orDefault(d.LimitMem, defaultLimitsMem))
+	ann.setDefault(annLimitsEph, d.LimitEphemeral)
+	ann.setDefault(annRequestsCPU, orDefault(d.RequestCPU, defaultRequestsCPU))
+	ann.setDefault(annRequestsMem, orDefault(d.RequestMem, defaultRequestsMem))
+	ann.setDefault(annRequestsEph, d.RequestEphemeral)
 	ann.setDefault(annSecretVolPath, DefaultSecretVolumePath)
 	ann.setDefault(annRevoke, strconv.FormatBool(d.RevokeOnShutdown))
 	ann.setDefault(annRevokeGrace, defaultRevokeGrace)
 	ann.setDefault(annLogLevel, defaultLogLevel)
 	ann.setDefault(annLogFormat, defaultLogFormat)
-	ann.setDefault(annRunAsUser, defaultRunAsUser)
-	ann.setDefault(annRunAsGroup, defaultRunAsGroup)
+	// Init: the security context annotations; when the injector sets no security context but
+	// the pod asks for a user or group, it gets one anyway.
+	setSecCtx := d.SetSecurityContext == nil || *d.SetSecurityContext
+	_, secCtxSet := ann.get(annSetSecCtx)
+	_, userSet := ann.get(annRunAsUser)
+	_, sameSet := ann.get(annRunAsSame)
+	_, groupSet := ann.get(annRunAsGroup)
+	ann.setDefault(annSetSecCtx, strconv.FormatBool(setSecCtx))
+	ann.setDefault(annRunAsUser, orDefault(d.RunAsUser, defaultRunAsUser))
+	ann.setDefault(annRunAsSame, strconv.FormatBool(d.RunAsSameUser))
+	ann.setDefault(annRunAsGroup, orDefault(d.RunAsGroup, defaultRunAsGroup))
+	if !setSecCtx && !secCtxSet && (userSet || sameSet || groupSet) {
+		ann[annSetSecCtx] = "true"
+	}
 	ann.setDefault(annCacheEnable, "false")
 	ann.setDefault(annCachePort, defaultListenerPort)
 	ann.setDefault(annCacheAutoToken, "true")
@@ -350,6 +387,13 @@ func applyDefaults(ann annotations, d Defaults) error {
 	return nil
 }
 
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
 // newAgent reads the defaulted annotations, in the order of vault-k8s agent.go New, so the first
 // bad value is the one reported.
 func newAgent(ann annotations, d Defaults, pod *corev1.Pod) (*Agent, error) {
@@ -379,6 +423,13 @@ func newAgent(ann annotations, d Defaults, pod *corev1.Pod) (*Agent, error) {
 		CacheListenerPort:          ann[annCachePort],
 		CacheUseAutoAuth:           ann[annCacheAutoToken],
 		StaticSecretRenderInterval: ann[annStaticInterval],
+		Image:                      ann[annImage],
+		LimitsCPU:                  ann[annLimitsCPU],
+		LimitsMem:                  ann[annLimitsMem],
+		LimitsEphemeral:            ann[annLimitsEph],
+		RequestsCPU:                ann[annRequestsCPU],
+		RequestsMem:                ann[annRequestsMem],
+		RequestsEphemeral:          ann[annRequestsEph],
 	}
 
 	// New starts with the token volume (agent.go serviceaccount): found in the pod spec, or
@@ -432,10 +483,11 @@ func newAgent(ann annotations, d Defaults, pod *corev1.Pod) (*Agent, error) {
 		return nil, err
 	}
 	// agent.go New: run-as-user and run-as-group go through parseutil.ParseInt.
-	for _, k := range []string{annRunAsUser, annRunAsGroup} {
-		if _, err := parseInt(ann[k]); err != nil {
-			return nil, err
-		}
+	if a.RunAsUser, err = parseInt(ann[annRunAsUser]); err != nil {
+		return nil, err
+	}
+	if a.RunAsGroup, err = parseInt(ann[annRunAsGroup]); err != nil {
+		return nil, err
 	}
 	// annotations.go runAsSameID: a boolean; when true, the first container must run as a
 	// non-root uid. Only ParsePod sees the spec to check that.
@@ -447,6 +499,7 @@ func newAgent(ann annotations, d Defaults, pod *corev1.Pod) (*Agent, error) {
 		if err := checkRunAsSame(pod); err != nil {
 			return nil, err
 		}
+		a.RunAsUser = *pod.Spec.Containers[0].SecurityContext.RunAsUser
 	}
 	// annotations.go setShareProcessNamespace words its error itself, and refuses to turn on
 	// what the spec turns off (checked by ParsePod only).
@@ -458,8 +511,9 @@ func newAgent(ann annotations, d Defaults, pod *corev1.Pod) (*Agent, error) {
 		if share && pod != nil && pod.Spec.ShareProcessNamespace != nil && !*pod.Spec.ShareProcessNamespace {
 			return nil, errors.New("shareProcessNamespace explicitly disabled on the pod, refusing to enable it")
 		}
+		a.ShareProcessNamespace = &share
 	}
-	if _, err := ann.boolOr(annSetSecCtx, true); err != nil {
+	if a.SetSecurityContext, err = ann.boolOr(annSetSecCtx, true); err != nil {
 		return nil, err
 	}
 	if a.CacheEnable, err = ann.boolOr(annCacheEnable, false); err != nil {

@@ -52,10 +52,7 @@ func checkGolden(t *testing.T, name string, got []byte) {
 func TestGoldenConfigs(t *testing.T) {
 	for _, name := range []string{"webapp", "every"} {
 		t.Run(name, func(t *testing.T) {
-			file := name + ".pod.yaml"
-			if name == "webapp" {
-				file = "webapp.deployment.yaml"
-			}
+			file := goldenPodFile(name)
 			pod := podTemplate(t, file)
 			a, err := Parse(pod.Annotations, goldenDefaults)
 			if err != nil || a == nil {
@@ -90,10 +87,7 @@ func TestGoldenConfigs(t *testing.T) {
 func TestGoldenInjection(t *testing.T) {
 	for _, name := range []string{"webapp", "every"} {
 		t.Run(name, func(t *testing.T) {
-			file := name + ".pod.yaml"
-			if name == "webapp" {
-				file = "webapp.deployment.yaml"
-			}
+			file := goldenPodFile(name)
 			pod := podTemplate(t, file)
 			a, err := Parse(pod.Annotations, goldenDefaults)
 			if err != nil || a == nil {

@@ -38,3 +38,11 @@ func podTemplate(t *testing.T, file string) *corev1.Pod {
 	}
 	return &pod
 }
+
+// goldenPodFile is the testdata pod of a golden test: the article's webapp is a Deployment.
+func goldenPodFile(name string) string {
+	if name == "webapp" {
+		return "webapp.deployment.yaml"
+	}
+	return name + ".pod.yaml"
+}
