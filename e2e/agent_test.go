@@ -262,7 +262,7 @@ func (a *agentCase) pod(name string, ann map[string]string, initContainers ...co
 	if err != nil {
 		a.t.Fatalf("create pod %s: %v", name, err)
 	}
-	if created.Annotations["sandbox.vaultctl.io/injected-by"] != agentInjector+"-cfg" {
+	if created.Annotations[sandbox.InjectedByAnnotation] != agentInjector+"-cfg" {
 		a.t.Fatalf("pod %s was not injected by the emulated %s (annotations %v)", name, agentInjector, created.Annotations)
 	}
 	return created

@@ -2,7 +2,7 @@ package sandbox
 
 // The runner as the kubelet of injected application pods: pods the sandbox webhook
 // (runner_webhook.go) mutated as the emulated Vault Agent Injector would, marked with
-// annInjectedBy. Their containers run in the kubelet's order:
+// InjectedByAnnotation. Their containers run in the kubelet's order:
 //
 //   - init containers one after the other, in spec order. vault-agent-init is real: its own
 //     command (/bin/sh -ec 'echo ${VAULT_CONFIG?} | base64 -d > ... && vault agent ...') in the
@@ -39,10 +39,6 @@ import (
 
 	"github.com/vaultctl/vaultctl/internal/sandbox/agentinject"
 )
-
-// annInjectedBy marks a pod the sandbox webhook injected; its value names the emulated
-// injector's MutatingWebhookConfiguration.
-const annInjectedBy = "sandbox.vaultctl.io/injected-by"
 
 // podVaultBin is where the agent containers find `vault` (the Vault image's place for it).
 const podVaultBin = "/usr/local/bin/vault"
@@ -115,7 +111,7 @@ func containerPIDFile(podDir, container string) string {
 }
 
 // isInjected reports whether the sandbox webhook injected the pod's agents.
-func isInjected(pod *corev1.Pod) bool { return pod.Annotations[annInjectedBy] != "" }
+func isInjected(pod *corev1.Pod) bool { return pod.Annotations[InjectedByAnnotation] != "" }
 
 // runnerSelects reports whether pod is a Vault server pod of the runner.
 func runnerSelects(pod *corev1.Pod) bool { return runnerLabels.Matches(labels.Set(pod.Labels)) }

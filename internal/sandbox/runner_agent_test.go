@@ -87,7 +87,7 @@ func TestServiceHostsMapsVaultServicesToReadyPods(t *testing.T) {
 
 func injectedTestPod() *corev1.Pod {
 	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-1", UID: "u1", Annotations: map[string]string{annInjectedBy: "vault-agent-injector-cfg"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "web-1", UID: "u1", Annotations: map[string]string{InjectedByAnnotation: "vault-agent-injector-cfg"}},
 		Spec: corev1.PodSpec{
 			InitContainers: []corev1.Container{{Name: "migrate", Image: "app:1"}, {Name: "vault-agent-init", Image: "hashicorp/vault:2.0.4"}},
 			Containers:     []corev1.Container{{Name: "web", Image: "app:1"}, {Name: "vault-agent", Image: "hashicorp/vault:2.0.4"}},
