@@ -34,6 +34,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/vaultctl/vaultctl/internal/sandbox"
+	"github.com/vaultctl/vaultctl/phases"
 )
 
 const (
@@ -664,5 +665,88 @@ func TestAgentJobPrePopulateOnlyCompletes(t *testing.T) {
 	}
 	if got := string(a.effective(pod.Name, "migrate").Files["/vault/secrets/cfg"]); got != "v" {
 		t.Errorf("the Job's container sees /vault/secrets/cfg = %q", got)
+	}
+}
+
+// An application pod of a cluster whose Vault vaultctl installed in-cluster: the chart's
+// injector is the one the sandbox stands in for, the agent's address is the chart's in-cluster
+// Service name (https://vault.NS.svc:8200), which the pod's /etc/hosts resolves to a Ready Vault
+// server pod of the runner, verified against the certificate vaultctl's TLS phase issued.
+func TestAgentInClusterVaultThroughServiceName(t *testing.T) {
+	t.Parallel()
+	const ns, appNS = "sbagent-ic", "sbagent-ic-app"
+	cs := kube(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	claimPVs(t, cs, ns, inClusterClaims())
+	t.Cleanup(func() { deleteNamespace(t, cs, ns) })
+	ensureNamespace(t, cs, appNS)
+	t.Cleanup(func() { deleteNamespace(t, cs, appNS) })
+	ensureServiceAccount(t, cs, appNS, "app")
+	cfgPath := filepath.Join(t.TempDir(), "vaultctl.yaml")
+	writeInClusterConfigWith(t, cfgPath, ns, false, inClusterExtras{Roles: `  - name: sbagent-ic
+    serviceAccounts: [app]
+    namespaces: [` + appNS + `]
+    policies: [app-db-readonly]
+    ttl: 1h
+    maxTTL: 4h
+`})
+	if res := vaultctl(t, "apply", "-c", cfgPath, "-o", "json"); !parseRun(t, res).OK {
+		t.Fatalf("in-cluster apply failed:\n%s", res)
+	}
+	vc := portForwardVault(t, ns, "vault-0", serverCA(t, cs, ns))
+	login, err := vc.Logical().WriteWithContext(ctx, "auth/kubernetes/login", map[string]any{
+		"role": phases.AdminRole, "jwt": saToken(t, cs, ns, phases.AdminServiceAccount),
+	})
+	if err != nil {
+		t.Fatalf("%s login: %v", phases.AdminRole, err)
+	}
+	vc.SetToken(login.Auth.ClientToken)
+	creds := map[string]any{"host": "db.in-cluster", "username": "webapp", "password": "ic-pass-1"}
+	if _, err := vc.KVv2("secret").Put(ctx, "production/db-credentials", creds); err != nil {
+		t.Fatalf("writing secret/production/db-credentials as %s: %v", phases.AdminRole, err)
+	}
+
+	pod, err := cs.CoreV1().Pods(appNS).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "webapp", Annotations: map[string]string{
+			"vault.hashicorp.com/agent-inject":                 "true",
+			"vault.hashicorp.com/role":                         "sbagent-ic",
+			"vault.hashicorp.com/agent-inject-secret-db-creds": "secret/data/production/db-credentials",
+			"vault.hashicorp.com/agent-inject-template-db-creds": `{{- with secret "secret/data/production/db-credentials" -}}
+export DB_PASS="{{ .Data.data.password }}"
+{{- end }}
+`,
+		}},
+		Spec: corev1.PodSpec{ServiceAccountName: "app", Containers: []corev1.Container{{
+			Name: "webapp", Image: "registry.example.com/webapp:v2.4.1", Command: []string{"/bin/sh", "-c"}, Args: []string{". /vault/secrets/db-creds && exec /app/start"},
+		}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	by := pod.Annotations[sandbox.InjectedByAnnotation]
+	if !strings.Contains(by, "agent-injector") || strings.HasPrefix(by, agentInjector) {
+		t.Fatalf("injected by %q, want the chart's injector of %s", by, ns)
+	}
+	var agentAddr string
+	for _, c := range pod.Spec.InitContainers {
+		for _, e := range c.Env {
+			if e.Name == "VAULT_CONFIG" {
+				raw, _ := base64.StdEncoding.DecodeString(e.Value)
+				agentAddr = string(raw)
+			}
+		}
+	}
+	if !strings.Contains(agentAddr, `"address":"https://vault.`+ns+`.svc:8200"`) {
+		t.Fatalf("the injected agent does not address the in-cluster Service: %s", agentAddr)
+	}
+	a := &agentCase{t: t, ctx: ctx, cs: cs, ns: appNS}
+	a.waitRunning("webapp", 3*time.Minute)
+	e := a.effective("webapp", "webapp")
+	if got := string(e.Files["/vault/secrets/db-creds"]); got != `export DB_PASS="ic-pass-1"`+"\n" {
+		t.Errorf("/vault/secrets/db-creds = %q", got)
+	}
+	if e.Env["DB_PASS"] != "ic-pass-1" {
+		t.Errorf("sourced DB_PASS = %q", e.Env["DB_PASS"])
 	}
 }
