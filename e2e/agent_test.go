@@ -14,6 +14,8 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -545,7 +547,8 @@ func TestAgentBinaryValueAndCustomPathAndMode(t *testing.T) {
 	}
 }
 
-// The sidecar re-renders a changed KV value within the static-secret render interval.
+// The sidecar re-renders a changed KV value within the static-secret render interval. Its
+// cache listener answers at the pod's address.
 func TestAgentSidecarRerendersRotatedValue(t *testing.T) {
 	t.Parallel()
 	a := newAgentCase(t, "rotate")
@@ -557,8 +560,18 @@ func TestAgentSidecarRerendersRotatedValue(t *testing.T) {
 		"vault.hashicorp.com/agent-inject-secret-pw":                 agentKV + "/data/rotate/config",
 		"vault.hashicorp.com/agent-inject-template-pw":               `{{ with secret "` + agentKV + `/data/rotate/config" }}{{ .Data.data.password }}{{ end }}`,
 		"vault.hashicorp.com/template-static-secret-render-interval": "2s",
+		"vault.hashicorp.com/agent-cache-enable":                     "true",
 	})
-	a.waitRunning("app", 3*time.Minute)
+	pod := a.waitRunning("app", 3*time.Minute)
+	// The sidecar's cache listener (127.0.0.1:8200 in a pod) listens on the pod's address.
+	resp, err := http.Get("http://" + net.JoinHostPort(pod.Status.PodIP, "8200") + "/v1/sys/health")
+	if err != nil {
+		t.Fatalf("the agent's cache listener at the pod IP: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("Vault's health through the agent's listener: HTTP %d", resp.StatusCode)
+	}
 	if got := string(a.effective("app", "app").Files["/vault/secrets/pw"]); got != "first" {
 		t.Fatalf("rendered at start: %q", got)
 	}
