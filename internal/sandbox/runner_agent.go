@@ -93,19 +93,6 @@ func ContainerMemory(dir, ns, name, container string) (rss, private uint64) {
 	return rss, private
 }
 
-// statusKB reads a "Field: N kB" line of /proc/PID/status, in bytes.
-func statusKB(status, field string) uint64 {
-	for line := range strings.SplitSeq(status, "\n") {
-		if rest, ok := strings.CutPrefix(line, field); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				n, _ := strconv.ParseUint(f[0], 10, 64)
-				return n * 1024
-			}
-		}
-	}
-	return 0
-}
-
 func containerPIDFile(podDir, container string) string {
 	return filepath.Join(podDir, "pid-"+container)
 }
@@ -402,7 +389,7 @@ func serviceHosts(podNS string, svcs []*corev1.Service, targets []serviceTarget)
 }
 
 // writeAgentHosts keeps an injected pod's /etc/hosts current: the kubelet's lines and the
-// in-cluster Vault Services. Rewritten in place: it is bind-mounted into running containers.
+// in-cluster Vault Services.
 func (r *runner) writeAgentHosts(pod *corev1.Pod, p *podProc) error {
 	var targets []serviceTarget
 	for _, o := range r.indexer.List() {
@@ -423,23 +410,7 @@ func (r *runner) writeAgentHosts(pod *corev1.Pod, p *podProc) error {
 		}
 	}
 	self := hostEntry{Name: pod.Name, Namespace: pod.Namespace, Hostname: pod.Spec.Hostname, Subdomain: pod.Spec.Subdomain, IP: p.ip}
-	content := hostsFile(self, nil) + serviceHosts(pod.Namespace, svcs, targets)
-	if content == p.hosts {
-		return nil
-	}
-	f, err := os.OpenFile(filepath.Join(p.dir, "hosts"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(content); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	p.hosts = content
-	return nil
+	return p.setHosts(hostsFile(self, nil) + serviceHosts(pod.Namespace, svcs, targets))
 }
 
 func podIsReady(pod *corev1.Pod) bool {

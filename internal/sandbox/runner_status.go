@@ -70,18 +70,7 @@ func (r *runner) injectedPodStatus(pod *corev1.Pod, p *podProc) corev1.PodStatus
 // containers until every init container completed, then Running (or Succeeded and Failed).
 func buildInjectedStatus(pod *corev1.Pod, views map[string]ctrView, podIP, hostIP string, podStart time.Time) corev1.PodStatus {
 	t := func(x time.Time) metav1.Time { return metav1.NewTime(x.UTC().Truncate(time.Second)) }
-	st := corev1.PodStatus{
-		Phase:     corev1.PodPending,
-		HostIP:    hostIP,
-		HostIPs:   []corev1.HostIP{{IP: hostIP}},
-		PodIP:     podIP,
-		PodIPs:    []corev1.PodIP{{IP: podIP}},
-		StartTime: ptrTo(t(podStart)),
-		QOSClass:  corev1.PodQOSBurstable,
-	}
-	if pod.Status.QOSClass != "" {
-		st.QOSClass = pod.Status.QOSClass
-	}
+	st := pendingPodStatus(pod, podIP, hostIP, podStart)
 	status := func(c *corev1.Container, v ctrView, init bool, waitingReason string) corev1.ContainerStatus {
 		s := corev1.ContainerStatus{
 			Name: c.Name, Image: c.Image, ImageID: c.Image, ContainerID: v.cs.ContainerID,
