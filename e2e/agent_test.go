@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -761,5 +762,45 @@ export DB_PASS="{{ .Data.data.password }}"
 	}
 	if e.Env["DB_PASS"] != "ic-pass-1" {
 		t.Errorf("sourced DB_PASS = %q", e.Env["DB_PASS"])
+	}
+}
+
+// An agent that cannot start (a template that does not parse) exits with an error: its init
+// container is restarted with backoff and counted, kubectl shows Init:Error or
+// Init:CrashLoopBackOff, and `kubectl logs --previous` has a failed run's output.
+func TestAgentInitContainerCrashLoops(t *testing.T) {
+	t.Parallel()
+	a := newAgentCase(t, "crash")
+	a.role("sbagent-crash", "app", "default")
+	a.pod("app", map[string]string{
+		"vault.hashicorp.com/role":                      "sbagent-crash",
+		"vault.hashicorp.com/agent-inject-secret-bad":   agentKV + "/data/crash/config",
+		"vault.hashicorp.com/agent-inject-template-bad": `{{ with secret "` + agentKV + `/data/crash/config" }}`,
+	})
+	// Two failed runs: the second's start moved the first's log to --previous, as a kubelet
+	// keeps the last terminated instance for it.
+	eventually(t, 2*time.Minute, "vault-agent-init failed twice and restarted", func() error {
+		p := a.get("app")
+		for _, s := range p.Status.InitContainerStatuses {
+			if s.Name != "vault-agent-init" {
+				continue
+			}
+			last := s.LastTerminationState.Terminated
+			if s.RestartCount < 2 || last == nil || last.ExitCode == 0 {
+				return fmt.Errorf("restarts %d, last state %+v", s.RestartCount, s.LastTerminationState)
+			}
+			if st := podDisplayStatus(p); st != "Init:Error" && st != "Init:CrashLoopBackOff" && st != "Init:0/1" {
+				return fmt.Errorf("STATUS %s", st)
+			}
+			if p.Status.Phase != corev1.PodPending {
+				return fmt.Errorf("phase %s", p.Status.Phase)
+			}
+			return nil
+		}
+		return errors.New("no vault-agent-init status")
+	})
+	prev, err := a.cs.CoreV1().Pods(a.ns).GetLogs("app", &corev1.PodLogOptions{Container: "vault-agent-init", Previous: true}).DoRaw(a.ctx)
+	if err != nil || !strings.Contains(string(prev), "parse: template") {
+		t.Errorf("kubectl logs --previous -c vault-agent-init: %v\n%s", err, tail(string(prev), 800))
 	}
 }
