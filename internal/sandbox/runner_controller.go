@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,8 +31,8 @@ func (r *runner) run(ctx context.Context) error {
 	r.indexer = inf.GetIndexer()
 	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { r.enqueue(obj, true) },
-		UpdateFunc: func(_, obj any) { r.enqueue(obj, false) },
-		DeleteFunc: func(obj any) { r.enqueue(obj, true) },
+		UpdateFunc: func(old, obj any) { r.enqueue(obj, false); r.vaultPodChanged(old, obj) },
+		DeleteFunc: func(obj any) { r.enqueue(obj, true); r.enqueueInjected() },
 	})
 	if err != nil {
 		return err
@@ -60,6 +61,15 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	svcInf := all.Core().V1().Services().Informer()
 	r.services = svcInf.GetIndexer()
+	// A Service changes what an in-cluster Vault address resolves to in injected pods.
+	_, err = svcInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { r.enqueueInjected() },
+		UpdateFunc: func(any, any) { r.enqueueInjected() },
+		DeleteFunc: func(any) { r.enqueueInjected() },
+	})
+	if err != nil {
+		return err
+	}
 	factory.Start(ctx.Done())
 	all.Start(ctx.Done())
 	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced, appInf.HasSynced, svcInf.HasSynced) {
@@ -105,6 +115,29 @@ func (r *runner) enqueue(obj any, peers bool) {
 	for _, o := range others {
 		if k, err := cache.MetaNamespaceKeyFunc(o); err == nil && k != key {
 			r.queue.Add(k)
+		}
+	}
+}
+
+// vaultPodChanged requeues the injected pods when a Vault pod's readiness or labels (which
+// Services select it, vault-active) change: their /etc/hosts names it.
+func (r *runner) vaultPodChanged(old, cur any) {
+	o, ok1 := old.(*corev1.Pod)
+	n, ok2 := cur.(*corev1.Pod)
+	if ok1 && ok2 && podIsReady(o) == podIsReady(n) && maps.Equal(o.Labels, n.Labels) {
+		return
+	}
+	r.enqueueInjected()
+}
+
+// enqueueInjected queues every injected pod.
+func (r *runner) enqueueInjected() {
+	if r.appPods == nil {
+		return
+	}
+	for _, o := range r.appPods.List() {
+		if pod, ok := o.(*corev1.Pod); ok && isInjected(pod) {
+			r.queue.Add(podKey(pod.Namespace, pod.Name))
 		}
 	}
 }
