@@ -564,15 +564,19 @@ func TestAgentSidecarRerendersRotatedValue(t *testing.T) {
 		"vault.hashicorp.com/agent-cache-enable":                     "true",
 	})
 	pod := a.waitRunning("app", 3*time.Minute)
-	// The sidecar's cache listener (127.0.0.1:8200 in a pod) listens on the pod's address.
-	resp, err := http.Get("http://" + net.JoinHostPort(pod.Status.PodIP, "8200") + "/v1/sys/health")
-	if err != nil {
-		t.Fatalf("the agent's cache listener at the pod IP: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("Vault's health through the agent's listener: HTTP %d", resp.StatusCode)
-	}
+	// The sidecar's cache listener (127.0.0.1:8200 in a pod) listens on the pod's address, once
+	// the agent is up (the sidecar has no readiness probe, in a cluster either).
+	eventually(t, time.Minute, "Vault's health through the agent's listener at the pod IP", func() error {
+		resp, err := http.Get("http://" + net.JoinHostPort(pod.Status.PodIP, "8200") + "/v1/sys/health")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		return nil
+	})
 	if got := string(a.effective("app", "app").Files["/vault/secrets/pw"]); got != "first" {
 		t.Fatalf("rendered at start: %q", got)
 	}
