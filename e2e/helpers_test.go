@@ -19,7 +19,7 @@ import (
 )
 
 // kube returns a client-go clientset for the sandbox, authenticated as the admin (system:masters).
-func kube(t *testing.T) kubernetes.Interface {
+func kube(t testing.TB) kubernetes.Interface {
 	t.Helper()
 	cfg, err := clientcmd.BuildConfigFromFlags("", sb.Kubeconfig)
 	if err != nil {
@@ -36,7 +36,7 @@ func kube(t *testing.T) kubernetes.Interface {
 
 // vaultClient returns a Vault API client for addr (one of sb.VaultAddrs) that trusts the sandbox
 // CA and carries no token.
-func vaultClient(t *testing.T, addr string) *vaultapi.Client {
+func vaultClient(t testing.TB, addr string) *vaultapi.Client {
 	t.Helper()
 	cfg := vaultapi.DefaultConfig()
 	if cfg.Error != nil {
@@ -58,7 +58,7 @@ func vaultClient(t *testing.T, addr string) *vaultapi.Client {
 
 // eventually polls f every 200ms until it returns nil or timeout passes, then fails with f's
 // last error.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -84,7 +84,7 @@ var (
 // vaultRoot initializes the external Vault cluster on first use (recovery shares 1/1: the KMS
 // seal holds the unseal key), lowers autopilot's stabilization time so joined nodes become voters
 // within seconds, and returns a root-token client for addr.
-func vaultRoot(t *testing.T, addr string) *vaultapi.Client {
+func vaultRoot(t testing.TB, addr string) *vaultapi.Client {
 	t.Helper()
 	if len(sb.VaultAddrs) == 0 {
 		t.Fatal("the sandbox has no Vault")
@@ -101,7 +101,7 @@ func vaultRoot(t *testing.T, addr string) *vaultapi.Client {
 	return c
 }
 
-func initVault(t *testing.T) (string, error) {
+func initVault(t testing.TB) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := vaultClient(t, sb.VaultAddrs[0])
@@ -158,7 +158,7 @@ func raftServers(ctx context.Context, c *vaultapi.Client) ([]raftServer, error) 
 }
 
 // ensureNamespace creates ns unless it exists.
-func ensureNamespace(t *testing.T, cs kubernetes.Interface, ns string) {
+func ensureNamespace(t testing.TB, cs kubernetes.Interface, ns string) {
 	t.Helper()
 	_, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -167,7 +167,7 @@ func ensureNamespace(t *testing.T, cs kubernetes.Interface, ns string) {
 }
 
 // ensureServiceAccount creates ns/name unless it exists.
-func ensureServiceAccount(t *testing.T, cs kubernetes.Interface, ns, name string) {
+func ensureServiceAccount(t testing.TB, cs kubernetes.Interface, ns, name string) {
 	t.Helper()
 	_, err := cs.CoreV1().ServiceAccounts(ns).Create(context.Background(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
@@ -176,7 +176,7 @@ func ensureServiceAccount(t *testing.T, cs kubernetes.Interface, ns, name string
 }
 
 // saToken returns a TokenRequest token for ns/name (audiences nil = the API server's own).
-func saToken(t *testing.T, cs kubernetes.Interface, ns, name string, audiences ...string) string {
+func saToken(t testing.TB, cs kubernetes.Interface, ns, name string, audiences ...string) string {
 	t.Helper()
 	exp := int64(3600)
 	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), name, &authv1.TokenRequest{

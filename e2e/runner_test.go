@@ -340,7 +340,7 @@ func claimPVs(t *testing.T, cs kubernetes.Interface, ns string, claims []string)
 
 // deleteNamespace deletes ns and waits until its pods are gone (so their Vault processes have
 // stopped), then deletes the test's PersistentVolumes.
-func deleteNamespace(t *testing.T, cs kubernetes.Interface, ns string) {
+func deleteNamespace(t testing.TB, cs kubernetes.Interface, ns string) {
 	ctx := context.Background()
 	if os.Getenv(keepEnv) == "1" {
 		t.Logf("%s=1: namespace %s left running", keepEnv, ns)

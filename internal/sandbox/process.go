@@ -396,11 +396,13 @@ func vmRSS(pid int) uint64 {
 }
 
 // parseVmRSS extracts "VmRSS: N kB" from /proc/PID/status, in bytes.
-func parseVmRSS(status string) uint64 {
+func parseVmRSS(status string) uint64 { return statusKB(status, "VmRSS:") }
+
+// statusKB reads a "Field: N kB" line of /proc/PID/status, in bytes.
+func statusKB(status, field string) uint64 {
 	for line := range strings.SplitSeq(status, "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			f := strings.Fields(rest)
-			if len(f) >= 1 {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			if f := strings.Fields(rest); len(f) > 0 {
 				n, _ := strconv.ParseUint(f[0], 10, 64)
 				return n * 1024
 			}

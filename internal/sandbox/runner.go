@@ -23,6 +23,11 @@ package sandbox
 //   - kwok's PortForward and Logs objects (runner_kwok.go) make `kubectl port-forward` and
 //     `kubectl logs` of the pod reach the process.
 //
+// It is also the kubelet of the application pods the sandbox's agent injector webhook
+// (runner_webhook.go) injected: their vault-agent-init and vault-agent containers run for real,
+// one process per container in the pod's namespaces, and the application's containers are
+// simulated (runner_agent.go).
+//
 // One file a job: runner_controller.go (watch and reconcile pods), runner_volumes.go,
 // runner_process.go, runner_probes.go, runner_status.go; runner_pod.go holds the pure logic
 // they share, runner_ns.go the pod process's own setup.
@@ -148,7 +153,10 @@ type runner struct {
 	apiPort  string
 
 	queue   workqueue.TypedRateLimitingInterface[string]
-	indexer cache.Indexer
+	indexer cache.Indexer // Vault server pods (RunnerSelector)
+	// appPods holds every pod; the runner acts on the injected ones (runner_agent.go).
+	appPods  cache.Indexer
+	services cache.Indexer
 
 	mu   sync.Mutex
 	ips  *ipAllocator

@@ -138,6 +138,24 @@ func logsObject(ns, name, current, previous string) *unstructured.Unstructured {
 	}}})
 }
 
+// containerLogs are one container's CRI log files.
+type containerLogs struct {
+	Container, Current, Previous string
+}
+
+// containerLogsObject points `kubectl logs -c CONTAINER` (and --previous) of each listed
+// container of ns/name at its own files; kwok picks the entry whose containers name the one asked
+// for.
+func containerLogsObject(ns, name string, entries []containerLogs) *unstructured.Unstructured {
+	logs := make([]any, 0, len(entries))
+	for _, e := range entries {
+		logs = append(logs, map[string]any{
+			"containers": []any{e.Container}, "logsFile": e.Current, "previousLogsFile": e.Previous, "follow": true,
+		})
+	}
+	return kwokObject("Logs", ns, name, map[string]any{"logs": logs})
+}
+
 func kwokObject(kind, ns, name string, spec map[string]any) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": kwokGroup + "/v1alpha1",

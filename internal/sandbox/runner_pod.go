@@ -321,22 +321,29 @@ type containerState struct {
 	ContainerID                   string
 }
 
-// buildPodStatus renders the pod status a kubelet would report for a single-container pod whose
-// container is in cs. The scheduler's PodScheduled condition is kept.
-func buildPodStatus(pod *corev1.Pod, c *corev1.Container, cs containerState, podIP, hostIP string, podStart time.Time) corev1.PodStatus {
-	t := func(x time.Time) metav1.Time { return metav1.NewTime(x.UTC().Truncate(time.Second)) }
+// pendingPodStatus is the part of a pod's status that does not depend on its containers: its
+// addresses, start time and QoS class (kept from the API server's), phase Pending.
+func pendingPodStatus(pod *corev1.Pod, podIP, hostIP string, podStart time.Time) corev1.PodStatus {
 	st := corev1.PodStatus{
 		Phase:     corev1.PodPending,
 		HostIP:    hostIP,
 		HostIPs:   []corev1.HostIP{{IP: hostIP}},
 		PodIP:     podIP,
 		PodIPs:    []corev1.PodIP{{IP: podIP}},
-		StartTime: ptrTo(t(podStart)),
+		StartTime: ptrTo(metav1.NewTime(podStart.UTC().Truncate(time.Second))),
 		QOSClass:  corev1.PodQOSBurstable,
 	}
 	if pod.Status.QOSClass != "" {
 		st.QOSClass = pod.Status.QOSClass
 	}
+	return st
+}
+
+// buildPodStatus renders the pod status a kubelet would report for a single-container pod whose
+// container is in cs. The scheduler's PodScheduled condition is kept.
+func buildPodStatus(pod *corev1.Pod, c *corev1.Container, cs containerState, podIP, hostIP string, podStart time.Time) corev1.PodStatus {
+	t := func(x time.Time) metav1.Time { return metav1.NewTime(x.UTC().Truncate(time.Second)) }
+	st := pendingPodStatus(pod, podIP, hostIP, podStart)
 	// Running once the container has started, and while a restart is pending (restartPolicy
 	// Always keeps the pod Running through CrashLoopBackOff).
 	if cs.Running || cs.RestartCount > 0 || cs.Last != nil {

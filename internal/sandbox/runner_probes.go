@@ -20,7 +20,7 @@ import (
 
 // probeLoop runs a readiness (or liveness) probe against the running process with the probe's
 // timing, as the kubelet does. A liveness failure makes the process restart.
-func (r *runner) probeLoop(ctx context.Context, p *podProc, c *corev1.Container, pr *corev1.Probe, readiness bool) {
+func (r *runner) probeLoop(ctx context.Context, p *podProc, cp *ctrProc, c *corev1.Container, pr *corev1.Probe, readiness bool) {
 	period := time.Duration(max(pr.PeriodSeconds, 1)) * time.Second
 	if pr.PeriodSeconds == 0 {
 		period = 10 * time.Second
@@ -50,21 +50,21 @@ func (r *runner) probeLoop(ctx context.Context, p *podProc, c *corev1.Container,
 		}
 		p.mu.Lock()
 		switch {
-		case readiness && !p.cs.Ready && okRun >= success:
-			p.cs.Ready, p.cs.ReadySince = true, time.Now()
+		case readiness && !cp.cs.Ready && okRun >= success:
+			cp.cs.Ready, cp.cs.ReadySince = true, time.Now()
 			p.mu.Unlock()
 			r.queue.Add(p.key)
 			continue
-		case readiness && p.cs.Ready && failRun >= failure:
-			p.cs.Ready, p.cs.ReadySince = false, time.Now()
+		case readiness && cp.cs.Ready && failRun >= failure:
+			cp.cs.Ready, cp.cs.ReadySince = false, time.Now()
 			p.mu.Unlock()
-			r.log.Printf("%s: readiness probe failed %d times: %v", p.key, failRun, err)
+			r.log.Printf("%s: readiness probe of %s failed %d times: %v", p.key, cp.name, failRun, err)
 			r.queue.Add(p.key)
 			continue
 		case !readiness && failRun >= failure:
-			pid := p.pid
+			pid := cp.pid
 			p.mu.Unlock()
-			r.log.Printf("%s: liveness probe failed %d times (%v): restarting vault (pid %d)", p.key, failRun, err, pid)
+			r.log.Printf("%s: liveness probe of %s failed %d times (%v): restarting it (pid %d)", p.key, cp.name, failRun, err, pid)
 			if pid != 0 {
 				_ = syscall.Kill(-pid, syscall.SIGTERM)
 			}

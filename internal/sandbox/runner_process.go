@@ -46,21 +46,14 @@ func (r *runner) lookup(ctx context.Context, ns string) lookupFunc {
 	return apiLookup(ctx, r.cs, ns)
 }
 
-// startContainer prepares the pod's files and starts its process.
-func (r *runner) startContainer(ctx context.Context, pod *corev1.Pod, p *podProc) error {
+// startContainer prepares the pod's files and starts its Vault process.
+func (r *runner) startContainer(ctx context.Context, pod *corev1.Pod, p *podProc, cp *ctrProc) error {
 	c := &pod.Spec.Containers[0]
 	if len(pod.Spec.Containers) > 1 || len(pod.Spec.InitContainers) > 0 {
 		r.log.Printf("%s: runs only container %q; other containers are ignored", p.key, c.Name)
 	}
-	// A new pod (a new UID under the same name) starts with fresh emptyDirs and files.
-	uidFile := filepath.Join(p.dir, "uid")
-	if b, _ := os.ReadFile(uidFile); string(b) != string(pod.UID) {
-		if err := os.RemoveAll(filepath.Join(p.dir, "volumes")); err != nil {
-			return err
-		}
-		if err := writeFileAtomic(uidFile, []byte(pod.UID), 0o600); err != nil {
-			return err
-		}
+	if err := r.preparePodDir(pod, p); err != nil {
+		return err
 	}
 	mounts, err := r.materializeVolumes(ctx, pod, p, c)
 	if err != nil {
@@ -78,6 +71,33 @@ func (r *runner) startContainer(ctx context.Context, pod *corev1.Pod, p *podProc
 	if _, err := os.Stat(r.vaultBin); err != nil {
 		return fmt.Errorf("no Vault binary (build the tools with `make tools`): %w", err)
 	}
+	specPath, err := r.writeLaunchSpec(pod, p, c, mounts, argv)
+	if err != nil {
+		return err
+	}
+	return r.launch(pod, p, cp, c, specPath, env)
+}
+
+// preparePodDir makes the pod's directory belong to this pod: a new pod (a new UID under the
+// same name) starts with fresh emptyDirs and files, and DIR/pods/NS_NAME/uid says whose they are.
+func (r *runner) preparePodDir(pod *corev1.Pod, p *podProc) error {
+	uidFile := filepath.Join(p.dir, "uid")
+	if b, _ := os.ReadFile(uidFile); string(b) != string(pod.UID) {
+		for _, sub := range []string{"volumes", "effective"} {
+			if err := os.RemoveAll(filepath.Join(p.dir, sub)); err != nil {
+				return err
+			}
+		}
+		if err := writeFileAtomic(uidFile, []byte(pod.UID), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeLaunchSpec writes the launch spec of container c (DIR/pods/NS_NAME/launch[-C].json):
+// its mounts, with the pod's /etc/hosts unless a volume provides one, and its argv.
+func (r *runner) writeLaunchSpec(pod *corev1.Pod, p *podProc, c *corev1.Container, mounts []podMount, argv []string) (string, error) {
 	hasHosts := false
 	for _, m := range mounts {
 		hasHosts = hasHosts || filepath.Clean(m.Dst) == "/etc/hosts"
@@ -87,7 +107,7 @@ func (r *runner) startContainer(ctx context.Context, pod *corev1.Pod, p *podProc
 	}
 	root := filepath.Join(p.dir, "root")
 	if err := os.MkdirAll(root, 0o755); err != nil {
-		return err
+		return "", err
 	}
 	host := pod.Spec.Hostname
 	if host == "" {
@@ -95,22 +115,26 @@ func (r *runner) startContainer(ctx context.Context, pod *corev1.Pod, p *podProc
 	}
 	spec, err := json.MarshalIndent(launchSpec{Root: root, Hostname: host, Mounts: mounts, Argv: argv, Dir: c.WorkingDir}, "", "  ")
 	if err != nil {
-		return err
+		return "", err
 	}
-	specPath := filepath.Join(p.dir, "launch.json")
-	if err := writeFileAtomic(specPath, spec, 0o600); err != nil {
-		return err
+	name := "launch.json"
+	if p.injected {
+		name = "launch-" + c.Name + ".json"
 	}
-	return r.launch(pod, p, c, specPath, env)
+	specPath := filepath.Join(p.dir, name)
+	return specPath, writeFileAtomic(specPath, spec, 0o600)
 }
 
-// launch starts the pod process (this binary in pod-init mode, which execs vault) in new mount
-// and UTS namespaces and its own process group, killed if the runner dies. Its output goes to
-// DIR/logs/pod-NS-NAME.log and, in the container-runtime format kwok reads, to the pod's
-// directory.
-func (r *runner) launch(pod *corev1.Pod, p *podProc, c *corev1.Container, specPath string, env []string) error {
+// launch starts container c's process (this binary in pod-init mode, which execs the
+// container's program) in new mount and UTS namespaces and its own process group, killed if
+// the runner dies. Its output goes to DIR/logs/pod-NS-NAME.log and, in the container-runtime
+// format kwok reads, to the pod's directory (one log per container).
+func (r *runner) launch(pod *corev1.Pod, p *podProc, cp *ctrProc, c *corev1.Container, specPath string, env []string) error {
+	p.mu.Lock()
+	restarts := cp.cs.RestartCount
+	p.mu.Unlock()
 	cur, prev := r.criLogs(p, c.Name)
-	if _, err := os.Stat(cur); err == nil {
+	if fi, err := os.Stat(cur); err == nil && (fi.Size() > 0 || restarts > 0) {
 		if err := os.Rename(cur, prev); err != nil {
 			return err
 		}
@@ -124,11 +148,8 @@ func (r *runner) launch(pod *corev1.Pod, p *podProc, c *corev1.Container, specPa
 		plain.Close()
 		return err
 	}
-	p.mu.Lock()
-	restarts := p.cs.RestartCount
-	p.mu.Unlock()
-	fmt.Fprintf(plain, "---- %s: runner: starting vault for pod %s (uid %s, address %s, restart %d)\n",
-		time.Now().Format(time.RFC3339), p.key, pod.UID, p.ip, restarts)
+	fmt.Fprintf(plain, "---- %s: runner: starting container %s of pod %s (uid %s, address %s, restart %d)\n",
+		time.Now().Format(time.RFC3339), c.Name, p.key, pod.UID, p.ip, restarts)
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		plain.Close()
@@ -167,15 +188,19 @@ func (r *runner) launch(pod *corev1.Pod, p *podProc, c *corev1.Container, specPa
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	p.mu.Lock()
-	p.pid, p.done, p.cancel, p.stopping = pid, done, cancel, false
-	p.cs.Running, p.cs.StartedAt, p.cs.Ready, p.cs.ReadySince = true, now, false, now
-	p.cs.WaitingReason, p.cs.WaitingMessage = "", ""
-	p.cs.ContainerID = fmt.Sprintf("vaultctl-sandbox://%s-%d", pod.UID, pid)
+	cp.pid, cp.done, cp.cancel, cp.stopping = pid, done, cancel, false
+	cp.cs.Running, cp.cs.StartedAt, cp.cs.Ready, cp.cs.ReadySince = true, now, false, now
+	cp.cs.WaitingReason, cp.cs.WaitingMessage = "", ""
+	cp.cs.ContainerID = fmt.Sprintf("vaultctl-sandbox://%s-%d", pod.UID, pid)
 	p.mu.Unlock()
-	if err := os.WriteFile(filepath.Join(p.dir, "pid"), []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+	pidFile := filepath.Join(p.dir, "pid")
+	if p.injected {
+		pidFile = containerPIDFile(p.dir, c.Name)
+	}
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
 		r.log.Printf("%s: writing pid file: %v", p.key, err)
 	}
-	r.log.Printf("%s: started vault (pid %d) at %s", p.key, pid, p.ip)
+	r.log.Printf("%s: started container %s (pid %d) at %s", p.key, c.Name, pid, p.ip)
 
 	var logMu sync.Mutex
 	var pumps sync.WaitGroup
@@ -199,29 +224,47 @@ func (r *runner) launch(pod *corev1.Pod, p *podProc, c *corev1.Container, specPa
 	pumps.Go(func() { pump(outR, "stdout") })
 	pumps.Go(func() { pump(errR, "stderr") })
 
-	if pr := c.ReadinessProbe; pr != nil {
-		go r.probeLoop(ctx, p, c, pr, true)
+	if pr := c.ReadinessProbe; pr != nil && !cp.init {
+		go r.probeLoop(ctx, p, cp, c, pr, true)
 	} else {
 		p.mu.Lock()
-		p.cs.Ready = true
+		cp.cs.Ready = true
 		p.mu.Unlock()
 	}
-	if pr := c.LivenessProbe; pr != nil {
-		go r.probeLoop(ctx, p, c, pr, false)
+	if pr := c.LivenessProbe; pr != nil && !cp.init {
+		go r.probeLoop(ctx, p, cp, c, pr, false)
 	}
+	restart := restartPolicy(pod, cp.init)
 	go func() {
 		waitErr := cmd.Wait()
 		pumps.Wait()
 		plain.Close()
 		cri.Close()
-		r.exited(p, cmd.ProcessState, waitErr, done)
+		if p.injected {
+			os.Remove(pidFile)
+		}
+		r.exited(p, cp, restart, cmd.ProcessState, waitErr, done)
 	}()
 	return nil
 }
 
-// exited records how the process ended and, unless it was stopped on purpose, schedules a
-// restart with backoff.
-func (r *runner) exited(p *podProc, ps *os.ProcessState, waitErr error, done chan struct{}) {
+// restartPolicy is the kubelet's rule for restarting a container that exited: init containers
+// are rerun after a failure unless the pod's policy is Never; app containers follow the pod's
+// policy (Always when unset).
+func restartPolicy(pod *corev1.Pod, init bool) corev1.RestartPolicy {
+	rp := pod.Spec.RestartPolicy
+	if rp == "" {
+		rp = corev1.RestartPolicyAlways
+	}
+	if init && rp == corev1.RestartPolicyAlways {
+		return corev1.RestartPolicyOnFailure
+	}
+	return rp
+}
+
+// exited records how the process ended and, unless it was stopped on purpose or the restart
+// policy says it is done, schedules a restart with backoff.
+func (r *runner) exited(p *podProc, cp *ctrProc, restart corev1.RestartPolicy, ps *os.ProcessState, waitErr error, done chan struct{}) {
 	now := time.Now()
 	code := -1
 	reason := "Error"
@@ -237,43 +280,64 @@ func (r *runner) exited(p *podProc, ps *os.ProcessState, waitErr error, done cha
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	t := func(x time.Time) metav1.Time { return metav1.NewTime(x.UTC().Truncate(time.Second)) }
-	p.cs.Last = &corev1.ContainerStateTerminated{
-		ExitCode: int32(code), Reason: reason, StartedAt: t(p.cs.StartedAt), FinishedAt: t(now), ContainerID: p.cs.ContainerID,
+	cp.cs.Last = &corev1.ContainerStateTerminated{
+		ExitCode: int32(code), Reason: reason, StartedAt: t(cp.cs.StartedAt), FinishedAt: t(now), ContainerID: cp.cs.ContainerID,
 	}
 	if code == podInitFailed {
-		p.cs.Last.Reason, p.cs.Last.Message = "StartError", "pod setup failed; see the pod log"
+		cp.cs.Last.Reason, cp.cs.Last.Message = "StartError", "pod setup failed; see the pod log"
 	}
-	ranFor := now.Sub(p.cs.StartedAt)
-	p.cs.Running, p.cs.Ready, p.cs.ReadySince = false, false, now
-	if p.cancel != nil {
-		p.cancel()
+	ranFor := now.Sub(cp.cs.StartedAt)
+	cp.cs.Running, cp.cs.Ready, cp.cs.ReadySince = false, false, now
+	if cp.cancel != nil {
+		cp.cancel()
 	}
-	p.pid = 0
+	cp.pid = 0
 	close(done)
-	if p.stopping {
+	if cp.stopping {
 		return
 	}
-	p.cs.RestartCount++
-	d := backoff(p.cs.RestartCount)
+	if restart == corev1.RestartPolicyNever || (restart == corev1.RestartPolicyOnFailure && code == 0) {
+		cp.completed = true
+		r.log.Printf("%s: container %s exited (code %d) after %s; not restarted (%s)", p.key, cp.name, code, ranFor.Round(time.Millisecond), restart)
+		r.queue.Add(p.key)
+		return
+	}
+	cp.cs.RestartCount++
+	d := backoff(cp.cs.RestartCount)
 	if ranFor > 2*time.Minute {
 		d = time.Second
 	}
-	p.nextStart = now.Add(d)
-	p.cs.WaitingReason = "CrashLoopBackOff"
-	p.cs.WaitingMessage = fmt.Sprintf("back-off %s restarting failed container (exit code %d)", d, code)
-	r.log.Printf("%s: vault exited (code %d, %v) after %s; restarting in %s", p.key, code, waitErr, ranFor.Round(time.Millisecond), d)
+	cp.nextStart = now.Add(d)
+	cp.cs.WaitingReason = "CrashLoopBackOff"
+	cp.cs.WaitingMessage = fmt.Sprintf("back-off %s restarting failed container %s (exit code %d)", d, cp.name, code)
+	r.log.Printf("%s: container %s exited (code %d, %v) after %s; restarting in %s", p.key, cp.name, code, waitErr, ranFor.Round(time.Millisecond), d)
 	r.queue.Add(p.key)
 	r.queue.AddAfter(p.key, d)
 }
 
-// stopProc terminates the pod's process: SIGTERM to its group, SIGKILL after grace.
+// stopProc terminates every process of the pod, in parallel.
 func (r *runner) stopProc(p *podProc, grace time.Duration) {
 	p.mu.Lock()
-	p.stopping = true
-	if p.cancel != nil {
-		p.cancel()
+	ctrs := make([]*ctrProc, 0, len(p.ctrs))
+	for _, cp := range p.ctrs {
+		ctrs = append(ctrs, cp)
 	}
-	pid, done := p.pid, p.done
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, cp := range ctrs {
+		wg.Go(func() { r.stopCtr(p, cp, grace) })
+	}
+	wg.Wait()
+}
+
+// stopCtr terminates a container's process: SIGTERM to its group, SIGKILL after grace.
+func (r *runner) stopCtr(p *podProc, cp *ctrProc, grace time.Duration) {
+	p.mu.Lock()
+	cp.stopping = true
+	if cp.cancel != nil {
+		cp.cancel()
+	}
+	pid, done := cp.pid, cp.done
 	p.mu.Unlock()
 	if pid == 0 || done == nil {
 		return
@@ -286,16 +350,16 @@ func (r *runner) stopProc(p *podProc, grace time.Duration) {
 	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	select {
 	case <-done:
-		r.log.Printf("%s: vault (pid %d) stopped", p.key, pid)
+		r.log.Printf("%s: container %s (pid %d) stopped", p.key, cp.name, pid)
 		return
 	case <-time.After(grace):
 	}
-	r.log.Printf("%s: vault (pid %d) still running after %s: SIGKILL", p.key, pid, grace)
+	r.log.Printf("%s: container %s (pid %d) still running after %s: SIGKILL", p.key, cp.name, pid, grace)
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
-		r.log.Printf("%s: vault (pid %d) did not exit after SIGKILL", p.key, pid)
+		r.log.Printf("%s: container %s (pid %d) did not exit after SIGKILL", p.key, cp.name, pid)
 	}
 }
 

@@ -225,7 +225,12 @@ func (r *runner) writeHosts(pod *corev1.Pod, p *podProc) error {
 		}
 		peers = append(peers, hostEntry{Name: q.Name, Namespace: q.Namespace, Hostname: q.Spec.Hostname, Subdomain: q.Spec.Subdomain, IP: ip})
 	}
-	content := hostsFile(self, peers)
+	return p.setHosts(hostsFile(self, peers))
+}
+
+// setHosts rewrites the pod's hosts file when its content changes. The file is bind-mounted
+// into the pod's processes, so it is rewritten in place (same inode), never replaced.
+func (p *podProc) setHosts(content string) error {
 	if content == p.hosts {
 		return nil
 	}
