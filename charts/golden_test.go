@@ -320,6 +320,20 @@ func TestInjectorRelease(t *testing.T) {
 	}
 }
 
+// injector.namespaceLabels narrows the webhook to the labelled namespaces, keeping the chart's
+// exclusion of the control plane's.
+func TestInjectorNamespaceLabels(t *testing.T) {
+	cfg := baseConfig(func(c *config.Config) { c.Injector.NamespaceLabels = map[string]string{"vault.example.com/injection": "team-a"} })
+	m, err := Render(InjectorRelease, "vault", InjectorValues(cfg, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := objects[admissionv1.MutatingWebhookConfiguration](t, m, "MutatingWebhookConfiguration")[0].Webhooks[0].NamespaceSelector
+	if sel == nil || sel.MatchLabels["vault.example.com/injection"] != "team-a" || len(sel.MatchExpressions) != 1 || sel.MatchExpressions[0].Values[0] != "kube-system" {
+		t.Fatalf("namespaceSelector = %+v", sel)
+	}
+}
+
 func TestExternalModeInstallsNoServer(t *testing.T) {
 	cfg := baseConfig(func(c *config.Config) { c.Vault.Mode = config.ModeExternal; c.Vault.Address = "https://v.example:8200" })
 	m, err := Render(ServerRelease, "vault", ServerValues(cfg))

@@ -103,13 +103,32 @@ func InjectorValues(cfg *config.Config, caPEM []byte) map[string]any {
 		"agentImage": map[string]any{"repository": arepo, "tag": atag, "digest": adigest},
 		"authPath":   "auth/" + strings.Trim(cfg.KubernetesAuth.Path, "/"),
 		// webhook.failurePolicy is the key that decides in the official chart too.
-		"webhook": map[string]any{"failurePolicy": cfg.Injector.FailurePolicy},
+		"webhook": injectorWebhook(cfg.Injector),
 	}
 	if len(caPEM) > 0 {
 		inj["vaultCACert"] = string(caPEM)
 	}
 	v["injector"] = inj
 	return v
+}
+
+// injectorWebhook is the webhook's values: failurePolicy, and the namespaces it sees (the
+// chart's default exclusions, narrowed to injector.namespaceLabels when set).
+func injectorWebhook(in config.Injector) map[string]any {
+	w := map[string]any{"failurePolicy": in.FailurePolicy}
+	if len(in.NamespaceLabels) > 0 {
+		labels := map[string]any{}
+		for k, v := range in.NamespaceLabels {
+			labels[k] = v
+		}
+		w["namespaceSelector"] = map[string]any{
+			"matchLabels": labels,
+			"matchExpressions": []any{map[string]any{
+				"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": []any{"kube-system", "kube-node-lease"},
+			}},
+		}
+	}
+	return w
 }
 
 func base(cfg *config.Config) map[string]any {

@@ -126,6 +126,9 @@ type Injector struct {
 	Enabled       *bool  `yaml:"enabled" json:"enabled" desc:"Install the injector (default true)."`
 	Replicas      int    `yaml:"replicas" json:"replicas" desc:"Injector replicas."`
 	FailurePolicy string `yaml:"failurePolicy" json:"failurePolicy" desc:"Webhook failurePolicy: Ignore lets pods start without secrets when the injector is down; Fail blocks them." enum:"Ignore,Fail"`
+	// Two injectors whose webhooks see the same namespace both get its pods, and the first by
+	// configuration name injects them: clusters with several Vaults give each its namespaces.
+	NamespaceLabels map[string]string `yaml:"namespaceLabels" json:"namespaceLabels" desc:"Only pods in namespaces carrying all these labels are injected; empty means every namespace but kube-system and kube-node-lease."`
 }
 
 // KubernetesAuth configures the auth method.

@@ -2,12 +2,15 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path"
 	"regexp"
 	"slices"
 	"strings"
+
+	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/vaultctl/vaultctl/internal/textdist"
 )
@@ -177,6 +180,15 @@ func validateVault(c *Config, ps *problems, vc validation) {
 func validateInjector(c *Config, ps *problems) {
 	if p := c.Injector.FailurePolicy; p != "Ignore" && p != "Fail" {
 		ps.errorf("injector.failurePolicy", "must be Ignore or Fail, got %q", p)
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Injector.NamespaceLabels)) {
+		v := c.Injector.NamespaceLabels[k]
+		if errs := k8svalidation.IsQualifiedName(k); len(errs) > 0 {
+			ps.errorf("injector.namespaceLabels", "%q is not a label key: %s", k, strings.Join(errs, "; "))
+		}
+		if errs := k8svalidation.IsValidLabelValue(v); len(errs) > 0 {
+			ps.errorf("injector.namespaceLabels."+k, "%q is not a label value: %s", v, strings.Join(errs, "; "))
+		}
 	}
 	if c.Injector.Replicas < 1 {
 		ps.errorf("injector.replicas", "must be at least 1, got %d", c.Injector.Replicas)

@@ -437,3 +437,25 @@ func TestMigrationEntrypointsProblemsNameTheirLine(t *testing.T) {
 		t.Fatalf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestInjectorNamespaceLabelsAreLabels(t *testing.T) {
+	text := base + `injector:
+  namespaceLabels:
+    vault.example.com/injection: team-a
+    "bad key!": x
+    ok: "not a value!"
+`
+	_, err := Parse("config.yaml", []byte(text), LoadOptions{Environ: []string{}})
+	var ve *ValidationError
+	if !errors.As(err, &ve) {
+		t.Fatalf("got %v, want a ValidationError", err)
+	}
+	var got []string
+	for _, p := range ve.Problems {
+		got = append(got, p.String())
+	}
+	joined := strings.Join(got, "\n")
+	if len(got) != 2 || !strings.Contains(joined, `injector.namespaceLabels: "bad key!" is not a label key`) || !strings.Contains(joined, `injector.namespaceLabels.ok: "not a value!" is not a label value`) || !strings.Contains(joined, "config.yaml:") {
+		t.Fatalf("problems:\n%s", joined)
+	}
+}
