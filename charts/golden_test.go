@@ -323,7 +323,9 @@ func TestInjectorRelease(t *testing.T) {
 // injector.namespaceLabels narrows the webhook to the labelled namespaces, keeping the chart's
 // exclusion of the control plane's.
 func TestInjectorNamespaceLabels(t *testing.T) {
-	cfg := baseConfig(func(c *config.Config) { c.Injector.NamespaceLabels = map[string]string{"vault.example.com/injection": "team-a"} })
+	cfg := baseConfig(func(c *config.Config) {
+		c.Injector.NamespaceLabels = map[string]string{"vault.example.com/injection": "team-a"}
+	})
 	m, err := Render(InjectorRelease, "vault", InjectorValues(cfg, nil))
 	if err != nil {
 		t.Fatal(err)
