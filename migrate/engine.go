@@ -17,11 +17,9 @@ import (
 
 	"github.com/vaultctl/vaultctl/config"
 	"github.com/vaultctl/vaultctl/internal/vault"
+	"github.com/vaultctl/vaultctl/manifests"
 )
 
-// MigratedLabel marks a namespace whose raw Secrets have been pruned; the admission policy
-// (manifests/admission) then denies new ones there.
-const MigratedLabel = "vaultctl.io/migrated"
 
 // EngineVault is what the engine needs of Vault: the copies and backups, and for --purge the
 // policies and roles it created.
@@ -450,13 +448,13 @@ func blockingConsumers(sp SecretPlan, j *Journal) string {
 }
 
 func (e *Engine) setLabel(ctx context.Context, on bool) error {
-	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:"true"}}}`, MigratedLabel)
+	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:"true"}}}`, manifests.MigratedLabel)
 	if !on {
-		patch = fmt.Sprintf(`{"metadata":{"labels":{%q:null}}}`, MigratedLabel)
+		patch = fmt.Sprintf(`{"metadata":{"labels":{%q:null}}}`, manifests.MigratedLabel)
 	}
 	_, err := e.Kube.CoreV1().Namespaces().Patch(ctx, e.Namespace, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: FieldManager})
 	if err != nil {
-		return fmt.Errorf("labelling namespace %s %s: %w", e.Namespace, MigratedLabel, err)
+		return fmt.Errorf("labelling namespace %s %s: %w", e.Namespace, manifests.MigratedLabel, err)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/vaultctl/vaultctl/internal/vault"
+	"github.com/vaultctl/vaultctl/manifests"
 )
 
 // engineRig is one namespace with a Deployment reading Secret db, a Fake Vault, and a
@@ -109,7 +110,7 @@ func TestEngineApplyPruneRollback(t *testing.T) {
 		t.Fatal("Secret still there after prune")
 	}
 	ns, _ := r.cs.CoreV1().Namespaces().Get(ctx, "team-a", metav1.GetOptions{})
-	if ns.Labels[MigratedLabel] != "true" {
+	if ns.Labels[manifests.MigratedLabel] != "true" {
 		t.Fatalf("namespace labels %v", ns.Labels)
 	}
 	// After prune a re-run has nothing to copy and changes nothing.
@@ -129,7 +130,7 @@ func TestEngineApplyPruneRollback(t *testing.T) {
 		t.Fatalf("template after rollback %+v, want the original", live)
 	}
 	ns, _ = r.cs.CoreV1().Namespaces().Get(ctx, "team-a", metav1.GetOptions{})
-	if _, ok := ns.Labels[MigratedLabel]; ok {
+	if _, ok := ns.Labels[manifests.MigratedLabel]; ok {
 		t.Fatal("label still set after rollback")
 	}
 	// Rollback twice is fine, and --purge removes vaultctl's KV entry and journal.

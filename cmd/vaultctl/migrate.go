@@ -18,6 +18,7 @@ import (
 
 	"github.com/vaultctl/vaultctl/action"
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/manifests"
 	"github.com/vaultctl/vaultctl/migrate"
 	"github.com/vaultctl/vaultctl/phases"
 )
@@ -410,7 +411,7 @@ func printMigrateReport(w io.Writer, ns string, out *action.MigrateResult) {
 		fmt.Fprintln(w, "kept for now:", k)
 	}
 	if r.Labelled {
-		fmt.Fprintf(w, "namespace %s labelled %s=true: the admission policy now denies new raw Secrets there\n", ns, migrate.MigratedLabel)
+		fmt.Fprintf(w, "namespace %s labelled %s=true: the admission policy now denies new raw Secrets there\n", ns, manifests.MigratedLabel)
 	}
 	for _, f := range out.GitOps {
 		fmt.Fprintln(w, "wrote:", f)
