@@ -20,7 +20,6 @@ import (
 	"github.com/vaultctl/vaultctl/manifests"
 )
 
-
 // EngineVault is what the engine needs of Vault: the copies and backups, and for --purge the
 // policies and roles it created.
 type EngineVault interface {
@@ -47,8 +46,11 @@ type Engine struct {
 	Overwrite       bool          // replace a conflicting KV entry
 	RolloutTimeout  time.Duration // how long a rollout may take before it is rolled back
 	RolloutInterval time.Duration
-	Concurrency     int // Secrets copied at once
-	Progress        func(format string, args ...any)
+	Concurrency     int // Secrets copied at once (default 16)
+	// WorkloadConcurrency is how many workloads are taken through access, proof, patch and
+	// rollout at once (default 8).
+	WorkloadConcurrency int
+	Progress            func(format string, args ...any)
 }
 
 // SecretOutcome is what the run did to one Secret.
@@ -140,22 +142,36 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, inv *Inventory, targets map
 		}
 	}
 	mount := e.backupMount(p)
+	var todo []WorkloadPlan
 	for _, wp := range p.Workloads {
 		if wp.Action != WorkloadMigrate {
 			continue
 		}
-		id := WorkloadID{Kind: wp.Kind, Name: wp.Name}
-		target, ok := targets[id]
-		if !ok {
-			return rep, fmt.Errorf("%s: no rewritten template (internal error)", id)
+		if _, ok := targets[WorkloadID{Kind: wp.Kind, Name: wp.Name}]; !ok {
+			return rep, fmt.Errorf("%s/%s: no rewritten template (internal error)", wp.Kind, wp.Name)
 		}
-		out := e.migrateWorkload(ctx, mount, wp, target, j.Workloads[id.String()])
-		rep.Workloads = append(rep.Workloads, out)
-		if ctx.Err() != nil {
-			return rep, ctx.Err()
-		}
+		todo = append(todo, wp)
 	}
-	return rep, nil
+	// Workloads are independent: each stops alone, so several go at once (their rollouts are
+	// most of the time).
+	rep.Workloads = make([]WorkloadOutcome, len(todo))
+	n := e.WorkloadConcurrency
+	if n <= 0 {
+		n = 8
+	}
+	sem := make(chan struct{}, n)
+	var wg sync.WaitGroup
+	for i, wp := range todo {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			id := WorkloadID{Kind: wp.Kind, Name: wp.Name}
+			rep.Workloads[i] = e.migrateWorkload(ctx, mount, wp, targets[id], j.Workloads[id.String()])
+		}()
+	}
+	wg.Wait()
+	return rep, ctx.Err()
 }
 
 // copySecrets backs up and copies the migrated Secrets, several at once.

@@ -3,10 +3,12 @@ package kube
 import (
 	"context"
 	"maps"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 )
@@ -61,9 +63,13 @@ func (s KeyedConfigMap) Delete(ctx context.Context, keys ...string) error {
 	})
 }
 
+// contended is the retry budget for one change: several writers (a migration's workloads run
+// side by side) may each need a few rounds.
+var contended = wait.Backoff{Steps: 60, Duration: 5 * time.Millisecond, Factor: 1.2, Jitter: 1, Cap: 500 * time.Millisecond}
+
 func (s KeyedConfigMap) change(ctx context.Context, edit func(map[string]string) bool) error {
 	cms := s.Client.CoreV1().ConfigMaps(s.Namespace)
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	return retry.RetryOnConflict(contended, func() error {
 		cm, err := cms.Get(ctx, s.Name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			data := map[string]string{}
