@@ -263,22 +263,33 @@ func (e *Engine) migrateWorkload(ctx context.Context, mount string, wp WorkloadP
 	rec.ServiceAccount, rec.CreatedServiceAccount = wp.ServiceAccount, wp.CreateServiceAccount || prev.CreatedServiceAccount
 	rec.Role, rec.Policy, rec.KVPaths = wp.Role, wp.Policy, wp.KVPaths
 	last := prev
-	record := func(st WorkloadState, reason string) {
+	// record writes the step to the journal; a step that cannot be recorded is not taken, so
+	// a later run never finds work done that the journal does not know of.
+	record := func(st WorkloadState, reason string) error {
 		rec.State, rec.Reason = st, reason
 		if sameWorkloadRecord(last, rec) {
-			return // a re-run that finds the step done writes nothing
+			return nil // a re-run that finds the step done writes nothing
 		}
-		if err := e.Journal.PutWorkload(ctx, id, rec); err != nil && out.Message == "" {
-			out.Message = err.Error()
+		if err := e.Journal.PutWorkload(ctx, id, rec); err != nil {
+			return err
 		}
 		last = rec
+		return nil
 	}
 	failed := func(step string, err error) WorkloadOutcome {
 		msg := fmt.Sprintf("%s: %v", step, err)
-		record(WorkloadFailed, msg)
+		if jerr := record(WorkloadFailed, msg); jerr != nil {
+			msg += "; and recording that failed: " + jerr.Error()
+		}
 		out.State, out.Message = WorkloadFailed, msg
 		e.progress("%s: %s", id, msg)
 		return out
+	}
+	// The proof logs in as the ServiceAccount the new pods will run as, so a template and a
+	// role that disagree fail here, before the patch.
+	wp.ServiceAccount = target.Spec.ServiceAccountName
+	if wp.ServiceAccount == "" {
+		wp.ServiceAccount = DefaultServiceAccount
 	}
 
 	live, err := ReadTemplate(ctx, e.Kube, e.Namespace, id)
@@ -309,14 +320,18 @@ func (e *Engine) migrateWorkload(ctx context.Context, mount string, wp WorkloadP
 		if res != BackupKept || rec.OriginalHash == "" {
 			rec.OriginalHash, rec.BackupVersion = liveHash, v
 		}
-		record(WorkloadBackedUp, "")
+		if err := record(WorkloadBackedUp, ""); err != nil {
+			return failed("journal", err)
+		}
 	}
 	if e.Access != nil {
 		if err := e.Access(ctx, wp); err != nil {
 			return failed("access", err)
 		}
 	}
-	record(WorkloadAccess, "")
+	if err := record(WorkloadAccess, ""); err != nil {
+		return failed("journal", err)
+	}
 	// A workload already running the target template was proved before its patch (the journal
 	// records the proof first); after prune its Secrets are gone and there is nothing to compare.
 	if e.Prove != nil && !already {
@@ -324,7 +339,9 @@ func (e *Engine) migrateWorkload(ctx context.Context, mount string, wp WorkloadP
 			return failed("proof", err)
 		}
 	}
-	record(WorkloadProved, "")
+	if err := record(WorkloadProved, ""); err != nil {
+		return failed("journal", err)
+	}
 
 	changed, err := SetTemplate(ctx, e.Kube, e.Namespace, id, target)
 	if err != nil {
@@ -332,7 +349,9 @@ func (e *Engine) migrateWorkload(ctx context.Context, mount string, wp WorkloadP
 	}
 	out.Changed = changed
 	rec.PatchedHash = targetHash
-	record(WorkloadPatched, "")
+	if err := record(WorkloadPatched, ""); err != nil {
+		return failed("journal", err)
+	}
 	if changed {
 		e.progress("%s: patched; waiting for its rollout", id)
 	}
@@ -347,12 +366,16 @@ func (e *Engine) migrateWorkload(ctx context.Context, mount string, wp WorkloadP
 		if err := e.restoreWorkload(ctx, mount, id); err != nil {
 			return failed("rolling back after a failed rollout", fmt.Errorf("%s; and the rollback failed: %w", why, err))
 		}
-		record(WorkloadFailed, "rolled back by itself: "+why)
+		if err := record(WorkloadFailed, "rolled back by itself: "+why); err != nil {
+			return failed("journal", err)
+		}
 		out.State, out.Message = WorkloadFailed, "rolled back by itself: "+why
 		e.progress("%s: %s", id, out.Message)
 		return out
 	}
-	record(WorkloadVerified, "")
+	if err := record(WorkloadVerified, ""); err != nil {
+		return failed("journal", err)
+	}
 	out.State, out.Message = WorkloadVerified, st.Message
 	return out
 }
@@ -380,8 +403,40 @@ func (e *Engine) restoreWorkload(ctx context.Context, mount string, id WorkloadI
 	if b == nil {
 		return fmt.Errorf("no backup of %s in %s/%s", id, mount, BackupPrefix(e.Namespace))
 	}
-	_, err = SetTemplate(ctx, e.Kube, e.Namespace, id, b.Template)
-	return err
+	if _, err = SetTemplate(ctx, e.Kube, e.Namespace, id, b.Template); err != nil {
+		return err
+	}
+	if id.Kind == "StatefulSet" {
+		// A StatefulSet does not replace a pod that never became Ready with the restored
+		// template by itself (the documented forced-rollback step): delete those pods.
+		return deleteUnreadyPods(ctx, e.Kube, e.Namespace, id)
+	}
+	return nil
+}
+
+func deleteUnreadyPods(ctx context.Context, cs kubernetes.Interface, ns string, id WorkloadID) error {
+	s, err := cs.AppsV1().StatefulSets(ns).Get(ctx, id.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	sel, err := metav1.LabelSelectorAsSelector(s.Spec.Selector)
+	if err != nil {
+		return err
+	}
+	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		return err
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if podReady(p) || p.DeletionTimestamp != nil {
+			continue
+		}
+		if err := cs.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting %s's pod %s that cannot start: %w", id, p.Name, err)
+		}
+	}
+	return nil
 }
 
 // Prune deletes the migrated Secrets whose every consumer is verified, after checking the KV copy

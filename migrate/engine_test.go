@@ -83,7 +83,13 @@ func TestEngineApplyPruneRollback(t *testing.T) {
 	ctx := context.Background()
 	r := newEngineRig(t)
 	var proved int
-	r.e.Prove = func(context.Context, WorkloadPlan) error { proved++; return nil }
+	r.e.Prove = func(_ context.Context, wp WorkloadPlan) error {
+		proved++
+		if wp.ServiceAccount != r.target.Spec.ServiceAccountName {
+			t.Errorf("proof logs in as %q, want the target template's ServiceAccount %q", wp.ServiceAccount, r.target.Spec.ServiceAccountName)
+		}
+		return nil
+	}
 
 	rep, err := r.e.Apply(ctx, r.plan, r.inv(t), r.targets())
 	if err != nil || rep.Failed() {

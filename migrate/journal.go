@@ -132,7 +132,13 @@ func (s JournalStore) Load(ctx context.Context) (*Journal, error) {
 		case strings.HasPrefix(k, journalWorkloadPrefix):
 			var r WorkloadRecord
 			if bad = json.Unmarshal([]byte(v), &r); bad == nil {
-				j.Workloads[strings.TrimPrefix(k, journalWorkloadPrefix)] = r
+				// ConfigMap keys allow no "/": workload.KIND.NAME (a kind has no dot).
+				kind, name, ok := strings.Cut(strings.TrimPrefix(k, journalWorkloadPrefix), ".")
+				if ok {
+					j.Workloads[WorkloadID{Kind: kind, Name: name}.String()] = r
+				} else {
+					bad = fmt.Errorf("no kind in %q", k)
+				}
 			}
 		case k == journalNamespaceKey:
 			bad = json.Unmarshal([]byte(v), &j.Namespace)
@@ -154,7 +160,7 @@ func (s JournalStore) PutSecret(ctx context.Context, name string, r SecretRecord
 // PutWorkload records a workload's state, stamped now.
 func (s JournalStore) PutWorkload(ctx context.Context, id WorkloadID, r WorkloadRecord) error {
 	r.At = s.now()
-	return s.put(ctx, journalWorkloadPrefix+id.String(), r)
+	return s.put(ctx, workloadKey(id), r)
 }
 
 // PutNamespace records the namespace-wide state, stamped now.
@@ -170,12 +176,18 @@ func (s JournalStore) Forget(ctx context.Context, j *Journal) error {
 		keys = append(keys, journalSecretPrefix+n)
 	}
 	for w := range j.Workloads {
-		keys = append(keys, journalWorkloadPrefix+w)
+		if id, err := ParseWorkload(w); err == nil {
+			keys = append(keys, workloadKey(id))
+		}
 	}
 	keys = append(keys, journalNamespaceKey)
 	keys = append(keys, j.Unreadable...)
 	return s.cm().Delete(ctx, keys...)
 }
+
+// workloadKey is a workload's journal key; ConfigMap keys allow letters, digits, "-", "_" and
+// ".", so the kind and name are joined by a dot.
+func workloadKey(id WorkloadID) string { return journalWorkloadPrefix + id.Kind + "." + id.Name }
 
 func (s JournalStore) put(ctx context.Context, key string, rec any) error {
 	b, err := json.Marshal(rec)

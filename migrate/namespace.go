@@ -126,6 +126,13 @@ func CompletePlan(inv *Inventory, opts PlanOptions) (*NamespacePlan, error) {
 		if err != nil {
 			return nil, fmt.Errorf("rewriting %s: %w", id, err)
 		}
+		if res.Action == WorkloadMigrate && wp.ServiceAccount != "" && res.Template.Spec.ServiceAccountName != wp.ServiceAccount {
+			// Its role is bound to the ServiceAccount the plan gives it (its own, when it ran
+			// as default): the pods must run as that one.
+			res.Template.Spec.ServiceAccountName = wp.ServiceAccount
+			res.Template.Spec.DeprecatedServiceAccount = ""
+			res.Changes = append([]string{"runs as ServiceAccount " + wp.ServiceAccount + " (was " + w.ServiceAccount + ")"}, res.Changes...)
+		}
 		mergeRewrite(wp, w, res, opts.PatchGitOps)
 		if res.Action == WorkloadMigrate {
 			out.Rewrites[id] = res

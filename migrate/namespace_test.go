@@ -82,6 +82,10 @@ func TestCompletePlanRewritesWhatItMigrates(t *testing.T) {
 	if !ok || pg.Template.Annotations["vault.hashicorp.com/role"] != pgPlan.Role || pg.Template.Annotations["vault.hashicorp.com/auth-path"] != "auth/k8s-shop" {
 		t.Fatalf("postgres's rewritten template: %+v", pg.Template.Annotations)
 	}
+	// The pods run as the ServiceAccount the role is bound to.
+	if pg.Template.Spec.ServiceAccountName != pgPlan.ServiceAccount || pgPlan.ServiceAccount == "" || pgPlan.ServiceAccount == DefaultServiceAccount {
+		t.Errorf("postgres's template runs as %q, its plan's ServiceAccount is %q", pg.Template.Spec.ServiceAccountName, pgPlan.ServiceAccount)
+	}
 	// The init container's reader gets the agent first.
 	if pg.Template.Annotations["vault.hashicorp.com/agent-init-first"] != "true" {
 		t.Errorf("StatefulSet/postgres annotations %v", pg.Template.Annotations)
