@@ -82,9 +82,20 @@ func TestCompletePlanRewritesWhatItMigrates(t *testing.T) {
 	if !ok || pg.Template.Annotations["vault.hashicorp.com/role"] != pgPlan.Role || pg.Template.Annotations["vault.hashicorp.com/auth-path"] != "auth/k8s-shop" {
 		t.Fatalf("postgres's rewritten template: %+v", pg.Template.Annotations)
 	}
-	// The pods run as the ServiceAccount the role is bound to.
-	if pg.Template.Spec.ServiceAccountName != pgPlan.ServiceAccount || pgPlan.ServiceAccount == "" || pgPlan.ServiceAccount == DefaultServiceAccount {
-		t.Errorf("postgres's template runs as %q, its plan's ServiceAccount is %q", pg.Template.Spec.ServiceAccountName, pgPlan.ServiceAccount)
+	// The pods run as the ServiceAccount the role is bound to, a new one for those that ran
+	// as default.
+	created := 0
+	for id, rw := range np.Rewrites {
+		wp := workloadPlan(t, np.Plan, id.Kind, id.Name)
+		if rw.Template.Spec.ServiceAccountName != wp.ServiceAccount || wp.ServiceAccount == DefaultServiceAccount {
+			t.Errorf("%s's template runs as %q, its plan's ServiceAccount is %q", id, rw.Template.Spec.ServiceAccountName, wp.ServiceAccount)
+		}
+		if wp.CreateServiceAccount {
+			created++
+		}
+	}
+	if created == 0 {
+		t.Error("the fixture has no migrated workload that ran as default: the check above proves little")
 	}
 	// The init container's reader gets the agent first.
 	if pg.Template.Annotations["vault.hashicorp.com/agent-init-first"] != "true" {
