@@ -66,6 +66,7 @@ func newRootCmd(opts *rootOptions) *cobra.Command {
 		newRecoveryKeysCmd(opts),
 		newCheckCmd(opts),
 		newInitCmd(opts),
+		newAuditCmd(opts),
 	)
 	// Added now rather than when cobra runs, so that it refuses a mistyped shell like the
 	// other groups do.
