@@ -240,7 +240,17 @@ func (s *span) see(t time.Time, isNew bool) {
 	}
 }
 
-type failKey struct{ mount, role, err, addr string }
+type failKey struct{ mount, role, err string }
+
+// failDetail keeps a few of a group's remote addresses, to show and to attribute.
+type failDetail struct {
+	span
+	addrs []string
+	more  bool // more distinct addresses than kept
+}
+
+// maxFailAddrs is how many distinct remote addresses a failed-login group keeps.
+const maxFailAddrs = 5
 type accessKey struct{ path, op, client string }
 type denyKey struct{ path, op, client, policies string }
 type offDetail struct {
@@ -268,7 +278,7 @@ type analyzer struct {
 	o                    Options
 	rep                  *Report
 	first, last          time.Time
-	failures             *topK[failKey, span]
+	failures             *topK[failKey, failDetail]
 	lists                *topK[accessKey, span]
 	off                  *topK[string, offDetail]
 	offTotal             int64
@@ -287,7 +297,7 @@ func Analyze(ctx context.Context, o Options, inputs ...Input) (*Report, error) {
 	a := &analyzer{
 		o:          o,
 		rep:        &Report{},
-		failures:   newTopK[failKey, span](c),
+		failures:   newTopK[failKey, failDetail](c),
 		lists:      newTopK[accessKey, span](c),
 		off:        newTopK[string, offDetail](c),
 		renewals:   newTopK[string, renewDetail](c),
@@ -352,8 +362,18 @@ func (a *analyzer) entry(e *Entry) {
 		if mount == "" {
 			mount = string(e.Path[:bytes.LastIndex(e.Path, []byte("/login"))+1])
 		}
-		s, isNew := a.failures.add(failKey{mount: mount, role: roleName(e.DataRole), err: msg, addr: string(e.RemoteAddress)})
-		s.see(t, isNew)
+		d, isNew := a.failures.add(failKey{mount: mount, role: roleName(e.DataRole), err: msg})
+		d.see(t, isNew)
+		if isNew {
+			d.addrs, d.more = d.addrs[:0], false
+		}
+		if addr := e.RemoteAddress; len(addr) > 0 && !slices.Contains(d.addrs, string(addr)) {
+			if len(d.addrs) < maxFailAddrs {
+				d.addrs = append(d.addrs, string(addr))
+			} else {
+				d.more = true
+			}
+		}
 	}
 	if string(e.Operation) == "list" && isSecretMount(e.MountType) {
 		s, isNew := a.lists.add(accessKey{path: string(e.Path), op: "list", client: client})
@@ -435,46 +455,18 @@ func (a *analyzer) report() *Report {
 	}
 	r.Approximate = []string{}
 
-	// Failed logins are counted per remote address, then merged per identity.
-	type group struct {
-		AuthFailure
-		addrs map[string]bool
-	}
-	groups := map[failKey]*group{}
-	var order []failKey
-	for _, c := range a.failures.sorted(0, compareFailKey) {
-		sa, ns, how := "", "", "none"
-		if id, ok := a.identities[c.key.addr]; ok && !id.ambiguous && id.sa != "" {
-			sa, ns, how = id.sa, id.ns, "remote-address"
-		}
-		k := failKey{mount: c.key.mount, role: c.key.role, err: c.key.err, addr: ns + "/" + sa}
-		g := groups[k]
-		if g == nil {
-			g = &group{AuthFailure: AuthFailure{Mount: c.key.mount, Role: c.key.role, RoleHMAC: strings.HasPrefix(c.key.role, "hmac:"),
-				ServiceAccount: sa, Namespace: ns, Attribution: how, Error: c.key.err, First: c.val.first, Last: c.val.last}, addrs: map[string]bool{}}
-			groups[k] = g
-			order = append(order, k)
-		}
-		g.Count += c.count
-		g.Overcount += c.overcount
-		if c.val.first.Before(g.First) {
-			g.First = c.val.first
-		}
-		if c.val.last.After(g.Last) {
-			g.Last = c.val.last
-		}
-		if c.key.addr != "" && !g.addrs[c.key.addr] && len(g.addrs) < 5 {
-			g.addrs[c.key.addr] = true
-			g.RemoteAddresses = append(g.RemoteAddresses, c.key.addr)
-		}
-	}
 	r.AuthFailures = []AuthFailure{}
-	for _, k := range order {
-		g := groups[k]
-		if g.RemoteAddresses == nil {
-			g.RemoteAddresses = []string{}
+	for _, c := range a.failures.sorted(0, compareFailKey) {
+		f := AuthFailure{Mount: c.key.mount, Role: c.key.role, RoleHMAC: strings.HasPrefix(c.key.role, "hmac:"), Error: c.key.err,
+			Count: c.count, Overcount: c.overcount, First: c.val.first, Last: c.val.last, Attribution: "none", RemoteAddresses: slices.Clone(c.val.addrs)}
+		if f.RemoteAddresses == nil {
+			f.RemoteAddresses = []string{}
 		}
-		r.AuthFailures = append(r.AuthFailures, g.AuthFailure)
+		f.Namespace, f.ServiceAccount = a.attribute(c.val)
+		if f.ServiceAccount != "" {
+			f.Attribution = "remote-address"
+		}
+		r.AuthFailures = append(r.AuthFailures, f)
 	}
 	sortByCount(r.AuthFailures, func(f AuthFailure) int64 { return f.Count }, func(f AuthFailure) string {
 		return f.Mount + "\x00" + f.Role + "\x00" + f.Namespace + "\x00" + f.ServiceAccount + "\x00" + f.Error
@@ -625,7 +617,23 @@ func clientOf(e *Entry, login bool) string {
 }
 
 func compareFailKey(a, b failKey) int {
-	return strings.Compare(a.mount+"\x00"+a.role+"\x00"+a.err+"\x00"+a.addr, b.mount+"\x00"+b.role+"\x00"+b.err+"\x00"+b.addr)
+	return strings.Compare(a.mount+"\x00"+a.role+"\x00"+a.err, b.mount+"\x00"+b.role+"\x00"+b.err)
+}
+
+// attribute names the ServiceAccount of a failed-login group when every one of its remote
+// addresses (all of them kept) is known to belong to that one ServiceAccount alone.
+func (a *analyzer) attribute(d failDetail) (ns, sa string) {
+	if d.more || len(d.addrs) == 0 {
+		return "", ""
+	}
+	for i, addr := range d.addrs {
+		id, ok := a.identities[addr]
+		if !ok || id.ambiguous || id.sa == "" || (i > 0 && (id.sa != sa || id.ns != ns)) {
+			return "", ""
+		}
+		ns, sa = id.ns, id.sa
+	}
+	return ns, sa
 }
 
 func compareAccessKey(a, b accessKey) int {

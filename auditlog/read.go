@@ -51,6 +51,9 @@ func scan(ctx context.Context, in Input, stats *Stats, fn func(*Entry)) error {
 			continue
 		}
 		if oversized || len(long) > 0 {
+			if len(long)+len(line) > MaxLineBytes {
+				oversized = true
+			}
 			if oversized {
 				stats.Bytes += int64(len(line))
 				stats.Lines++
