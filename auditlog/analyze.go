@@ -251,6 +251,7 @@ type failDetail struct {
 
 // maxFailAddrs is how many distinct remote addresses a failed-login group keeps.
 const maxFailAddrs = 5
+
 type accessKey struct{ path, op, client string }
 type denyKey struct{ path, op, client, policies string }
 type offDetail struct {

@@ -157,7 +157,7 @@ func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
 
 func TestDecodeRefusesBrokenLines(t *testing.T) {
 	for _, l := range []string{
-		`{"type":"response"`,                     // truncated
+		`{"type":"response"`,                       // truncated
 		`{"type":"response","request":{"path":"x}`, // unterminated string
 		`{"type" "response"}`,
 		`{"auth":{"policies":["a",]}}x`,
