@@ -54,6 +54,20 @@ t0=$(now)
 GOMAXPROCS=1 "${one[@]}" "$work/vaultctl" audit analyze --top 100000 -o json "$log" >"$work/vaultctl.json" || [[ $? == 1 ]]
 t1=$(now)
 vc_s=$(sub "$t1" "$t0")
+# Memory stays flat as the log grows: peak RSS on a tenth of the log and on all of it.
+rss() {
+  if [[ -x /usr/bin/time ]]; then
+    /usr/bin/time -o "$work/rss" -f %M "$work/vaultctl" "$@" >/dev/null 2>&1 || true
+    tail -1 "$work/rss"
+  else
+    echo "?"
+  fi
+}
+head -c $((size / 10)) "$log" >"$work/tenth.log"
+rss_tenth=$(rss audit analyze -o json "$work/tenth.log")
+rss_all=$(rss audit analyze -o json "$log")
+rss_base=$(rss version)
+rm -f "$work/tenth.log"
 # Failed logins per mount, role and error (vaultctl also splits them by ServiceAccount).
 jq -r '[.report.authFailures[] | {k: "\(.mount)\t\(.role)\t\(.error)", c: .count}] | group_by(.k)[] | "\(map(.c) | add)\t\(.[0].k)"' \
   "$work/vaultctl.json" | sort >"$work/vaultctl.counts"
@@ -61,6 +75,8 @@ jq -r '[.report.authFailures[] | {k: "\(.mount)\t\(.role)\t\(.error)", c: .count
 printf '%-22s %8s %9s\n' tool seconds MB/s
 printf '%-22s %8s %9s\n' "cat (floor)" "$cat_s" "$(rate "$size" "$cat_s")"
 printf '%-22s %8s %9s\n' "vaultctl audit analyze" "$vc_s" "$(rate "$size" "$vc_s")"
+
+echo "vaultctl peak RSS: ${rss_tenth} KiB on $((size / 10)) bytes, ${rss_all} KiB on $size bytes (${rss_base} KiB for vaultctl version)"
 
 if command -v jq >/dev/null; then
   # The same rule as auditlog: a response to auth/<mount>/login[/...] with an error, or a
