@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -148,4 +150,89 @@ func TestAuditAnalyzeReportsFailedLoginsByRole(t *testing.T) {
 		t.Errorf("text report:\n%s", text)
 	}
 	t.Logf("failed logins: %+v", clear)
+}
+
+// --from-pods reads what the Vault pods write to their log through the Kubernetes API (kubectl
+// logs; the sandbox's kwok serves it from the runner's real process): an audit device with
+// file_path stdout puts the entries there, between the server's own messages.
+func TestAuditAnalyzeFromPods(t *testing.T) {
+	const ns = "audit-pods"
+	ctx := context.Background()
+	cs := kube(t)
+	ensureNamespace(t, cs, ns)
+	t.Cleanup(func() { deleteNamespace(t, cs, ns) })
+
+	caPEM, crtPEM, keyPEM := issueServerCert(t, []string{"vault-0.vault-internal", "localhost"}, []string{"127.0.0.1"})
+	mustCreate(t, "Secret", func() error {
+		_, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "runner-tls"}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{"tls.crt": crtPEM, "tls.key": keyPEM, "ca.crt": caPEM},
+		}, metav1.CreateOptions{})
+		return err
+	})
+	mustCreate(t, "ConfigMap", func() error {
+		_, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: "vault-config"}, Data: map[string]string{"vault.hcl": runnerHCL},
+		}, metav1.CreateOptions{})
+		return err
+	})
+	createVaultRBACAndService(t, cs, ns)
+	claimPVs(t, cs, ns, []string{"data-vault-0"})
+	mustCreate(t, "StatefulSet", func() error {
+		_, err := cs.AppsV1().StatefulSets(ns).Create(ctx, runnerStatefulSet(), metav1.CreateOptions{})
+		return err
+	})
+	waitPodRunning(t, cs, ns, "vault-0", "", true)
+	vc := portForwardVault(t, ns, "vault-0", caPEM)
+	init, err := vc.Sys().Init(&vaultapi.InitRequest{SecretShares: 1, SecretThreshold: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vc.Sys().Unseal(init.Keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	vc.SetToken(init.RootToken)
+	eventually(t, time.Minute, "a stdout audit device on the active node", func() error {
+		return vc.Sys().EnableAuditWithOptions("stdout", &vaultapi.EnableAuditOptions{Type: "file", Options: map[string]string{"file_path": "stdout"}})
+	})
+	const mount, role = "kubernetes", "pod-web"
+	if err := vc.Sys().EnableAuthWithOptions(mount, &vaultapi.EnableAuthOptions{Type: "kubernetes", Config: vaultapi.AuthConfigInput{AuditNonHMACRequestKeys: []string{"role"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// The role is checked against the JWT's claims before any TokenReview, so the pod's Vault
+	// refuses the intruder without reaching the API server.
+	if _, err := vc.Logical().Write("auth/"+mount+"/config", map[string]any{"kubernetes_host": sb.APIServerURL, "disable_local_ca_jwt": true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vc.Logical().Write("auth/"+mount+"/role/"+role, map[string]any{"bound_service_account_names": "web-sa", "bound_service_account_namespaces": ns, "token_policies": "default"}); err != nil {
+		t.Fatal(err)
+	}
+	ensureServiceAccount(t, cs, ns, "intruder-sa")
+	jwt := saToken(t, cs, ns, "intruder-sa")
+	anon, _ := vc.Clone()
+	anon.ClearToken()
+	for range 2 {
+		if _, err := anon.Logical().Write("auth/"+mount+"/login", map[string]any{"role": role, "jwt": jwt}); err == nil {
+			t.Fatal("the intruder logged in")
+		}
+	}
+
+	var out struct {
+		Report auditlog.Report `json:"report"`
+	}
+	eventually(t, 30*time.Second, "the failed logins in the pods' logs", func() error {
+		res := vaultctl(t, "audit", "analyze", "--from-pods", "-n", ns, "-o", "json")
+		if err := json.Unmarshal([]byte(res.Stdout), &out); err != nil {
+			return fmt.Errorf("%v\n%s", err, res)
+		}
+		for _, f := range out.Report.AuthFailures {
+			if f.Mount == "auth/"+mount+"/" && f.Role == role && f.Count == 2 && strings.Contains(f.Error, "service account name not authorized") {
+				return nil
+			}
+		}
+		return fmt.Errorf("failed logins %+v (stats %+v)", out.Report.AuthFailures, out.Report.Stats)
+	})
+	if out.Report.Stats.NotJSON == 0 || len(out.Report.Inputs) != 1 || out.Report.Inputs[0] != "pod/vault-0" {
+		t.Errorf("want the server's own log lines counted, not analysed, from pod/vault-0: %+v %v", out.Report.Stats, out.Report.Inputs)
+	}
 }
