@@ -422,3 +422,98 @@ func TestGoldenReport(t *testing.T) {
 		t.Errorf("report differs from %s (go test ./auditlog -update):\n%s", golden, got)
 	}
 }
+
+func TestTopKNeverHoldsMoreThanItsCapacity(t *testing.T) {
+	k := newTopK[string, span](8)
+	for i := range 10_000 {
+		k.add(fmt.Sprint(i % 977))
+		k.add("hot")
+		if len(k.index) > 8 || len(k.h.items) > 8 {
+			t.Fatalf("after %d keys: %d counters", i, len(k.h.items))
+		}
+	}
+	top := k.sorted(1, strings.Compare)
+	if top[0].key != "hot" || top[0].count-top[0].overcount > 10_000 || top[0].count < 10_000 {
+		t.Fatalf("heavy hitter: %+v", top[0])
+	}
+	for key, i := range k.index {
+		if k.h.items[i].key != key {
+			t.Fatalf("index out of step at %q", key)
+		}
+	}
+}
+
+// Where encoding/json accepts a line into the reference fields, the scanner accepts it and
+// reads the same; it never panics on anything.
+func FuzzDecode(f *testing.F) {
+	for _, l := range readLines(&testing.T{}, realLog) {
+		f.Add(l)
+	}
+	f.Add([]byte(`{"type":"response","error":"a\"b","request":{"path":"x\\\\"}}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		var e Entry
+		err := decodeEntry(line, &e)
+		var ref reference
+		// encoding/json matches keys case-insensitively and lets a repeated key win; Vault
+		// writes each key once, in lower case, which is what the scanner reads.
+		if json.Unmarshal(line, &ref) != nil || !bytes.Equal(bytes.ToLower(line), line) || hasRepeatedKey(line) {
+			return
+		}
+		if ref.Time != "" {
+			if _, perr := time.Parse(time.RFC3339Nano, ref.Time); perr != nil {
+				return
+			}
+		}
+		if err != nil {
+			t.Fatalf("refused a line encoding/json reads: %v\n%q", err, line)
+		}
+		if got, want := e.fields(), ref.fields(); !reflect.DeepEqual(got, want) {
+			t.Fatalf("%q:\n got %v\nwant %v", line, got, want)
+		}
+	})
+}
+
+// hasRepeatedKey reports a key name seen twice at the same depth (conservative: two
+// sibling objects with the same key count too).
+func hasRepeatedKey(line []byte) bool {
+	seen := map[string]bool{}
+	dec := json.NewDecoder(bytes.NewReader(line))
+	type frame struct{ obj, wantKey bool }
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		top := len(stack) - 1
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{', '[':
+				if top >= 0 && stack[top].obj {
+					stack[top].wantKey = true
+				}
+				stack = append(stack, frame{obj: v == '{', wantKey: v == '{'})
+			default:
+				stack = stack[:top]
+				if len(stack) > 0 && stack[len(stack)-1].obj {
+					stack[len(stack)-1].wantKey = true
+				}
+			}
+			continue
+		case string:
+			if top >= 0 && stack[top].obj && stack[top].wantKey {
+				key := fmt.Sprintf("%d/%s", len(stack), v)
+				if seen[key] {
+					return true
+				}
+				seen[key] = true
+				stack[top].wantKey = false
+				continue
+			}
+		}
+		if top >= 0 && stack[top].obj {
+			stack[top].wantKey = true
+		}
+	}
+}
