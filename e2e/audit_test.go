@@ -19,7 +19,6 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -157,31 +156,11 @@ func TestAuditAnalyzeReportsFailedLoginsByRole(t *testing.T) {
 // file_path stdout puts the entries there, between the server's own messages.
 func TestAuditAnalyzeFromPods(t *testing.T) {
 	const ns = "audit-pods"
-	ctx := context.Background()
 	cs := kube(t)
 	ensureNamespace(t, cs, ns)
 	t.Cleanup(func() { deleteNamespace(t, cs, ns) })
 
-	caPEM, crtPEM, keyPEM := issueServerCert(t, []string{"vault-0.vault-internal", "localhost"}, []string{"127.0.0.1"})
-	mustCreate(t, "Secret", func() error {
-		_, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "runner-tls"}, Type: corev1.SecretTypeTLS,
-			Data: map[string][]byte{"tls.crt": crtPEM, "tls.key": keyPEM, "ca.crt": caPEM},
-		}, metav1.CreateOptions{})
-		return err
-	})
-	mustCreate(t, "ConfigMap", func() error {
-		_, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Name: "vault-config"}, Data: map[string]string{"vault.hcl": runnerHCL},
-		}, metav1.CreateOptions{})
-		return err
-	})
-	createVaultRBACAndService(t, cs, ns)
-	claimPVs(t, cs, ns, []string{"data-vault-0"})
-	mustCreate(t, "StatefulSet", func() error {
-		_, err := cs.AppsV1().StatefulSets(ns).Create(ctx, runnerStatefulSet(), metav1.CreateOptions{})
-		return err
-	})
+	caPEM := createRunnerVault(t, cs, ns)
 	waitPodRunning(t, cs, ns, "vault-0", "", true)
 	vc := portForwardVault(t, ns, "vault-0", caPEM)
 	init, err := vc.Sys().Init(&vaultapi.InitRequest{SecretShares: 1, SecretThreshold: 1})
