@@ -63,26 +63,7 @@ func TestRunnerVaultPodLifecycle(t *testing.T) {
 	ensureNamespace(t, cs, ns)
 	t.Cleanup(func() { deleteNamespace(t, cs, ns) })
 
-	caPEM, crtPEM, keyPEM := issueServerCert(t, []string{"vault-0.vault-internal", "localhost"}, []string{"127.0.0.1"})
-	mustCreate(t, "Secret", func() error {
-		_, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Name: "runner-tls"}, Type: corev1.SecretTypeTLS,
-			Data: map[string][]byte{"tls.crt": crtPEM, "tls.key": keyPEM, "ca.crt": caPEM},
-		}, metav1.CreateOptions{})
-		return err
-	})
-	mustCreate(t, "ConfigMap", func() error {
-		_, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Name: "vault-config"}, Data: map[string]string{"vault.hcl": runnerHCL},
-		}, metav1.CreateOptions{})
-		return err
-	})
-	createVaultRBACAndService(t, cs, ns)
-	claimPVs(t, cs, ns, []string{"data-vault-0"})
-	mustCreate(t, "StatefulSet", func() error {
-		_, err := cs.AppsV1().StatefulSets(ns).Create(ctx, runnerStatefulSet(), metav1.CreateOptions{})
-		return err
-	})
+	caPEM := createRunnerVault(t, cs, ns)
 
 	// The pod runs a real process: Running on its loopback address, Ready from its probe.
 	pod := waitPodRunning(t, cs, ns, "vault-0", "", true)
@@ -216,6 +197,35 @@ func TestRunnerVaultPodLifecycle(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// createRunnerVault creates, in ns, the one-pod Vault StatefulSet the runner turns into a real
+// `vault server` process (its TLS Secret, config, RBAC, Service and volume), and returns the CA
+// of its server certificate.
+func createRunnerVault(t *testing.T, cs kubernetes.Interface, ns string) []byte {
+	t.Helper()
+	ctx := context.Background()
+	caPEM, crtPEM, keyPEM := issueServerCert(t, []string{"vault-0.vault-internal", "localhost"}, []string{"127.0.0.1"})
+	mustCreate(t, "Secret", func() error {
+		_, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "runner-tls"}, Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{"tls.crt": crtPEM, "tls.key": keyPEM, "ca.crt": caPEM},
+		}, metav1.CreateOptions{})
+		return err
+	})
+	mustCreate(t, "ConfigMap", func() error {
+		_, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: "vault-config"}, Data: map[string]string{"vault.hcl": runnerHCL},
+		}, metav1.CreateOptions{})
+		return err
+	})
+	createVaultRBACAndService(t, cs, ns)
+	claimPVs(t, cs, ns, []string{"data-vault-0"})
+	mustCreate(t, "StatefulSet", func() error {
+		_, err := cs.AppsV1().StatefulSets(ns).Create(ctx, runnerStatefulSet(), metav1.CreateOptions{})
+		return err
+	})
+	return caPEM
 }
 
 func runnerStatefulSet() *appsv1.StatefulSet {

@@ -23,6 +23,7 @@ import (
 	vaultapi "github.com/hashicorp/vault/api"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/vaultctl/vaultctl/auditlog"
 	"github.com/vaultctl/vaultctl/phases"
 )
 
@@ -275,6 +276,36 @@ func TestExternalVaultInstallAccessAndIdempotence(t *testing.T) {
 			if bytes.Contains(b, []byte("pw-production-db-credentials")) {
 				t.Errorf("%s holds the secret's plaintext", f)
 			}
+		}
+	})
+
+	// The kubernetes-auth phase listed "role" in audit_non_hmac_request_keys, so the audit log
+	// written by the subtest above names the role the two refused ServiceAccounts asked for.
+	t.Run("audit analyze reports the refused logins under their role", func(t *testing.T) {
+		res := vaultctl(t, "audit", "analyze", "-o", "json", "--top", "1000", filepath.Join(auditDir, "audit.log"))
+		var out struct {
+			Report auditlog.Report `json:"report"`
+		}
+		if err := json.Unmarshal([]byte(res.Stdout), &out); err != nil || res.Code != 1 {
+			t.Fatalf("want the JSON report and exit 1: %v\n%s", err, res)
+		}
+		var got []string
+		var refused int64
+		for _, f := range out.Report.AuthFailures {
+			got = append(got, fmt.Sprintf("%d %s %s %q", f.Count, f.Mount, f.Role, f.Error))
+			if f.Mount == "auth/kubernetes/" && f.Role == "webapp-production" && !f.RoleHMAC {
+				refused += f.Count
+			}
+		}
+		if refused != 2 {
+			t.Errorf("failed logins for role webapp-production: %d, want 2 (production/other-sa, staging/webapp-sa): %v", refused, got)
+		}
+		denied := false
+		for _, d := range out.Report.Denied {
+			denied = denied || (d.Path == "secret/data/production/other" && d.Operation == "read" && strings.HasPrefix(d.Client, "sa:production/webapp-sa") && len(d.Policies) > 0)
+		}
+		if !denied {
+			t.Errorf("the denied read of production/other is missing: %+v", out.Report.Denied)
 		}
 	})
 

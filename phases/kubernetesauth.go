@@ -87,12 +87,18 @@ func (p *KubernetesAuth) observe(ctx context.Context) ([]step, []string, error) 
 	if err != nil {
 		return nil, nil, vaultErr("listing auth methods", err)
 	}
+	var tune vault.AuthTune
 	if m, ok := auths[path+"/"]; !ok {
 		steps = append(steps, step{change: Change{Create, "auth method kubernetes at " + path + "/", ""}, apply: func(ctx context.Context) error {
 			return v.EnableAuthMethod(ctx, path, vault.MountInfo{Type: "kubernetes", Description: "Kubernetes auth managed by vaultctl"})
 		}})
 	} else if m.Type != "kubernetes" {
 		return nil, nil, Fail("choose another kubernetesAuth.path", "auth path %s/ is taken by a %s auth method", path, m.Type)
+	} else if tune, err = v.ReadAuthTune(ctx, path); err != nil {
+		return nil, nil, vaultErr("reading sys/auth/"+path+"/tune", err)
+	}
+	if s := auditRoleStep(v, path, tune); s != nil {
+		steps = append(steps, *s)
 	}
 	s, err := p.authConfig(ctx, v)
 	if err != nil {
@@ -102,6 +108,30 @@ func (p *KubernetesAuth) observe(ctx context.Context) ([]step, []string, error) 
 		steps = append(steps, *s)
 	}
 	return steps, []string{fmt.Sprintf("auth/%s, %s", path, p.In.Auth.TokenReviewer)}, nil
+}
+
+// auditClearKeys are the login request keys audit devices must log in clear: without "role",
+// Vault HMACs it and a failed login (which carries no identity) cannot be attributed, so
+// `vaultctl audit analyze` could not say which role pods fail at. The JWT stays HMAC'd.
+var auditClearKeys = []string{"role"}
+
+// auditRoleStep returns the tune that adds auditClearKeys to the mount's
+// audit_non_hmac_request_keys, keeping the keys someone else listed.
+func auditRoleStep(v vault.AuthMethods, path string, cur vault.AuthTune) *step {
+	want := slices.Clone(cur.AuditNonHMACRequestKeys)
+	var missing []string
+	for _, k := range auditClearKeys {
+		if !slices.Contains(want, k) {
+			want = append(want, k)
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return &step{change: Change{Update, "sys/auth/" + path + "/tune", "audit_non_hmac_request_keys += " + strings.Join(missing, ",") + " (failed logins name their role in the audit log)"}, apply: func(ctx context.Context) error {
+		return v.TuneAuthMethod(ctx, path, vault.AuthTune{AuditNonHMACRequestKeys: want})
+	}}
 }
 
 // ensureServiceAccount returns a step creating ns/name when it is missing.

@@ -187,6 +187,39 @@ func TestKubernetesAuthConfiguresAndRepairsARotatedCA(t *testing.T) {
 	}
 }
 
+func TestKubernetesAuthLogsTheRoleOfLoginsInClear(t *testing.T) {
+	r := newRig(t, nil)
+	r.useRootToken()
+	ctx := context.Background()
+	mount := r.cfg.KubernetesAuth.Path
+	if d := r.check("kubernetes-auth"); !strings.Contains(changesOf(d), "sys/auth/"+mount+"/tune") {
+		t.Fatalf("first plan does not tune the mount: %s", changesOf(d))
+	}
+	r.apply("kubernetes-auth")
+	tune, err := r.vault.RootClient().ReadAuthTune(ctx, mount)
+	if err != nil || !slices.Equal(tune.AuditNonHMACRequestKeys, []string{"role"}) {
+		t.Fatalf("tune after apply: %+v, %v; want audit_non_hmac_request_keys [role]", tune, err)
+	}
+	if d := r.check("kubernetes-auth"); !d.Empty() {
+		t.Fatalf("second plan: %s", changesOf(d))
+	}
+	// Keys someone else listed are kept; a tune that lost "role" is repaired.
+	if err := r.vault.RootClient().TuneAuthMethod(ctx, mount, vault.AuthTune{AuditNonHMACRequestKeys: []string{"username"}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := r.check("kubernetes-auth"); !strings.Contains(changesOf(d), "audit_non_hmac_request_keys += role") {
+		t.Fatalf("drifted tune not seen: %s", changesOf(d))
+	}
+	r.apply("kubernetes-auth")
+	tune, _ = r.vault.RootClient().ReadAuthTune(ctx, mount)
+	if !slices.Equal(tune.AuditNonHMACRequestKeys, []string{"username", "role"}) {
+		t.Fatalf("tune after repair: %+v, want [username role]", tune)
+	}
+	if d := r.check("kubernetes-auth"); !d.Empty() {
+		t.Fatalf("plan after repair: %s", changesOf(d))
+	}
+}
+
 func TestBootstrapRevokesTheRootTokenOnlyAfterTheAdminLoginWorks(t *testing.T) {
 	r := newRig(t, nil)
 	ctx := context.Background()

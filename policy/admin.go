@@ -12,19 +12,20 @@ type AdminScope struct {
 // the vaultctl ServiceAccount holds these rights, so they stop at what vaultctl manages.
 func Admin(s AdminScope) string {
 	rules := map[string][]string{
-		"sys/auth":                       {"read"},
-		"sys/auth/" + s.AuthPath:         {"create", "read", "update", "sudo"},
-		"auth/" + s.AuthPath + "/*":      {"create", "read", "update", "delete", "list"},
-		"sys/policies/acl":               {"list"},
-		"sys/policies/acl/*":             {"create", "read", "update", "delete", "list"},
-		"sys/capabilities":               {"update"},
-		"sys/mounts":                     {"read"},
-		"sys/audit":                      {"read", "sudo"},
-		"sys/audit/*":                    {"create", "read", "update", "delete", "sudo"},
-		"sys/storage/raft/configuration": {"read"},
-		"sys/storage/raft/autopilot/*":   {"read", "update"},
-		"sys/leases/lookup/*":            {"list", "sudo"},
-		"sys/leases/revoke-prefix/*":     {"update", "sudo"},
+		"sys/auth":                         {"read"},
+		"sys/auth/" + s.AuthPath:           {"create", "read", "update", "sudo"},
+		"sys/auth/" + s.AuthPath + "/tune": {"read", "update", "sudo"}, // audit_non_hmac_request_keys
+		"auth/" + s.AuthPath + "/*":        {"create", "read", "update", "delete", "list"},
+		"sys/policies/acl":                 {"list"},
+		"sys/policies/acl/*":               {"create", "read", "update", "delete", "list"},
+		"sys/capabilities":                 {"update"},
+		"sys/mounts":                       {"read"},
+		"sys/audit":                        {"read", "sudo"},
+		"sys/audit/*":                      {"create", "read", "update", "delete", "sudo"},
+		"sys/storage/raft/configuration":   {"read"},
+		"sys/storage/raft/autopilot/*":     {"read", "update"},
+		"sys/leases/lookup/*":              {"list", "sudo"},
+		"sys/leases/revoke-prefix/*":       {"update", "sudo"},
 	}
 	mount := func(m string, caps ...string) {
 		rules["sys/mounts/"+m] = []string{"create", "read", "update"}

@@ -151,6 +151,12 @@ func TestEveryCommandFailingWithJSONPrintsOneDocument(t *testing.T) {
 		{[]string{"check", "--explain", "nosuch"}, "check", 2},
 		{[]string{"init", "--non-interactive", "-f", filepath.Join(dir, "new.yaml")}, "init", 2},
 		{[]string{"completion", "pwsh"}, "completion", 2},
+		{[]string{"audit", "anlyze"}, "audit", 2},
+		{[]string{"audit", "analyze"}, "audit analyze", 2},
+		{[]string{"audit", "analyze", filepath.Join(dir, "missing.log")}, "audit analyze", 2},
+		{[]string{"audit", "analyze", "--since", "yesterday", "-"}, "audit analyze", 2},
+		{[]string{"audit", "analyze", "--hours", "8-19", "-"}, "audit analyze", 2},
+		{[]string{"audit", "analyze", "--from-pods", "x.log"}, "audit analyze", 2},
 	} {
 		args := tc.args
 		if args[0] != "-o" {

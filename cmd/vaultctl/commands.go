@@ -67,6 +67,7 @@ func newRootCmd(opts *rootOptions) *cobra.Command {
 		newCheckCmd(opts),
 		newInitCmd(opts),
 		newMigrateCmd(opts),
+		newAuditCmd(opts),
 	)
 	// Added now rather than when cobra runs, so that it refuses a mistyped shell like the
 	// other groups do.

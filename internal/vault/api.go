@@ -35,6 +35,18 @@ type AuthMethods interface {
 	// Login writes body to auth/<mount>/login and returns the client token (an error when
 	// Vault returns none). It is sent without the client's token, which it leaves unchanged.
 	Login(ctx context.Context, mount string, body map[string]any) (string, error)
+	// ReadAuthTune reads the tuning vaultctl manages of the auth method at path
+	// (sys/auth/<path>/tune); an error when there is no such method.
+	ReadAuthTune(ctx context.Context, path string) (AuthTune, error)
+	// TuneAuthMethod writes t (sys/auth/<path>/tune); settings it does not name are kept.
+	TuneAuthMethod(ctx context.Context, path string, t AuthTune) error
+}
+
+// AuthTune is the part of an auth method's tuning vaultctl manages.
+type AuthTune struct {
+	// AuditNonHMACRequestKeys are the request data keys audit devices log in clear, e.g.
+	// "role", so that a failed login names the role it asked for.
+	AuditNonHMACRequestKeys []string
 }
 
 // AuthRoles reads and writes an auth method's roles and its config (auth/<mount>/role/*,

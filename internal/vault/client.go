@@ -232,6 +232,26 @@ func (c *httpClient) Login(ctx context.Context, mount string, body map[string]an
 	return s.Auth.ClientToken, nil
 }
 
+func (c *httpClient) ReadAuthTune(ctx context.Context, path string) (AuthTune, error) {
+	// sys/auth/<path>/tune rather than vaultapi's sys/mounts/auth/<path>/tune: the admin
+	// policy grants the former.
+	d, err := c.read(ctx, "sys/auth/"+strings.Trim(path, "/")+"/tune")
+	if err != nil {
+		return AuthTune{}, err
+	}
+	keys := stringList(d["audit_non_hmac_request_keys"])
+	if len(keys) == 0 {
+		keys = nil
+	}
+	return AuthTune{AuditNonHMACRequestKeys: keys}, nil
+}
+
+func (c *httpClient) TuneAuthMethod(ctx context.Context, path string, t AuthTune) error {
+	// Only the keys given are sent: vaultapi's MountConfigInput would send zero TTLs too.
+	_, err := c.write(ctx, "sys/auth/"+strings.Trim(path, "/")+"/tune", map[string]any{"audit_non_hmac_request_keys": t.AuditNonHMACRequestKeys})
+	return err
+}
+
 // AuthRoles
 
 func (c *httpClient) ReadRole(ctx context.Context, mount, name string) (map[string]any, error) {

@@ -97,6 +97,7 @@ type fakeLease struct {
 
 type fakeAuth struct {
 	info   MountInfo
+	tune   AuthTune
 	roles  map[string]map[string]any
 	config map[string]any
 }
@@ -502,6 +503,37 @@ func (c *fakeClient) EnableAuthMethod(ctx context.Context, path string, m MountI
 		return c.errorf(400, "POST", p, "path is already in use at "+key)
 	}
 	c.s.auths[key] = &fakeAuth{info: copyMountInfo(m), roles: map[string]map[string]any{}}
+	return nil
+}
+
+func (c *fakeClient) ReadAuthTune(ctx context.Context, path string) (AuthTune, error) {
+	m := trimPath(path)
+	p := "sys/auth/" + m + "/tune"
+	defer c.done()
+	if err := c.call(ctx, "ReadAuthTune", m, "GET", p, true); err != nil {
+		return AuthTune{}, err
+	}
+	a := c.s.auths[m+"/"]
+	if a == nil {
+		return AuthTune{}, c.errorf(400, "GET", p, fmt.Sprintf("cannot fetch sysview for path %q", "auth/"+m+"/"))
+	}
+	return AuthTune{AuditNonHMACRequestKeys: slices.Clone(a.tune.AuditNonHMACRequestKeys)}, nil
+}
+
+func (c *fakeClient) TuneAuthMethod(ctx context.Context, path string, t AuthTune) error {
+	m := trimPath(path)
+	p := "sys/auth/" + m + "/tune"
+	defer c.done()
+	if err := c.call(ctx, "TuneAuthMethod", m, "POST", p, true); err != nil {
+		return err
+	}
+	a := c.s.auths[m+"/"]
+	if a == nil {
+		return c.errorf(400, "POST", p, fmt.Sprintf("cannot fetch sysview for path %q", "auth/"+m+"/"))
+	}
+	if t.AuditNonHMACRequestKeys != nil {
+		a.tune.AuditNonHMACRequestKeys = slices.Clone(t.AuditNonHMACRequestKeys)
+	}
 	return nil
 }
 

@@ -47,6 +47,7 @@ func Contract(t *testing.T, dial DialFunc) {
 	}{
 		{"Policies", policies},
 		{"AuthMethods", authMethods},
+		{"AuthTune", authTune},
 		{"ApproleRoles", approleRoles},
 		{"KubernetesRolesAndConfig", kubernetesRoles},
 		{"Mounts", mounts},
@@ -622,4 +623,28 @@ func unauthenticated(t *testing.T, _ vault.Client, d vault.Dialer) {
 	}
 	_, err = anon.Init(ctx, &vaultapi.InitRequest{SecretShares: 1, SecretThreshold: 1, RecoveryShares: 1, RecoveryThreshold: 1})
 	wantStatus(t, "Init of an initialized Vault", err, 400)
+}
+
+// authTune: audit_non_hmac_request_keys round-trips, a second tune with the same keys reads
+// back the same, and a missing method is an error, not an empty tune.
+func authTune(t *testing.T, c vault.Client, _ vault.Dialer) {
+	ctx := ctx(t)
+	mount := unique("ct-tune")
+	must(t, "EnableAuthMethod", c.EnableAuthMethod(ctx, mount, vault.MountInfo{Type: "kubernetes"}))
+	tune, err := c.ReadAuthTune(ctx, mount)
+	must(t, "ReadAuthTune", err)
+	if len(tune.AuditNonHMACRequestKeys) != 0 {
+		t.Fatalf("ReadAuthTune of a new method = %+v, want no audit_non_hmac_request_keys", tune)
+	}
+	for range 2 {
+		must(t, "TuneAuthMethod", c.TuneAuthMethod(ctx, mount, vault.AuthTune{AuditNonHMACRequestKeys: []string{"role"}}))
+		tune, err = c.ReadAuthTune(ctx, mount)
+		must(t, "ReadAuthTune", err)
+		if !slices.Equal(tune.AuditNonHMACRequestKeys, []string{"role"}) {
+			t.Fatalf("ReadAuthTune after tuning = %+v, want audit_non_hmac_request_keys [role]", tune)
+		}
+	}
+	if _, err := c.ReadAuthTune(ctx, unique("ct-missing")); err == nil {
+		t.Fatal("ReadAuthTune of a missing method: no error")
+	}
 }
