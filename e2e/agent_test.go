@@ -499,7 +499,7 @@ func TestAgentWrongServiceAccountThenRoleFixed(t *testing.T) {
 }
 
 // A policy on the KV v2 logical path (no data/) lets the agent log in but not read: the pod
-// stays Init:0/1 with the 403 in the log.
+// stays Init:0/1 with the 403 in the log. Deleting it stops the agent that keeps retrying.
 func TestAgentPolicyWithoutDataPrefixIs403(t *testing.T) {
 	t.Parallel()
 	a := newAgentCase(t, "nodata")
@@ -517,6 +517,24 @@ func TestAgentPolicyWithoutDataPrefixIs403(t *testing.T) {
 	if e := a.effective("app", "app"); len(e.Files["/vault/secrets/conf"]) != 0 {
 		t.Errorf("nothing may be rendered: %q", e.Files["/vault/secrets/conf"])
 	}
+
+	// Deleting the stuck pod stops its init agent.
+	pid := sandbox.ContainerPID(sb.Dir, a.ns, "app", "vault-agent-init")
+	if pid == 0 || !processAlive(pid) {
+		t.Fatalf("no running vault-agent-init process (pid %d)", pid)
+	}
+	if err := a.cs.CoreV1().Pods(a.ns).Delete(a.ctx, "app", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, "deleted pod gone with its init agent", func() error {
+		if processAlive(pid) {
+			return fmt.Errorf("vault-agent-init (pid %d) still runs", pid)
+		}
+		if _, err := a.cs.CoreV1().Pods(a.ns).Get(a.ctx, "app", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("pod still there (%v)", err)
+		}
+		return nil
+	})
 }
 
 // A binary value stored base64 in KV and rendered with base64Decode arrives byte for byte,

@@ -121,12 +121,6 @@ func isJobPod(pod *corev1.Pod) bool {
 // syncInjected advances an injected pod: the next init container, or the containers once every
 // init container completed; then the status.
 func (r *runner) syncInjected(ctx context.Context, pod *corev1.Pod, p *podProc) error {
-	if !p.prepared {
-		if err := r.preparePodDir(pod, p); err != nil {
-			return err
-		}
-		p.prepared = true
-	}
 	initialized := true
 	for i := range pod.Spec.InitContainers {
 		c := &pod.Spec.InitContainers[i]

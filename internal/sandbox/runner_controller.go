@@ -272,6 +272,13 @@ func (r *runner) sync(ctx context.Context, key string) error {
 		r.forget(ctx, p, true)
 		return nil
 	}
+	if p.injected && !p.prepared {
+		// Before the kwok Logs object points at this pod's log files.
+		if err := r.preparePodDir(pod, p); err != nil {
+			return err
+		}
+		p.prepared = true
+	}
 	if p.injected {
 		if err := r.writeAgentHosts(pod, p); err != nil {
 			return fmt.Errorf("/etc/hosts: %w", err)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,8 +84,16 @@ func (r *runner) startContainer(ctx context.Context, pod *corev1.Pod, p *podProc
 func (r *runner) preparePodDir(pod *corev1.Pod, p *podProc) error {
 	uidFile := filepath.Join(p.dir, "uid")
 	if b, _ := os.ReadFile(uidFile); string(b) != string(pod.UID) {
-		for _, sub := range []string{"volumes", "effective"} {
-			if err := os.RemoveAll(filepath.Join(p.dir, sub)); err != nil {
+		stale := []string{filepath.Join(p.dir, "volumes"), filepath.Join(p.dir, "effective")}
+		if p.injected {
+			// An earlier pod's container logs are not this pod's --previous.
+			for _, c := range append(slices.Clone(pod.Spec.InitContainers), pod.Spec.Containers...) {
+				cur, prev := r.criLogs(p, c.Name)
+				stale = append(stale, cur, prev)
+			}
+		}
+		for _, path := range stale {
+			if err := os.RemoveAll(path); err != nil {
 				return err
 			}
 		}
