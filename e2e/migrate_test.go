@@ -15,10 +15,13 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/vaultctl/vaultctl/internal/sandbox"
@@ -221,6 +224,14 @@ func TestMigrateNamespaceEndToEnd(t *testing.T) {
 	e := newMigrateEstate(t, vns)
 	cs := kube(t)
 	ctx := context.Background()
+	t.Run("proof-catches-a-broken-role", func(t *testing.T) {
+		t.Parallel()
+		testMigrateProofCatchesABrokenRole(t, e)
+	})
+	t.Run("rolled-back-by-itself", func(t *testing.T) {
+		t.Parallel()
+		testMigrateRolledBackByItself(t, e)
+	})
 	for i, kp := range migrateKillPoints {
 		t.Run("killed-at-"+kp.name, func(t *testing.T) {
 			t.Parallel()
@@ -544,4 +555,132 @@ func testMigrateKilled(t *testing.T, e *migrateEstate, i int, kp killPoint) {
 	if _, r := e.migrate(t, ns, "--plan", entry); r.Code != 0 {
 		t.Errorf("plan after the re-run: exit %d, want 0\n%s", r.Code, r)
 	}
+}
+
+// Issue 18's "Done when": a role that cannot work is caught by the proof before any workload
+// changes. Here a hand-made restriction on the role migrate will use (token_bound_cidrs, which
+// migrate does not manage) refuses the logins; after it is lifted, the same run succeeds.
+func testMigrateProofCatchesABrokenRole(t *testing.T, e *migrateEstate) {
+	cs := kube(t)
+	ctx := context.Background()
+	const ns = "mig-proof"
+	e.appNamespace(t, cs, ns)
+	createObjects(t, cs, migrateNamespaceObjects(t, ns))
+	entry := `--entrypoint=Deployment/worker:run=["/usr/bin/worker"]`
+	orig := templatesOf(t, cs, ns)
+	v := adminClient(t, e.vc.Addrs[0], e.vns)
+	role := migrate.VaultName(ns, migrate.WorkloadID{Kind: "Deployment", Name: "web"})
+	if _, err := v.Logical().WriteWithContext(ctx, "auth/kubernetes/role/"+role, map[string]any{
+		"bound_service_account_names": "web", "bound_service_account_namespaces": ns, "token_bound_cidrs": "10.99.99.99/32",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	doc, r := e.migrate(t, ns, "--yes", entry)
+	if r.Code != 1 || doc.Report == nil {
+		t.Fatalf("migrate with a role that refuses logins: exit %d, want 1\n%s", r.Code, r)
+	}
+	var web migrate.WorkloadOutcome
+	for _, w := range doc.Report.Workloads {
+		if w.Workload == "Deployment/web" {
+			web = w
+		}
+	}
+	if web.State != migrate.WorkloadFailed || !strings.Contains(web.Message, "proof") || !strings.Contains(web.Message, "refused") {
+		t.Errorf("Deployment/web: %+v, want failed at the proof with the refusal", web)
+	}
+	if got := templatesOf(t, cs, ns)["Deployment/web"]; got != orig["Deployment/web"] {
+		t.Error("Deployment/web was patched although its proof failed")
+	}
+	if _, err := v.Logical().WriteWithContext(ctx, "auth/kubernetes/role/"+role, map[string]any{"token_bound_cidrs": []string{}}); err != nil {
+		t.Fatal(err)
+	}
+	if doc, r := e.migrate(t, ns, "--yes", entry); r.Code != 0 {
+		t.Errorf("migrate after the role was fixed: exit %d\n%s", r.Code, r)
+	} else if len(doc.Report.Workloads) == 0 {
+		t.Error("nothing migrated after the fix")
+	}
+}
+
+// Issue 18's "Done when": a workload forced past the proof whose pods stay in Init:0/1 is rolled
+// back by itself. What the proof cannot see here is the injector: the one that selects this
+// namespace first gives the agents an address where no Vault listens.
+func testMigrateRolledBackByItself(t *testing.T, e *migrateEstate) {
+	cs := kube(t)
+	ctx := context.Background()
+	const ns, sys = "mig-broken", "mig-broken-sys"
+	ensureNamespace(t, cs, sys)
+	t.Cleanup(func() { deleteNamespace(t, cs, sys) })
+	brokenInjector(t, cs, sys, map[string]string{"e2e.vaultctl.io/broken": "true"})
+	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: ns, Labels: map[string]string{injectorLabel: e.vns, "e2e.vaultctl.io/broken": "true"}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteNamespace(t, cs, ns) })
+	createObjects(t, cs, migrateNamespaceObjects(t, ns))
+	views(t, cs, ns, false, 2*time.Minute) // the workloads run before
+	orig := templatesOf(t, cs, ns)
+	doc, r := e.migrate(t, ns, "--yes", "--rollout-timeout", "40s", `--entrypoint=Deployment/worker:run=["/usr/bin/worker"]`)
+	if r.Code != 1 || doc.Report == nil {
+		t.Fatalf("migrate with agents that cannot reach Vault: exit %d, want 1\n%s", r.Code, r)
+	}
+	for _, w := range doc.Report.Workloads {
+		if w.Workload == "CronJob/backup" {
+			continue // nothing runs until its schedule: nothing to wait for
+		}
+		if w.State != migrate.WorkloadFailed || !strings.Contains(w.Message, "rolled back by itself") {
+			t.Errorf("%s: %+v, want rolled back by itself", w.Workload, w)
+		}
+	}
+	got := templatesOf(t, cs, ns)
+	for _, id := range []string{"Deployment/web", "Deployment/worker", "StatefulSet/postgres"} {
+		if got[id] != orig[id] {
+			t.Errorf("%s was not rolled back to its original template", id)
+		}
+	}
+	views(t, cs, ns, false, 2*time.Minute) // and they run as before
+}
+
+// brokenInjector registers an injector (kwok-faked, as the sandbox emulates them) whose agents
+// address a port where nothing listens; its configuration's name sorts before the estates'.
+func brokenInjector(t *testing.T, cs kubernetes.Interface, ns string, nsLabels map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	labels := map[string]string{"app.kubernetes.io/name": "vault-agent-injector", "app.kubernetes.io/instance": "broken"}
+	_, err := cs.AppsV1().Deployments(ns).Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "broken-injector", Labels: labels},
+		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: corev1.PodTemplateSpec{
+			ObjectMeta: metav1.ObjectMeta{Labels: labels},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "sidecar-injector", Image: "hashicorp/vault-k8s:1.7.2", Env: []corev1.EnvVar{
+				{Name: "AGENT_INJECT_VAULT_ADDR", Value: "https://127.0.0.1:9"},
+				{Name: "AGENT_INJECT_VAULT_AUTH_PATH", Value: "auth/kubernetes"},
+				{Name: "AGENT_INJECT_VAULT_IMAGE", Value: "hashicorp/vault:1.21.1"},
+			}}}},
+		}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "broken-injector"},
+		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "https", Port: 443, TargetPort: intstr.FromInt32(8080)}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	none, ignore := admissionregistrationv1.SideEffectClassNone, admissionregistrationv1.Ignore
+	name := "aaa-" + ns + "-injector-cfg"
+	if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:         "vault.hashicorp.com",
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Namespace: ns, Name: "broken-injector", Path: ptr("/mutate")}},
+			Rules: []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}},
+			NamespaceSelector: &metav1.LabelSelector{MatchLabels: nsLabels},
+			SideEffects:       &none, FailurePolicy: &ignore, AdmissionReviewVersions: []string{"v1"}, TimeoutSeconds: ptr(int32(2)),
+		}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
 }
