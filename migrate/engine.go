@@ -540,6 +540,10 @@ func (e *Engine) Rollback(ctx context.Context, purge bool) (*Report, error) {
 		return nil, err
 	}
 	rep := &Report{}
+	// The label first: while it is set the admission policy refuses to recreate the Secrets.
+	if err := e.setLabel(ctx, false); err != nil {
+		return rep, err
+	}
 	secrets := e.Kube.CoreV1().Secrets(e.Namespace)
 	for _, name := range sortedKeys(j.Secrets) {
 		rec := j.Secrets[name]
@@ -630,9 +634,6 @@ func (e *Engine) Rollback(ctx context.Context, purge bool) (*Report, error) {
 				return rep, err
 			}
 		}
-	}
-	if err := e.setLabel(ctx, false); err != nil {
-		return rep, err
 	}
 	if j.Namespace.Labelled {
 		if err := e.Journal.PutNamespace(ctx, NamespaceRecord{Labelled: false}); err != nil {

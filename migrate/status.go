@@ -38,18 +38,30 @@ func (np *NamespacePlan) WithJournal(ctx context.Context, cs kubernetes.Interfac
 			continue
 		}
 		wp.State = string(rec.State)
-		if rec.State != WorkloadVerified || rec.PatchedHash == "" {
+		if rec.PatchedHash == "" || rec.State == WorkloadRolledBack {
 			continue
 		}
 		live, err := ReadTemplate(ctx, cs, j.namespace, id)
 		if err != nil {
 			return err
 		}
-		if TemplateHash(*live) == rec.PatchedHash {
-			*wp = WorkloadPlan{Kind: wp.Kind, Name: wp.Name, Action: WorkloadSkip, State: string(WorkloadVerified),
-				ServiceAccount: rec.ServiceAccount, Role: rec.Role, Policy: rec.Policy, KVPaths: rec.KVPaths,
-				Changes: []string{"already migrated: reads its secrets through the Vault Agent Injector (verified " + rec.At.Format("2006-01-02 15:04 MST") + ")"}}
+		if TemplateHash(*live) != rec.PatchedHash {
+			continue // changed since migrate patched it: planned from what it is now
 		}
+		done := WorkloadPlan{Kind: wp.Kind, Name: wp.Name, State: string(rec.State),
+			ServiceAccount: rec.ServiceAccount, Role: rec.Role, Policy: rec.Policy, KVPaths: rec.KVPaths}
+		if rec.State == WorkloadVerified {
+			done.Action = WorkloadSkip
+			done.Changes = []string{"already migrated: reads its secrets through the Vault Agent Injector (verified " + rec.At.Format("2006-01-02 15:04 MST") + ")"}
+		} else {
+			// Patched by a run that did not see its rollout through (killed, or it failed
+			// after the patch): it reads no Secret any more, so only the journal says it is
+			// still to verify. Its target is the template it runs.
+			done.Action = WorkloadMigrate
+			done.Changes = []string{"resuming: patched by an earlier run, its rollout is still to verify"}
+			np.Rewrites[id] = RewriteResult{Template: *live, Action: WorkloadMigrate}
+		}
+		*wp = done
 	}
 	return nil
 }
