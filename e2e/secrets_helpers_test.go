@@ -510,7 +510,13 @@ func checkSources(hs []haystack, sc scanScope) []string {
 				problems = append(problems, fmt.Sprintf("%s %s was not among those read", want.source, want.name))
 			}
 		}
-		if inNS[srcWorkload] == 0 {
+		migratedWorkloads := 0
+		for _, h := range hs {
+			if h.source == srcWorkload && strings.HasPrefix(h.name, m+"/") {
+				migratedWorkloads++
+			}
+		}
+		if migratedWorkloads == 0 {
 			problems = append(problems, "no workload of the migrated namespace "+m+" was read")
 		}
 	}

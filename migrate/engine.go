@@ -297,7 +297,9 @@ func (e *Engine) migrateWorkload(ctx context.Context, mount string, wp WorkloadP
 		return failed("reading the workload", err)
 	}
 	targetHash, liveHash := TemplateHash(target), TemplateHash(*live)
-	already := liveHash == targetHash
+	// The template migrate stored (defaults filled in by the API server) is in the journal; the
+	// target itself (from a resumed plan, the live template) may match too.
+	already := liveHash == targetHash || (prev.PatchedHash != "" && liveHash == prev.PatchedHash)
 	if already && prev.State == WorkloadVerified {
 		// Done by an earlier run: keep its access in place and confirm it still runs, and
 		// write nothing when both hold.
@@ -343,12 +345,12 @@ func (e *Engine) migrateWorkload(ctx context.Context, mount string, wp WorkloadP
 		return failed("journal", err)
 	}
 
-	changed, err := SetTemplate(ctx, e.Kube, e.Namespace, id, target)
+	changed, stored, err := SetTemplate(ctx, e.Kube, e.Namespace, id, target)
 	if err != nil {
 		return failed("patching the workload", err)
 	}
 	out.Changed = changed
-	rec.PatchedHash = targetHash
+	rec.PatchedHash = TemplateHash(stored)
 	if err := record(WorkloadPatched, ""); err != nil {
 		return failed("journal", err)
 	}
@@ -403,7 +405,7 @@ func (e *Engine) restoreWorkload(ctx context.Context, mount string, id WorkloadI
 	if b == nil {
 		return fmt.Errorf("no backup of %s in %s/%s", id, mount, BackupPrefix(e.Namespace))
 	}
-	if _, err = SetTemplate(ctx, e.Kube, e.Namespace, id, b.Template); err != nil {
+	if _, _, err = SetTemplate(ctx, e.Kube, e.Namespace, id, b.Template); err != nil {
 		return err
 	}
 	if id.Kind == "StatefulSet" {
@@ -612,7 +614,7 @@ func (e *Engine) Rollback(ctx context.Context, purge bool) (*Report, error) {
 			return rep, err
 		}
 		if b != nil {
-			changed, err := SetTemplate(ctx, e.Kube, e.Namespace, id, b.Template)
+			changed, _, err := SetTemplate(ctx, e.Kube, e.Namespace, id, b.Template)
 			switch {
 			case apierrors.IsNotFound(errors.Unwrap(err)):
 				o.Message = "the workload no longer exists; its original template stays in the backup"

@@ -11,7 +11,7 @@ func TestWithJournalResumesAPatchedWorkload(t *testing.T) {
 	ctx := context.Background()
 	r := newEngineRig(t)
 	id := WorkloadID{Kind: "Deployment", Name: "api"}
-	if _, err := SetTemplate(ctx, r.cs, "team-a", id, r.target); err != nil {
+	if _, _, err := SetTemplate(ctx, r.cs, "team-a", id, r.target); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.e.Journal.PutWorkload(ctx, id, WorkloadRecord{State: WorkloadPatched, ServiceAccount: "api", Role: "role-api", Policy: "pol-api",

@@ -7,9 +7,11 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
@@ -21,97 +23,151 @@ const FieldManager = "vaultctl-migrate"
 
 // ReadTemplate returns a workload's live pod template.
 func ReadTemplate(ctx context.Context, cs kubernetes.Interface, ns string, id WorkloadID) (*corev1.PodTemplateSpec, error) {
-	var t *corev1.PodTemplateSpec
-	err := withTemplate(ctx, cs, ns, id, false, func(pt *corev1.PodTemplateSpec) bool { t = pt.DeepCopy(); return false })
-	return t, err
+	w, err := getWorkload(ctx, cs, ns, id)
+	if apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("%s no longer exists in %s: %w", id, ns, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return w.template().DeepCopy(), nil
 }
 
-// SetTemplate replaces a workload's pod template with t (retrying on conflict) and reports
-// whether anything changed. Bare Pods cannot change their spec: they are recreated with the
-// new one, as a controller would.
-func SetTemplate(ctx context.Context, cs kubernetes.Interface, ns string, id WorkloadID, t corev1.PodTemplateSpec) (changed bool, err error) {
-	want := TemplateHash(t)
-	err = withTemplate(ctx, cs, ns, id, true, func(pt *corev1.PodTemplateSpec) bool {
-		if TemplateHash(*pt) == want {
-			return false
+// SetTemplate replaces a workload's pod template with t (retrying on conflict) and returns the
+// template the API server stored, defaults filled in. Whether anything changes is decided on
+// the server's own defaulting (a dry run first): a template read back never equals the one
+// written field for field, and a re-run must not count that as a change. Bare Pods cannot
+// change their spec: they are recreated with the new one, as a controller would.
+func SetTemplate(ctx context.Context, cs kubernetes.Interface, ns string, id WorkloadID, t corev1.PodTemplateSpec) (changed bool, stored corev1.PodTemplateSpec, err error) {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		w, err := getWorkload(ctx, cs, ns, id)
+		if err != nil {
+			return err
 		}
-		*pt = *t.DeepCopy()
-		changed = true
-		return true
-	})
-	return changed, err
-}
-
-// withTemplate reads the workload, hands its template to edit and, when edit returns true and
-// write is set, writes the workload back.
-func withTemplate(ctx context.Context, cs kubernetes.Interface, ns string, id WorkloadID, write bool, edit func(*corev1.PodTemplateSpec) bool) error {
-	opts := metav1.UpdateOptions{FieldManager: FieldManager}
-	get := metav1.GetOptions{}
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		switch id.Kind {
-		case "Deployment":
-			o, err := cs.AppsV1().Deployments(ns).Get(ctx, id.Name, get)
-			if err != nil {
-				return err
-			}
-			if edit(&o.Spec.Template) && write {
-				_, err = cs.AppsV1().Deployments(ns).Update(ctx, o, opts)
-			}
-			return err
-		case "StatefulSet":
-			o, err := cs.AppsV1().StatefulSets(ns).Get(ctx, id.Name, get)
-			if err != nil {
-				return err
-			}
-			if edit(&o.Spec.Template) && write {
-				_, err = cs.AppsV1().StatefulSets(ns).Update(ctx, o, opts)
-			}
-			return err
-		case "DaemonSet":
-			o, err := cs.AppsV1().DaemonSets(ns).Get(ctx, id.Name, get)
-			if err != nil {
-				return err
-			}
-			if edit(&o.Spec.Template) && write {
-				_, err = cs.AppsV1().DaemonSets(ns).Update(ctx, o, opts)
-			}
-			return err
-		case "CronJob":
-			o, err := cs.BatchV1().CronJobs(ns).Get(ctx, id.Name, get)
-			if err != nil {
-				return err
-			}
-			if edit(&o.Spec.JobTemplate.Spec.Template) && write {
-				_, err = cs.BatchV1().CronJobs(ns).Update(ctx, o, opts)
-			}
-			return err
-		case "Pod":
-			o, err := cs.CoreV1().Pods(ns).Get(ctx, id.Name, get)
-			if err != nil {
-				return err
-			}
-			t := corev1.PodTemplateSpec{ObjectMeta: podTemplateMeta(o.ObjectMeta), Spec: o.Spec}
-			t.Spec.NodeName = "" // the scheduler's, not the user's
-			if !edit(&t) || !write {
+		live := w.template().DeepCopy()
+		*w.template() = *t.DeepCopy()
+		if id.Kind == "Pod" {
+			// No dry run can replace a Pod: compare the fields migrate sets.
+			if equality.Semantic.DeepDerivative(t.Spec, live.Spec) && equality.Semantic.DeepDerivative(t.ObjectMeta, live.ObjectMeta) {
+				changed, stored = false, *live
 				return nil
 			}
-			return recreatePod(ctx, cs, o, t)
-		case "Job":
-			o, err := cs.BatchV1().Jobs(ns).Get(ctx, id.Name, get)
-			if err != nil {
-				return err
-			}
-			if edit(&o.Spec.Template) && write {
-				return fmt.Errorf("Job %s: a Job's pod template cannot be changed once created; re-create the Job from its manifest with the new template", id.Name)
-			}
+			changed, stored = true, t
+			return recreatePod(ctx, cs, w.pod, t)
+		}
+		if id.Kind == "Job" {
+			return fmt.Errorf("Job %s: a Job's pod template cannot be changed once created; re-create the Job from its manifest with the new template", id.Name)
+		}
+		dry, err := w.update(ctx, cs, true)
+		if err != nil {
+			return err
+		}
+		if TemplateHash(dry) == TemplateHash(*live) {
+			changed, stored = false, *live
 			return nil
 		}
-		return fmt.Errorf("%s: migrate does not patch a %s", id, id.Kind)
+		stored, err = w.update(ctx, cs, false)
+		changed = err == nil
+		return err
 	})
 	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("%s no longer exists in %s: %w", id, ns, err)
+		return false, corev1.PodTemplateSpec{}, fmt.Errorf("%s no longer exists in %s: %w", id, ns, err)
 	}
-	return err
+	return changed, stored, err
+}
+
+// workload is one live object that carries a pod template.
+type workload struct {
+	id  WorkloadID
+	obj any
+	pod *corev1.Pod
+	pt  *corev1.PodTemplateSpec
+}
+
+func (w *workload) template() *corev1.PodTemplateSpec { return w.pt }
+
+// update writes the object (a server-side dry run when dry) and returns the template stored.
+func (w *workload) update(ctx context.Context, cs kubernetes.Interface, dry bool) (corev1.PodTemplateSpec, error) {
+	opts := metav1.UpdateOptions{FieldManager: FieldManager}
+	if dry {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	switch o := w.obj.(type) {
+	case *appsv1.Deployment:
+		r, err := cs.AppsV1().Deployments(o.Namespace).Update(ctx, o, opts)
+		if err != nil {
+			return corev1.PodTemplateSpec{}, err
+		}
+		return r.Spec.Template, nil
+	case *appsv1.StatefulSet:
+		r, err := cs.AppsV1().StatefulSets(o.Namespace).Update(ctx, o, opts)
+		if err != nil {
+			return corev1.PodTemplateSpec{}, err
+		}
+		return r.Spec.Template, nil
+	case *appsv1.DaemonSet:
+		r, err := cs.AppsV1().DaemonSets(o.Namespace).Update(ctx, o, opts)
+		if err != nil {
+			return corev1.PodTemplateSpec{}, err
+		}
+		return r.Spec.Template, nil
+	case *batchv1.CronJob:
+		r, err := cs.BatchV1().CronJobs(o.Namespace).Update(ctx, o, opts)
+		if err != nil {
+			return corev1.PodTemplateSpec{}, err
+		}
+		return r.Spec.JobTemplate.Spec.Template, nil
+	}
+	return corev1.PodTemplateSpec{}, fmt.Errorf("%s: migrate does not patch a %s", w.id, w.id.Kind)
+}
+
+// getWorkload reads the workload and points at its pod template.
+func getWorkload(ctx context.Context, cs kubernetes.Interface, ns string, id WorkloadID) (*workload, error) {
+	get := metav1.GetOptions{}
+	w := &workload{id: id}
+	switch id.Kind {
+	case "Deployment":
+		o, err := cs.AppsV1().Deployments(ns).Get(ctx, id.Name, get)
+		if err != nil {
+			return nil, err
+		}
+		w.obj, w.pt = o, &o.Spec.Template
+	case "StatefulSet":
+		o, err := cs.AppsV1().StatefulSets(ns).Get(ctx, id.Name, get)
+		if err != nil {
+			return nil, err
+		}
+		w.obj, w.pt = o, &o.Spec.Template
+	case "DaemonSet":
+		o, err := cs.AppsV1().DaemonSets(ns).Get(ctx, id.Name, get)
+		if err != nil {
+			return nil, err
+		}
+		w.obj, w.pt = o, &o.Spec.Template
+	case "CronJob":
+		o, err := cs.BatchV1().CronJobs(ns).Get(ctx, id.Name, get)
+		if err != nil {
+			return nil, err
+		}
+		w.obj, w.pt = o, &o.Spec.JobTemplate.Spec.Template
+	case "Job":
+		o, err := cs.BatchV1().Jobs(ns).Get(ctx, id.Name, get)
+		if err != nil {
+			return nil, err
+		}
+		w.obj, w.pt = o, &o.Spec.Template
+	case "Pod":
+		o, err := cs.CoreV1().Pods(ns).Get(ctx, id.Name, get)
+		if err != nil {
+			return nil, err
+		}
+		t := corev1.PodTemplateSpec{ObjectMeta: podTemplateMeta(o.ObjectMeta), Spec: o.Spec}
+		t.Spec.NodeName = "" // the scheduler's, not the user's
+		w.obj, w.pod, w.pt = o, o, &t
+	default:
+		return nil, fmt.Errorf("%s: migrate does not read a %s", id, id.Kind)
+	}
+	return w, nil
 }
 
 // podTemplateMeta keeps what a Pod's template may carry: labels and annotations.

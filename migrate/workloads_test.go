@@ -28,11 +28,11 @@ func TestSetTemplateChangesOnceAndReadsBack(t *testing.T) {
 		&batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "once"}, Spec: batchv1.JobSpec{Template: wlTemplate("default")}},
 	)
 	for _, id := range []WorkloadID{{"Deployment", "api"}, {"CronJob", "report"}} {
-		changed, err := SetTemplate(ctx, cs, "ns", id, wlTemplate("api"))
+		changed, _, err := SetTemplate(ctx, cs, "ns", id, wlTemplate("api"))
 		if err != nil || !changed {
 			t.Fatalf("%s: first SetTemplate = %t, %v", id, changed, err)
 		}
-		if changed, err := SetTemplate(ctx, cs, "ns", id, wlTemplate("api")); err != nil || changed {
+		if changed, _, err := SetTemplate(ctx, cs, "ns", id, wlTemplate("api")); err != nil || changed {
 			t.Fatalf("%s: second SetTemplate = %t, %v; want no change", id, changed, err)
 		}
 		got, err := ReadTemplate(ctx, cs, "ns", id)
@@ -40,10 +40,10 @@ func TestSetTemplateChangesOnceAndReadsBack(t *testing.T) {
 			t.Fatalf("%s: ReadTemplate = %+v, %v", id, got, err)
 		}
 	}
-	if _, err := SetTemplate(ctx, cs, "ns", WorkloadID{"Job", "once"}, wlTemplate("api")); err == nil || !strings.Contains(err.Error(), "cannot be changed") {
+	if _, _, err := SetTemplate(ctx, cs, "ns", WorkloadID{"Job", "once"}, wlTemplate("api")); err == nil || !strings.Contains(err.Error(), "cannot be changed") {
 		t.Fatalf("SetTemplate on a Job = %v, want the immutability explained", err)
 	}
-	if _, err := SetTemplate(ctx, cs, "ns", WorkloadID{"Deployment", "gone"}, wlTemplate("api")); err == nil || !strings.Contains(err.Error(), "no longer exists") {
+	if _, _, err := SetTemplate(ctx, cs, "ns", WorkloadID{"Deployment", "gone"}, wlTemplate("api")); err == nil || !strings.Contains(err.Error(), "no longer exists") {
 		t.Fatalf("SetTemplate on a missing Deployment = %v", err)
 	}
 }
