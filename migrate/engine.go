@@ -345,7 +345,11 @@ func (e *Engine) migrateWorkload(ctx context.Context, mount string, wp WorkloadP
 		return failed("journal", err)
 	}
 
-	changed, stored, err := SetTemplate(ctx, e.Kube, e.Namespace, id, target)
+	changed, stored, err := SetTemplate(ctx, e.Kube, e.Namespace, id, target, func(tpl corev1.PodTemplateSpec) error {
+		// Recorded before the write: a run killed just after it finds the template its own.
+		rec.PatchedHash = TemplateHash(tpl)
+		return e.Journal.PutWorkload(ctx, id, rec)
+	})
 	if err != nil {
 		return failed("patching the workload", err)
 	}

@@ -38,7 +38,19 @@ func ReadTemplate(ctx context.Context, cs kubernetes.Interface, ns string, id Wo
 // the server's own defaulting (a dry run first): a template read back never equals the one
 // written field for field, and a re-run must not count that as a change. Bare Pods cannot
 // change their spec: they are recreated with the new one, as a controller would.
-func SetTemplate(ctx context.Context, cs kubernetes.Interface, ns string, id WorkloadID, t corev1.PodTemplateSpec) (changed bool, stored corev1.PodTemplateSpec, err error) {
+//
+// before, when set, is called with the template about to be stored, ahead of the write: the
+// engine records it in the journal first, so a run killed right after the write still knows
+// the workload is its own.
+func SetTemplate(ctx context.Context, cs kubernetes.Interface, ns string, id WorkloadID, t corev1.PodTemplateSpec, before ...func(corev1.PodTemplateSpec) error) (changed bool, stored corev1.PodTemplateSpec, err error) {
+	intend := func(tpl corev1.PodTemplateSpec) error {
+		for _, f := range before {
+			if err := f(tpl); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		w, err := getWorkload(ctx, cs, ns, id)
 		if err != nil {
@@ -53,6 +65,9 @@ func SetTemplate(ctx context.Context, cs kubernetes.Interface, ns string, id Wor
 				return nil
 			}
 			changed, stored = true, t
+			if err := intend(t); err != nil {
+				return err
+			}
 			return recreatePod(ctx, cs, w.pod, t)
 		}
 		if id.Kind == "Job" {
@@ -65,6 +80,9 @@ func SetTemplate(ctx context.Context, cs kubernetes.Interface, ns string, id Wor
 		if TemplateHash(dry) == TemplateHash(*live) {
 			changed, stored = false, *live
 			return nil
+		}
+		if err := intend(dry); err != nil {
+			return err
 		}
 		stored, err = w.update(ctx, cs, false)
 		changed = err == nil
