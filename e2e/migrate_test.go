@@ -532,8 +532,19 @@ func testMigrateKilled(t *testing.T, e *migrateEstate, i int, kp killPoint) {
 	e.migrateKilledAt(t, ns, kp, entry)
 	e.valuesSafe(t, ns, orig, "after the kill at "+kp.name)
 
+	killed, _ := cs.CoreV1().ConfigMaps(ns).Get(context.Background(), migrate.JournalConfigMap, metav1.GetOptions{})
 	doc, r := e.migrate(t, ns, "--yes", "--prune", entry)
 	if r.Code != 0 || doc.Report == nil || !doc.Report.Labelled {
+		if killed != nil {
+			for k, v := range killed.Data {
+				t.Logf("journal after the kill: %s = %s", k, v)
+			}
+		}
+		for _, id := range []migrate.WorkloadID{{Kind: "StatefulSet", Name: "postgres"}, {Kind: "CronJob", Name: "backup"}} {
+			if tpl, err := migrate.ReadTemplate(context.Background(), cs, ns, id); err == nil {
+				t.Logf("live %s template %s", id, migrate.TemplateHash(*tpl))
+			}
+		}
 		t.Fatalf("re-run after the kill at %s: exit %d\n%s", kp.name, r.Code, r)
 	}
 	e.valuesSafe(t, ns, orig, "after the re-run")

@@ -30,6 +30,19 @@ func (np *NamespacePlan) WithJournal(ctx context.Context, cs kubernetes.Interfac
 		}
 		sp.Consumers = mergeSorted(sp.Consumers, rec.Consumers)
 	}
+	// A workload migrate patched reads no Secret any more, so discovery leaves it out of the
+	// plan: the journal brings it back, to resume or to show as done.
+	planned := map[string]bool{}
+	for _, wp := range np.Plan.Workloads {
+		planned[WorkloadID{Kind: wp.Kind, Name: wp.Name}.String()] = true
+	}
+	for _, key := range sortedKeys(j.Workloads) {
+		id, err := ParseWorkload(key)
+		if err != nil || planned[key] || j.Workloads[key].PatchedHash == "" {
+			continue
+		}
+		np.Plan.Workloads = append(np.Plan.Workloads, WorkloadPlan{Kind: id.Kind, Name: id.Name, Action: WorkloadSkip})
+	}
 	for i := range np.Plan.Workloads {
 		wp := &np.Plan.Workloads[i]
 		id := WorkloadID{Kind: wp.Kind, Name: wp.Name}
