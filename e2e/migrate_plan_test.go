@@ -53,8 +53,12 @@ var migratePlanValues = map[string]map[string][]byte{
 	"web-tls":    {"tls.crt": []byte("webtls-cert-6d2e90ab-value"), "tls.key": []byte("webtls-key-1c8f47de-value")},
 }
 
+// userSecretLabel marks the Secrets a test creates as a user would: they hold the values by
+// design, so the secret scan searches everywhere but them.
+const userSecretLabel = "e2e.vaultctl.io/user-secret"
+
 func migrateSecret(ns, name string, typ corev1.SecretType) *corev1.Secret {
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Type: typ, Data: migratePlanValues[name]}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{userSecretLabel: "true"}}, Type: typ, Data: migratePlanValues[name]}
 }
 
 func secretEnv(name, secret, key string) corev1.EnvVar {
