@@ -22,7 +22,7 @@ import (
 const (
 	ReviewerServiceAccount = "vault-auth"
 	reviewerTokenSecret    = "vault-auth-token"
-	reviewerBinding        = "vaultctl-vault-auth-delegator"
+	reviewerBindingPrefix  = "vaultctl-vault-auth-delegator-"
 )
 
 // KubernetesAuth enables the Kubernetes auth method at its configured mount path (one per
@@ -187,6 +187,9 @@ func (p *KubernetesAuth) kubeObjects(ctx context.Context) ([]step, error) {
 		}
 	}
 	subjects := p.In.Reviewers
+	// One binding per Vault namespace: the binding is cluster-wide, and two installations in one
+	// cluster sharing a name would each replace the other's reviewers (its logins then fail).
+	reviewerBinding := reviewerBindingPrefix + ns
 	crb, err := k.RbacV1().ClusterRoleBindings().Get(ctx, reviewerBinding, metav1.GetOptions{})
 	want := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: reviewerBinding, Labels: labels},
