@@ -133,6 +133,10 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, inv *Inventory, targets map
 	if err != nil {
 		return nil, err
 	}
+	// The Secrets and workloads below write their records side by side: group them.
+	run := *e
+	run.Journal = e.Journal.grouped(ctx)
+	e = &run
 	rep := &Report{}
 	rep.Secrets = e.copySecrets(ctx, p, inv, j)
 	for _, s := range rep.Secrets {
