@@ -220,11 +220,13 @@ func (e *Engine) copySecret(ctx context.Context, sp SecretPlan, s *corev1.Secret
 		return fail(err)
 	}
 	// The backup first: nothing is in Vault under the user's path before the way back is.
-	b, bv, err := BackupSecret(ctx, e.Vault, mount, s)
+	// A Secret the journal has never seen is most likely in Vault neither: write first.
+	fresh := prev.State == ""
+	b, bv, err := backupSecret(ctx, e.Vault, mount, s, fresh)
 	if err != nil {
 		return fail(err)
 	}
-	c, err := CopySecret(ctx, e.Vault, mount, rest, s, e.Overwrite)
+	c, err := copySecret(ctx, e.Vault, mount, rest, s, e.Overwrite, fresh)
 	if err != nil {
 		return fail(err)
 	}

@@ -5,6 +5,8 @@
 //	migratebench seed  -ns bench -n 1000 [-label k=v]   N Secrets, N/5 Deployments reading 5 each
 //	migratebench token -vault-ns vault -out FILE         a vaultctl-admin token in FILE (mode 0600)
 //	migratebench floor -ns bench -mount secret -prefix bench-floor -concurrency 16
+//	migratebench settle -ns bench                        wait until the Deployment controller saw every Deployment
+//	migratebench rollfloor -ns bench -concurrency 8      patch every Deployment's template, time until each is observed
 package main
 
 import (
@@ -24,6 +26,7 @@ import (
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -67,6 +70,10 @@ func main() {
 		err = token(ctx, cs, *vaultNS, *out)
 	case "floor":
 		err = floor(ctx, cs, *ns, *mount, *prefix, *conc)
+	case "settle":
+		err = settle(ctx, cs, *ns)
+	case "rollfloor":
+		err = rollFloor(ctx, cs, *ns, *conc)
 	default:
 		err = fmt.Errorf("unknown subcommand %q", os.Args[1])
 	}
@@ -250,5 +257,72 @@ func floor(ctx context.Context, cs kubernetes.Interface, ns, mount, prefix strin
 		return fmt.Errorf("KV write: %w", err)
 	}
 	fmt.Printf("%.3f %d\n", took.Seconds(), len(secrets))
+	return nil
+}
+
+// observed reports whether the Deployment controller has acted on d's current spec (with
+// replicas 0 that is the whole rollout: migrate's Rollout asks the same).
+func observed(d *appsv1.Deployment) bool {
+	return d.Status.ObservedGeneration >= d.Generation && d.Status.UpdatedReplicas >= *d.Spec.Replicas
+}
+
+// settle waits until every Deployment in ns is observed, so that no timed step pays for the
+// controller's backlog of freshly created Deployments.
+func settle(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		list, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		waiting := 0
+		for i := range list.Items {
+			if !observed(&list.Items[i]) {
+				waiting++
+			}
+		}
+		if waiting == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d Deployments in %s not observed by the controller after 10 minutes", waiting, ns)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// rollFloor is the controller's share of migrate's patch-and-rollout step: every Deployment's pod
+// template gets a changed annotation, conc at once, each followed (polling as migrate does:
+// 50 ms, doubling to 1 s) until the controller observed it. Prints the seconds.
+func rollFloor(ctx context.Context, cs kubernetes.Interface, ns string, conc int) error {
+	list, err := cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	stamp := fmt.Sprint(time.Now().UnixNano())
+	patch := []byte(`{"spec":{"template":{"metadata":{"annotations":{"bench.vaultctl.io/rolled":"` + stamp + `"}}}}}`)
+	start := time.Now()
+	err = parallel(len(list.Items), conc, func(i int) error {
+		name := list.Items[i].Name
+		if _, err := cs.AppsV1().Deployments(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			return err
+		}
+		pause := 50 * time.Millisecond
+		for {
+			d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if observed(d) {
+				return nil
+			}
+			time.Sleep(pause)
+			pause = min(2*pause, time.Second)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%.3f %d\n", time.Since(start).Seconds(), len(list.Items))
 	return nil
 }
