@@ -48,7 +48,8 @@ type Engine struct {
 	RolloutInterval time.Duration
 	Concurrency     int // Secrets copied at once (default 16)
 	// WorkloadConcurrency is how many workloads are taken through access, proof, patch and
-	// rollout at once (default 8).
+	// rollout at once (default 16: most of a workload's time is waiting on Vault, the API
+	// server and its controller, not work).
 	WorkloadConcurrency int
 	Progress            func(format string, args ...any)
 }
@@ -161,7 +162,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, inv *Inventory, targets map
 	rep.Workloads = make([]WorkloadOutcome, len(todo))
 	n := e.WorkloadConcurrency
 	if n <= 0 {
-		n = 8
+		n = 16
 	}
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup

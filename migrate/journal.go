@@ -11,6 +11,9 @@ import (
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/vaultctl/vaultctl/internal/kube"
@@ -148,6 +151,21 @@ func (b *journalBatch) put(ctx context.Context, key, value string) error {
 	}
 }
 
+// write stores kv with a merge patch of just those keys: one request, where a read-modify-write
+// downloads the whole journal (hundreds of KB with 1,000 Secrets) first, and no conflict with
+// another writer's keys. The first records create the ConfigMap.
+func (b *journalBatch) write(kv map[string]string) error {
+	patch, err := json.Marshal(map[string]any{"data": kv})
+	if err != nil {
+		return err
+	}
+	_, err = b.cm.Client.CoreV1().ConfigMaps(b.cm.Namespace).Patch(b.ctx, b.cm.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+	if apierrors.IsNotFound(err) {
+		return b.cm.Put(b.ctx, kv)
+	}
+	return err
+}
+
 func (b *journalBatch) flush() {
 	for {
 		b.mu.Lock()
@@ -159,7 +177,7 @@ func (b *journalBatch) flush() {
 		kv, waiters := b.pending, b.waiters
 		b.pending, b.waiters = map[string]string{}, nil
 		b.mu.Unlock()
-		err := b.cm.Put(b.ctx, kv)
+		err := b.write(kv)
 		for _, w := range waiters {
 			w <- err
 		}

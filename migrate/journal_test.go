@@ -83,12 +83,14 @@ func TestTemplateHashFollowsContent(t *testing.T) {
 func TestJournalGroupedWritesShareUpdates(t *testing.T) {
 	ctx := context.Background()
 	cs := fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}})
-	var updates atomic.Int32
-	cs.PrependReactor("update", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
-		updates.Add(1)
-		time.Sleep(5 * time.Millisecond) // an API server round trip, so writers queue behind it
-		return false, nil, nil
-	})
+	var updates atomic.Int32 // writes of the ConfigMap, whatever the verb
+	for _, verb := range []string{"create", "update", "patch"} {
+		cs.PrependReactor(verb, "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+			updates.Add(1)
+			time.Sleep(5 * time.Millisecond) // an API server round trip, so writers queue behind it
+			return false, nil, nil
+		})
+	}
 	js := JournalStore{Kube: cs, Namespace: "team-a"}.grouped(ctx)
 	const writers = 64
 	var wg sync.WaitGroup
