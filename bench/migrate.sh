@@ -9,7 +9,7 @@
 #       (three processes per Secret, no backup, no read back, no workload touched);
 #   (c) the raw floor: N KV v2 writes of the same data through the API, 16 at once (migrate's
 #       Secret concurrency), with vaultctl's own Vault client;
-#   (d) the rollout floor: the N/5 Deployments of the second namespace get a template change, 8
+#   (d) the rollout floor: the N/5 Deployments of the second namespace get a template change, 16
 #       at once (migrate's workload concurrency), each followed until the controller observed it.
 # (a) is split, from migrate's -v log, into the Secrets' phase (compare with (c)) and the
 # workloads' phase (compare with (d)).
@@ -186,8 +186,8 @@ fi
 echo "  ${c}s"
 
 # (d) the controller's share of the workload phase.
-echo "(d) rollout floor: patch each of bench-manual's $((n / 5)) Deployments, 8 at once, until the controller observed it ..."
-read -r d rolled < <("$mb" rollfloor -ns bench-manual -concurrency 8)
+echo "(d) rollout floor: patch each of bench-manual's $((n / 5)) Deployments, 16 at once, until the controller observed it ..."
+read -r d rolled < <("$mb" rollfloor -ns bench-manual -concurrency 16)
 if ((rolled != n / 5)); then
   echo "the rollout floor patched $rolled Deployments, not $((n / 5))" >&2
   exit 1
@@ -198,7 +198,7 @@ ratio() { awk -v x="$1" -v y="$2" 'BEGIN { printf "%.1f", x / y }'; }
 printf '\nmigrate bench: N=%d Secrets, %d Deployments (replicas 0, 5 Secrets each), external Vault on the sandbox; seconds\n' "$n" "$((n / 5))"
 printf '%-70s %8s\n' "(a) vaultctl migrate namespace (whole process)" "$a"
 printf '%-70s %8s\n' "    of which: backup, copy and read back of the $n Secrets" "$a_copy"
-printf '%-70s %8s\n' "    of which: $((n / 5)) workloads: backup, access, proof, patch, rollout (8 at once)" "$a_work"
+printf '%-70s %8s\n' "    of which: $((n / 5)) workloads: backup, access, proof, patch, rollout (16 at once)" "$a_work"
 printf '%-70s %8s\n' "(b) manual loop: kubectl get | jq | vault kv put, per Secret" "$b"
 printf '%-70s %8s\n' "(c) floor: $n KV v2 writes, 16 at once" "$c"
 printf '%-70s %8s\n' "(d) rollout floor: $((n / 5)) template patches observed by the controller" "$d"

@@ -6,7 +6,7 @@
 //	migratebench token -vault-ns vault -out FILE         a vaultctl-admin token in FILE (mode 0600)
 //	migratebench floor -ns bench -mount secret -prefix bench-floor -concurrency 16
 //	migratebench settle -ns bench                        wait until the Deployment controller saw every Deployment
-//	migratebench rollfloor -ns bench -concurrency 8      patch every Deployment's template, time until each is observed
+//	migratebench rollfloor -ns bench -concurrency 16     patch every Deployment's template, time until each is observed
 package main
 
 import (
