@@ -91,8 +91,14 @@ const (
 // BackupSecret saves s. The backup follows the Secret until it is pruned: vaultctl never changes
 // a Secret, so its latest content is what the user meant, and KV v2 keeps the older versions.
 func BackupSecret(ctx context.Context, kv vault.KV, mount string, s *corev1.Secret) (BackupOutcome, int, error) {
+	return backupSecret(ctx, kv, mount, s, false)
+}
+
+// backupSecret is BackupSecret; fresh says no earlier run recorded the Secret, so the backup is
+// most likely not there yet (see putBackup).
+func backupSecret(ctx context.Context, kv vault.KV, mount string, s *corev1.Secret, fresh bool) (BackupOutcome, int, error) {
 	b := SecretBackupOf(s)
-	return putBackup(ctx, kv, mount, secretBackupPath(s.Namespace, s.Name), b, func(cur []byte) (bool, error) {
+	return putBackup(ctx, kv, mount, secretBackupPath(s.Namespace, s.Name), fresh, b, func(cur []byte) (bool, error) {
 		var old SecretBackup
 		if err := json.Unmarshal(cur, &old); err != nil {
 			return false, err
@@ -124,7 +130,7 @@ type WorkloadBackup struct {
 // once: after the first patch the live template is vaultctl's, and only the first backup holds
 // what to roll back to. An existing one is kept as it is.
 func BackupWorkload(ctx context.Context, kv vault.KV, mount, ns string, b WorkloadBackup) (BackupOutcome, int, error) {
-	return putBackup(ctx, kv, mount, workloadBackupPath(ns, WorkloadID{Kind: b.Kind, Name: b.Name}), b, nil, false)
+	return putBackup(ctx, kv, mount, workloadBackupPath(ns, WorkloadID{Kind: b.Kind, Name: b.Name}), false, b, nil, false)
 }
 
 // ReadWorkloadBackup returns the backup of a workload, nil when there is none.
@@ -145,12 +151,23 @@ func DeleteWorkloadBackup(ctx context.Context, kv vault.KV, mount, ns string, id
 
 // putBackup writes doc at path: created with cas=0; when an entry exists, same (nil: never
 // replace) decides whether it already holds doc; follow says whether a different one is replaced
-// (cas on the version compared) or kept.
-func putBackup(ctx context.Context, kv vault.KV, mount, path string, doc any, same func(cur []byte) (bool, error), follow bool) (BackupOutcome, int, error) {
+// (cas on the version compared) or kept. fresh (no earlier run recorded it) tries the cas=0
+// write first and observes the entry only when that finds one: a read less per new backup, and
+// the same outcome either way, since cas=0 never replaces anything.
+func putBackup(ctx context.Context, kv vault.KV, mount, path string, fresh bool, doc any, same func(cur []byte) (bool, error), follow bool) (BackupOutcome, int, error) {
 	full := mount + "/" + path
 	body, err := json.Marshal(doc)
 	if err != nil {
 		return "", 0, err
+	}
+	if fresh {
+		v, err := kv.KVWrite(ctx, mount, path, map[string]any{backupKey: string(body)}, 0)
+		switch {
+		case err == nil:
+			return markAndCheckBackup(ctx, kv, mount, path, body, v)
+		case !casMismatch(err):
+			return "", 0, fmt.Errorf("writing the backup %s: %w", full, err)
+		}
 	}
 	cur, err := kv.KVRead(ctx, mount, path)
 	if err != nil {
@@ -179,6 +196,12 @@ func putBackup(ctx context.Context, kv vault.KV, mount, path string, doc any, sa
 	if err != nil {
 		return "", 0, fmt.Errorf("writing the backup %s: %w", full, err)
 	}
+	return markAndCheckBackup(ctx, kv, mount, path, body, v)
+}
+
+// markAndCheckBackup marks a backup just written (version v) as vaultctl's and reads it back.
+func markAndCheckBackup(ctx context.Context, kv vault.KV, mount, path string, body []byte, v int) (BackupOutcome, int, error) {
+	full := mount + "/" + path
 	if err := kv.KVWriteMetadata(ctx, mount, path, map[string]string{MetaManagedBy: managedByValue}); err != nil {
 		return "", 0, fmt.Errorf("marking the backup %s: %w", full, err)
 	}

@@ -48,7 +48,8 @@ type Engine struct {
 	RolloutInterval time.Duration
 	Concurrency     int // Secrets copied at once (default 16)
 	// WorkloadConcurrency is how many workloads are taken through access, proof, patch and
-	// rollout at once (default 8).
+	// rollout at once (default 16: most of a workload's time is waiting on Vault, the API
+	// server and its controller, not work).
 	WorkloadConcurrency int
 	Progress            func(format string, args ...any)
 }
@@ -133,6 +134,10 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, inv *Inventory, targets map
 	if err != nil {
 		return nil, err
 	}
+	// The Secrets and workloads below write their records side by side: group them.
+	run := *e
+	run.Journal = e.Journal.grouped(ctx)
+	e = &run
 	rep := &Report{}
 	rep.Secrets = e.copySecrets(ctx, p, inv, j)
 	for _, s := range rep.Secrets {
@@ -157,7 +162,7 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, inv *Inventory, targets map
 	rep.Workloads = make([]WorkloadOutcome, len(todo))
 	n := e.WorkloadConcurrency
 	if n <= 0 {
-		n = 8
+		n = 16
 	}
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
@@ -216,11 +221,13 @@ func (e *Engine) copySecret(ctx context.Context, sp SecretPlan, s *corev1.Secret
 		return fail(err)
 	}
 	// The backup first: nothing is in Vault under the user's path before the way back is.
-	b, bv, err := BackupSecret(ctx, e.Vault, mount, s)
+	// A Secret the journal has never seen is most likely in Vault neither: write first.
+	fresh := prev.State == ""
+	b, bv, err := backupSecret(ctx, e.Vault, mount, s, fresh)
 	if err != nil {
 		return fail(err)
 	}
-	c, err := CopySecret(ctx, e.Vault, mount, rest, s, e.Overwrite)
+	c, err := copySecret(ctx, e.Vault, mount, rest, s, e.Overwrite, fresh)
 	if err != nil {
 		return fail(err)
 	}

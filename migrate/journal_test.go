@@ -2,13 +2,18 @@ package migrate
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 func TestJournalRoundTripAndOwned(t *testing.T) {
@@ -70,5 +75,54 @@ func TestTemplateHashFollowsContent(t *testing.T) {
 	b.Spec.ServiceAccountName = "y"
 	if TemplateHash(a) == TemplateHash(b) || TemplateHash(a) != TemplateHash(a) {
 		t.Fatal("TemplateHash must be stable and change with the template")
+	}
+}
+
+// Concurrent writers through a grouped store: every record is stored when its put returns, and
+// they share ConfigMap updates instead of one read-modify-write each.
+func TestJournalGroupedWritesShareUpdates(t *testing.T) {
+	ctx := context.Background()
+	cs := fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}})
+	var updates atomic.Int32 // writes of the ConfigMap, whatever the verb
+	for _, verb := range []string{"create", "update", "patch"} {
+		cs.PrependReactor(verb, "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+			updates.Add(1)
+			time.Sleep(5 * time.Millisecond) // an API server round trip, so writers queue behind it
+			return false, nil, nil
+		})
+	}
+	js := JournalStore{Kube: cs, Namespace: "team-a"}.grouped(ctx)
+	const writers = 64
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("s%02d", i)
+			if err := js.PutSecret(ctx, name, SecretRecord{State: SecretCopied, KVPath: "secret/team-a/" + name, KVVersion: 1}); err != nil {
+				errs <- err
+				return
+			}
+			// Stored once put returns: a plain store reads it back.
+			j, err := JournalStore{Kube: cs, Namespace: "team-a"}.Load(ctx)
+			if err != nil {
+				errs <- err
+			} else if j.Secrets[name].KVPath != "secret/team-a/"+name {
+				errs <- fmt.Errorf("record %s not stored when its put returned: %+v", name, j.Secrets[name])
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	j, err := JournalStore{Kube: cs, Namespace: "team-a"}.Load(ctx)
+	if err != nil || len(j.Secrets) != writers {
+		t.Fatalf("journal holds %d Secrets (want %d), %v", len(j.Secrets), writers, err)
+	}
+	if n := updates.Load(); n >= writers-1 {
+		t.Errorf("%d ConfigMap updates for %d records: the writes were not grouped", n, writers)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -152,6 +153,14 @@ func (e *ConflictError) Error() string {
 // overwritten); an entry with the same content is left alone; a different one is a
 // *ConflictError unless overwrite, which writes with cas on the version it compared.
 func CopySecret(ctx context.Context, kv vault.KV, mount, path string, s *corev1.Secret, overwrite bool) (CopyResult, error) {
+	return copySecret(ctx, kv, mount, path, s, overwrite, false)
+}
+
+// copySecret is CopySecret. fresh says no earlier run recorded the Secret: the entry is most
+// likely not there, so the cas=0 write comes first and the entry is observed only when that
+// finds one (a read less per new Secret; cas=0 never replaces anything, so the outcome is the
+// same).
+func copySecret(ctx context.Context, kv vault.KV, mount, path string, s *corev1.Secret, overwrite, fresh bool) (CopyResult, error) {
 	want, b64 := EncodeKV(s.Data)
 	meta := map[string]string{
 		MetaManagedBy: managedByValue,
@@ -162,7 +171,15 @@ func CopySecret(ctx context.Context, kv vault.KV, mount, path string, s *corev1.
 		meta[k] = v
 	}
 	full := mount + "/" + path
-
+	if fresh {
+		v, err := kv.KVWrite(ctx, mount, path, want, 0)
+		switch {
+		case err == nil:
+			return markAndVerifyCopy(ctx, kv, mount, path, s, meta, CopyResult{Outcome: CopyCreated, Version: v})
+		case !casMismatch(err):
+			return CopyResult{}, fmt.Errorf("writing %s: %w", full, err)
+		}
+	}
 	cur, err := kv.KVRead(ctx, mount, path)
 	if err != nil {
 		return CopyResult{}, fmt.Errorf("reading %s: %w", full, err)
@@ -196,6 +213,12 @@ func CopySecret(ctx context.Context, kv vault.KV, mount, path string, s *corev1.
 		}
 		res.Version = v
 	}
+	return markAndVerifyCopy(ctx, kv, mount, path, s, meta, res)
+}
+
+// markAndVerifyCopy writes the entry's custom metadata and reads data and metadata back.
+func markAndVerifyCopy(ctx context.Context, kv vault.KV, mount, path string, s *corev1.Secret, meta map[string]string, res CopyResult) (CopyResult, error) {
+	full := mount + "/" + path
 	// Metadata first read back with the data: the base64 marker is what makes the bytes exact.
 	if err := kv.KVWriteMetadata(ctx, mount, path, meta); err != nil {
 		return CopyResult{}, fmt.Errorf("writing the metadata of %s: %w", full, err)
@@ -204,6 +227,11 @@ func CopySecret(ctx context.Context, kv vault.KV, mount, path string, s *corev1.
 		return CopyResult{}, err
 	}
 	return res, nil
+}
+
+// casMismatch reports whether a cas=0 write was refused because the entry already has versions.
+func casMismatch(err error) bool {
+	return vault.StatusCode(err) == http.StatusBadRequest && strings.Contains(err.Error(), "check-and-set")
 }
 
 // VerifyCopy reads mount/path back and compares every key's bytes with data: the proof that

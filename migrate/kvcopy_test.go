@@ -136,3 +136,58 @@ func TestBase64KeysMetaStaysUnderTheValueLimit(t *testing.T) {
 		t.Fatalf("read back %d keys, want %d", len(back), len(keys))
 	}
 }
+
+// A fresh copy (the journal has no record) writes before it reads; where an entry exists it must
+// end exactly as the observing copy does: unchanged, refused, or overwritten, and always read back.
+func TestCopySecretFreshSameOutcomes(t *testing.T) {
+	ctx := context.Background()
+	data := map[string][]byte{"password": []byte("s3cret"), "bin": {0xff, 0x00}}
+	for _, fresh := range []bool{false, true} {
+		kv := kvFake(t)
+		res, err := copySecret(ctx, kv, "secret", "team-a/db", testSecret(data), false, fresh)
+		if err != nil || res.Outcome != CopyCreated || res.Version != 1 {
+			t.Fatalf("fresh=%t first copy = %+v, %v", fresh, res, err)
+		}
+		if err := VerifyCopy(ctx, kv, "secret", "team-a/db", data); err != nil {
+			t.Fatalf("fresh=%t: %v", fresh, err)
+		}
+		// A run killed before its journal record: the next one is fresh again, finds the copy.
+		res, err = copySecret(ctx, kv, "secret", "team-a/db", testSecret(data), false, fresh)
+		if err != nil || res.Outcome != CopyUnchanged || res.Version != 1 {
+			t.Fatalf("fresh=%t second copy = %+v, %v", fresh, res, err)
+		}
+		changed := map[string][]byte{"password": []byte("other"), "bin": {0xff, 0x00}}
+		if _, err := copySecret(ctx, kv, "secret", "team-a/db", testSecret(changed), false, fresh); !IsConflict(err) {
+			t.Fatalf("fresh=%t changed Secret without --overwrite: %v, want a conflict", fresh, err)
+		}
+		res, err = copySecret(ctx, kv, "secret", "team-a/db", testSecret(changed), true, fresh)
+		if err != nil || res.Outcome != CopyOverwritten || res.Version != 2 {
+			t.Fatalf("fresh=%t overwrite = %+v, %v", fresh, res, err)
+		}
+		if err := VerifyCopy(ctx, kv, "secret", "team-a/db", changed); err != nil {
+			t.Fatalf("fresh=%t: %v", fresh, err)
+		}
+	}
+}
+
+func TestBackupSecretFreshSameOutcomes(t *testing.T) {
+	ctx := context.Background()
+	for _, fresh := range []bool{false, true} {
+		kv := kvFake(t)
+		s := testSecret(map[string][]byte{"k": []byte("v1")})
+		if out, v, err := backupSecret(ctx, kv, "secret", s, fresh); err != nil || out != BackupWritten || v != 1 {
+			t.Fatalf("fresh=%t first backup = %s v%d, %v", fresh, out, v, err)
+		}
+		if out, v, err := backupSecret(ctx, kv, "secret", s, fresh); err != nil || out != BackupUnchanged || v != 1 {
+			t.Fatalf("fresh=%t same backup = %s v%d, %v", fresh, out, v, err)
+		}
+		s.Data["k"] = []byte("v2")
+		if out, v, err := backupSecret(ctx, kv, "secret", s, fresh); err != nil || out != BackupWritten || v != 2 {
+			t.Fatalf("fresh=%t changed Secret's backup = %s v%d, %v", fresh, out, v, err)
+		}
+		b, err := ReadSecretBackup(ctx, kv, "secret", "team-a", "db")
+		if err != nil || b == nil || string(b.Data["k"]) != "v2" {
+			t.Fatalf("fresh=%t backup read back = %+v, %v", fresh, b, err)
+		}
+	}
+}

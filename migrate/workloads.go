@@ -373,6 +373,10 @@ func firstLine(s string) string {
 // WaitRollout polls Rollout until it is done, stuck or timeout passes.
 func WaitRollout(ctx context.Context, cs kubernetes.Interface, ns string, id WorkloadID, timeout, every time.Duration) (RolloutStatus, error) {
 	deadline := time.Now().Add(timeout)
+	// Start polling fast and slow down to every: a controller usually observes a patch within
+	// milliseconds (a workload with 0 replicas is done then), while a real rollout takes long
+	// enough that polls once every interval cost nothing.
+	pause := min(every, 50*time.Millisecond)
 	for {
 		st, err := Rollout(ctx, cs, ns, id)
 		if err != nil || st.Done || st.Stuck {
@@ -386,7 +390,8 @@ func WaitRollout(ctx context.Context, cs kubernetes.Interface, ns string, id Wor
 		select {
 		case <-ctx.Done():
 			return st, ctx.Err()
-		case <-time.After(every):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, every)
 	}
 }
