@@ -20,6 +20,22 @@ type MigratePlanOptions struct {
 	Workloads []string
 	// Entrypoints are --entrypoint values; they win over migration.entrypoints.
 	Entrypoints []migrate.Entrypoint
+	// KeepServiceAccount keeps workloads that run as default on it (--keep-service-account).
+	KeepServiceAccount bool
+	// CopyRoleBindings copies default's RoleBindings to the new ServiceAccounts.
+	CopyRoleBindings bool
+}
+
+// planOptions are the plan's options from the config and the command's choices.
+func (o MigratePlanOptions) planOptions(cfg *config.Config) (migrate.PlanOptions, error) {
+	opts, err := migrate.OptionsFromConfig(cfg, o.Namespace)
+	if err != nil {
+		return opts, err
+	}
+	opts.Workloads = o.Workloads
+	opts.Entrypoints = append(opts.Entrypoints, o.Entrypoints...)
+	opts.KeepServiceAccount, opts.CopyRoleBindings = o.KeepServiceAccount, o.CopyRoleBindings
+	return opts, nil
 }
 
 // MigratePlanResult is the namespace's plan and what the user should know besides.
@@ -37,12 +53,10 @@ var ErrNoNamespace = errors.New("namespace not found")
 // It connects to Kubernetes only: neither KMS nor Vault is set up, so neither need be reachable
 // or configured in the environment.
 func MigratePlan(ctx context.Context, c *Configuration, o MigratePlanOptions) (*MigratePlanResult, error) {
-	opts, err := migrate.OptionsFromConfig(c.config(), o.Namespace)
+	opts, err := o.planOptions(c.config())
 	if err != nil {
 		return nil, err
 	}
-	opts.Workloads = o.Workloads
-	opts.Entrypoints = append(opts.Entrypoints, o.Entrypoints...)
 	res := &MigratePlanResult{}
 	kubeOnly := *c
 	if kubeOnly.Connect == nil {

@@ -10,7 +10,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/vaultctl/vaultctl/config"
 	"github.com/vaultctl/vaultctl/migrate"
+	"github.com/vaultctl/vaultctl/networkpolicy"
 	"github.com/vaultctl/vaultctl/phases"
 )
 
@@ -53,12 +55,10 @@ type MigrateResult struct {
 // the next one and a second run changes nothing.
 func Migrate(ctx context.Context, c *Configuration, o MigrateOptions) (*MigrateResult, error) {
 	cfg := c.config()
-	opts, err := migrate.OptionsFromConfig(cfg, o.Namespace)
+	opts, err := o.planOptions(cfg)
 	if err != nil {
 		return nil, err
 	}
-	opts.Workloads = o.Workloads
-	opts.Entrypoints = append(opts.Entrypoints, o.Entrypoints...)
 	opts.PatchGitOps = o.PatchGitOps
 	res := &MigrateResult{}
 	var kvMounts []string
@@ -78,7 +78,7 @@ func Migrate(ctx context.Context, c *Configuration, o MigrateOptions) (*MigrateR
 		journal := migrate.JournalStore{Kube: env.Kube, Namespace: o.Namespace}
 		eng := &migrate.Engine{
 			Kube: env.Kube, Vault: admin, Namespace: o.Namespace, KVMounts: kvMounts, AuthMount: authMount,
-			Journal: journal, Overwrite: o.Overwrite, RolloutTimeout: o.RolloutTimeout,
+			Journal: journal, Overwrite: o.Overwrite, RolloutTimeout: o.RolloutTimeout, VaultNamespace: cfg.Vault.Namespace,
 			Progress: func(format string, args ...any) { phases.Progressf(ctx, format, args...) },
 		}
 		if o.Rollback {
@@ -126,6 +126,19 @@ func Migrate(ctx context.Context, c *Configuration, o MigrateOptions) (*MigrateR
 				Namespace: o.Namespace, AuthMount: authMount, KVMounts: kvMounts, Defaults: cfg.Migration.Defaults,
 				Workloads: []migrate.WorkloadPlan{wp},
 			})
+			return err
+		}
+		eng.GuardRails = func(ctx context.Context, wps []migrate.WorkloadPlan) error {
+			changes, err := migrate.EnsureGuardRails(ctx, env.Kube, migrate.GuardRailsInput{
+				Namespace: o.Namespace, VaultNamespace: cfg.Vault.Namespace, Workloads: wps,
+				NetworkPolicies: networkpolicy.BuildMigrated(cfg, o.Namespace),
+				ClientJWT:       cfg.KubernetesAuth.TokenReviewer == config.ClientJWT,
+			})
+			for _, ch := range changes {
+				if ch.Outcome != migrate.Unchanged {
+					phases.Progressf(ctx, "%s %s %s", ch.Outcome, ch.Object, ch.Detail)
+				}
+			}
 			return err
 		}
 		eng.Prove = func(ctx context.Context, wp migrate.WorkloadPlan) error {

@@ -56,8 +56,8 @@ type AuthRole struct {
 func RoleFor(wp WorkloadPlan, ns, authMount string, defaults config.MigrationDefaults) (AuthRole, error) {
 	id := WorkloadID{Kind: wp.Kind, Name: wp.Name}
 	switch {
-	case wp.ServiceAccount == "" || wp.ServiceAccount == DefaultServiceAccount:
-		return AuthRole{}, fmt.Errorf("%s runs as ServiceAccount %q: refusing to bind a role to it, because every pod in %s could then log in as %s; the plan must give the workload its own ServiceAccount",
+	case wp.ServiceAccount == "" || (wp.ServiceAccount == DefaultServiceAccount && !wp.KeepsDefaultServiceAccount):
+		return AuthRole{}, fmt.Errorf("%s runs as ServiceAccount %q: refusing to bind a role to it, because every pod in %s could then log in as %s; the plan must give the workload its own ServiceAccount (or --keep-service-account, knowing that)",
 			id, cmpOr(wp.ServiceAccount, DefaultServiceAccount), ns, id)
 	case wp.Role == "" || wp.Policy == "":
 		return AuthRole{}, fmt.Errorf("%s: the plan names no role or policy for it; re-run the plan", id)
@@ -200,6 +200,13 @@ func ensureWorkloadAccess(ctx context.Context, kube kubernetes.Interface, v Acce
 	var out []AccessChange
 	if wp.CreateServiceAccount {
 		c, err := ensureServiceAccount(ctx, kube, in.Namespace, wp.ServiceAccount, id)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, c)
+	}
+	for _, rb := range wp.CopyRoleBindings {
+		c, err := ensureRoleBindingCopy(ctx, kube, in.Namespace, rb, wp.ServiceAccount, id)
 		if err != nil {
 			return out, err
 		}

@@ -42,6 +42,11 @@ type Engine struct {
 	// workload and reads back what it will read. Both are idempotent.
 	Access func(ctx context.Context, wp WorkloadPlan) error
 	Prove  func(ctx context.Context, wp WorkloadPlan) error
+	// GuardRails admits the run's workloads through vaultctl's own guard rails (NetworkPolicies,
+	// client-jwt's auth-delegator binding) before any of them is proven or patched; nil: none.
+	GuardRails func(ctx context.Context, wps []WorkloadPlan) error
+	// VaultNamespace is the installation's, where --purge looks for migrate's NetworkPolicies.
+	VaultNamespace string
 
 	Overwrite       bool          // replace a conflicting KV entry
 	RolloutTimeout  time.Duration // how long a rollout may take before it is rolled back
@@ -156,6 +161,11 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, inv *Inventory, targets map
 			return rep, fmt.Errorf("%s/%s: no rewritten template (internal error)", wp.Kind, wp.Name)
 		}
 		todo = append(todo, wp)
+	}
+	if e.GuardRails != nil && len(todo) > 0 {
+		if err := e.GuardRails(ctx, todo); err != nil {
+			return rep, err
+		}
 	}
 	// Workloads are independent: each stops alone, so several go at once (their rollouts are
 	// most of the time).
@@ -689,6 +699,9 @@ func (e *Engine) purge(ctx context.Context, j *Journal) error {
 		if err := e.Vault.DeletePolicy(ctx, p); err != nil && !vault.IsNotFound(err) {
 			return fmt.Errorf("deleting policy %s: %w", p, err)
 		}
+	}
+	if err := RemoveGuardRails(ctx, e.Kube, e.Namespace, e.VaultNamespace); err != nil {
+		return err
 	}
 	for _, sa := range owned.ServiceAccounts {
 		if err := e.Kube.CoreV1().ServiceAccounts(e.Namespace).Delete(ctx, sa, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {

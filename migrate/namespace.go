@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
-	"github.com/vaultctl/vaultctl/config"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/networkpolicy"
 )
 
 // Entrypoint is the argv a container that sets no command starts with: its image's ENTRYPOINT
@@ -132,6 +135,15 @@ func CompletePlan(inv *Inventory, opts PlanOptions) (*NamespacePlan, error) {
 			res.Template.Spec.ServiceAccountName = wp.ServiceAccount
 			res.Template.Spec.DeprecatedServiceAccount = ""
 			res.Changes = append([]string{"runs as ServiceAccount " + wp.ServiceAccount + " (was " + w.ServiceAccount + ")"}, res.Changes...)
+		}
+		if res.Action == WorkloadMigrate && res.Template.Labels[networkpolicy.VaultClientLabel] != networkpolicy.VaultClientValue {
+			// What vaultctl's NetworkPolicies admit to Vault (networkpolicy.BuildMigrated).
+			res.Template.Labels = maps.Clone(res.Template.Labels)
+			if res.Template.Labels == nil {
+				res.Template.Labels = map[string]string{}
+			}
+			res.Template.Labels[networkpolicy.VaultClientLabel] = networkpolicy.VaultClientValue
+			res.Changes = append(res.Changes, "label its pods "+networkpolicy.VaultClientLabel+"="+networkpolicy.VaultClientValue+": vaultctl's NetworkPolicies admit those to Vault on 8200")
 		}
 		mergeRewrite(wp, w, res, opts.PatchGitOps)
 		if res.Action == WorkloadMigrate {

@@ -11,7 +11,9 @@ import (
 	"github.com/vaultctl/vaultctl/config"
 	"github.com/vaultctl/vaultctl/internal/plural"
 	"github.com/vaultctl/vaultctl/internal/textdist"
+	"github.com/vaultctl/vaultctl/networkpolicy"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -52,6 +54,19 @@ type PlanOptions struct {
 	// PatchGitOps patches workloads a GitOps controller manages live all the same; otherwise
 	// they are manual, with the changes to commit.
 	PatchGitOps bool
+	// KeepServiceAccount keeps workloads that run as default on default (--keep-service-account):
+	// their roles are bound to default, which every pod of the namespace may run as.
+	KeepServiceAccount bool
+	// CopyRoleBindings copies the RoleBindings that grant default something to the new
+	// ServiceAccount of each workload moved off default (--copy-role-bindings).
+	CopyRoleBindings bool
+	// GuardRails say in each migrated workload's changes how vaultctl's guard rails let it
+	// through: the NetworkPolicy that admits it and, in client-jwt mode, its auth-delegator
+	// binding. Empty: none apply (an external Vault, policies off, reviewer-jwt).
+	GuardRails struct {
+		NetworkPolicy string // Vault namespace/name
+		ClientJWT     bool
+	}
 }
 
 // OptionsFromConfig takes the layout and role lifetimes from the config (migration.kvPath on
@@ -67,6 +82,10 @@ func OptionsFromConfig(c *config.Config, namespace string) (PlanOptions, error) 
 	for _, m := range c.KV {
 		o.KVMounts = append(o.KVMounts, m.Path)
 	}
+	if ps := networkpolicy.BuildMigrated(c, namespace); len(ps) > 0 {
+		o.GuardRails.NetworkPolicy = ps[0].Namespace + "/" + ps[0].Name
+	}
+	o.GuardRails.ClientJWT = c.KubernetesAuth.TokenReviewer == config.ClientJWT
 	for i, e := range c.Migration.Entrypoints {
 		if e.Namespace != namespace {
 			continue
@@ -195,7 +214,11 @@ func planWorkload(inv *Inventory, w Workload, secrets map[string]SecretPlan, opt
 	}
 	wp.KVPaths = sortedUnique(wp.KVPaths)
 
-	if w.ServiceAccount == DefaultServiceAccount {
+	switch {
+	case w.ServiceAccount == DefaultServiceAccount && opts.KeepServiceAccount:
+		wp.KeepsDefaultServiceAccount = true
+		wp.Warnings = append(wp.Warnings, keepDefaultWarning(inv, w.ID))
+	case w.ServiceAccount == DefaultServiceAccount:
 		wp.ServiceAccount = names.forWorkload(w.ID)
 		wp.CreateServiceAccount = !names.exists(wp.ServiceAccount)
 		verb := "create ServiceAccount " + wp.ServiceAccount + " and run as it"
@@ -206,8 +229,15 @@ func planWorkload(inv *Inventory, w Workload, secrets map[string]SecretPlan, opt
 		if pulls := inheritedPullSecrets(inv, w); wp.CreateServiceAccount && len(pulls) > 0 {
 			wp.Changes = append(wp.Changes, "give ServiceAccount "+wp.ServiceAccount+" the image pull Secrets of default ("+strings.Join(pulls, ", ")+"), which its pods pull with")
 		}
-		wp.Warnings = append(wp.Warnings, defaultBindingWarnings(inv, w.ID, wp.ServiceAccount)...)
-	} else {
+		if opts.CopyRoleBindings {
+			for _, rb := range defaultBindings(inv) {
+				wp.CopyRoleBindings = append(wp.CopyRoleBindings, rb.Name)
+				wp.Changes = append(wp.Changes, fmt.Sprintf("copy RoleBinding %s (%s/%s, granted to default) to ServiceAccount %s as RoleBinding %s", rb.Name, rb.RoleRef.Kind, rb.RoleRef.Name, wp.ServiceAccount, CopiedRoleBindingName(rb.Name, wp.ServiceAccount)))
+			}
+		} else {
+			wp.Warnings = append(wp.Warnings, defaultBindingWarnings(inv, w.ID, wp.ServiceAccount)...)
+		}
+	default:
 		if sharers := sharingServiceAccount(inv, w); len(sharers) > 0 {
 			wp.Warnings = append(wp.Warnings, fmt.Sprintf("ServiceAccount %s is also the identity of %s: their pods can log in with this workload's role and read its Secrets; give each workload its own ServiceAccount for least privilege", w.ServiceAccount, strings.Join(sharers, ", ")))
 		}
@@ -228,6 +258,12 @@ func planWorkload(inv *Inventory, w Workload, secrets map[string]SecretPlan, opt
 		role += ", max_ttl " + config.Duration{Duration: opts.MaxTTL}.String()
 	}
 	wp.Changes = append(wp.Changes, role)
+	if g := opts.GuardRails.NetworkPolicy; g != "" {
+		wp.Changes = append(wp.Changes, "admit its pods to Vault on 8200 through NetworkPolicy "+g)
+	}
+	if opts.GuardRails.ClientJWT {
+		wp.Changes = append(wp.Changes, "bind ServiceAccount "+wp.ServiceAccount+" to system:auth-delegator (ClusterRoleBinding "+ClientJWTBindingName(inv.Namespace)+"): in client-jwt mode Vault reviews its logins with its own token")
+	}
 	for _, name := range migrated {
 		wp.Changes = append(wp.Changes, fmt.Sprintf("read Secret %s from KV %s through the Vault Agent (%s)", name, secrets[name].KVPath, strings.Join(usedAs[name], ", ")))
 	}
@@ -343,17 +379,42 @@ func NewServiceAccount(inv *Inventory, wp WorkloadPlan) *corev1.ServiceAccount {
 // the workload may use for its own API calls, which its new ServiceAccount lacks.
 func defaultBindingWarnings(inv *Inventory, w WorkloadID, newSA string) []string {
 	var out []string
+	for _, rb := range defaultBindings(inv) {
+		out = append(out, fmt.Sprintf("RoleBinding %s grants ServiceAccount default %s/%s, which %s may use for its own Kubernetes API calls: it is not granted to ServiceAccount %s unless you ask for the binding to be copied (--copy-role-bindings)", rb.Name, rb.RoleRef.Kind, rb.RoleRef.Name, w, newSA))
+	}
+	return out
+}
+
+// defaultBindings are the namespace's RoleBindings with ServiceAccount default as a subject.
+func defaultBindings(inv *Inventory) []rbacv1.RoleBinding {
+	var out []rbacv1.RoleBinding
 	for _, rb := range inv.RoleBindings {
-		for _, s := range rb.Subjects {
-			if s.Kind != "ServiceAccount" || s.Name != DefaultServiceAccount || (s.Namespace != "" && s.Namespace != inv.Namespace) {
-				continue
-			}
-			out = append(out, fmt.Sprintf("RoleBinding %s grants ServiceAccount default %s/%s, which %s may use for its own Kubernetes API calls: it is not granted to ServiceAccount %s unless you ask for the binding to be copied", rb.Name, rb.RoleRef.Kind, rb.RoleRef.Name, w, newSA))
-			break
+		if slices.ContainsFunc(rb.Subjects, func(s rbacv1.Subject) bool {
+			return s.Kind == "ServiceAccount" && s.Name == DefaultServiceAccount && (s.Namespace == "" || s.Namespace == inv.Namespace)
+		}) {
+			out = append(out, rb)
 		}
 	}
 	return out
 }
+
+// keepDefaultWarning says what --keep-service-account costs: who else can log in with the role.
+func keepDefaultWarning(inv *Inventory, w WorkloadID) string {
+	var others []string
+	for _, o := range inv.Workloads {
+		if o.ID != w && o.ID.Kind != KindServiceAccount && o.ServiceAccount == DefaultServiceAccount {
+			others = append(others, o.ID.String())
+		}
+	}
+	who := "any pod created in " + inv.Namespace + " later"
+	if len(others) > 0 {
+		who = strings.Join(others, ", ") + " and " + who
+	}
+	return fmt.Sprintf("--keep-service-account: its role is bound to ServiceAccount default, so every pod of %s that runs as default (%s) can log in with it and read its Secrets; without the flag it gets a ServiceAccount of its own", inv.Namespace, who)
+}
+
+// CopiedRoleBindingName is the copy of RoleBinding rb for ServiceAccount sa.
+func CopiedRoleBindingName(rb, sa string) string { return boundedName(rb+"-"+sa, maxKubeName) }
 
 // sharingServiceAccount lists the other workloads whose pods run as w's ServiceAccount.
 func sharingServiceAccount(inv *Inventory, w Workload) []string {

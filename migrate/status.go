@@ -62,7 +62,9 @@ func (np *NamespacePlan) WithJournal(ctx context.Context, cs kubernetes.Interfac
 			continue // changed since migrate patched it: planned from what it is now
 		}
 		done := WorkloadPlan{Kind: wp.Kind, Name: wp.Name, State: string(rec.State),
-			ServiceAccount: rec.ServiceAccount, Role: rec.Role, Policy: rec.Policy, KVPaths: rec.KVPaths}
+			ServiceAccount: rec.ServiceAccount, Role: rec.Role, Policy: rec.Policy, KVPaths: rec.KVPaths,
+			// A run with --keep-service-account bound its role to default; the resume keeps it.
+			KeepsDefaultServiceAccount: rec.ServiceAccount == DefaultServiceAccount}
 		if rec.State == WorkloadVerified {
 			done.Action = WorkloadSkip
 			done.Changes = []string{"already migrated: reads its secrets through the Vault Agent Injector (verified " + rec.At.Format("2006-01-02 15:04 MST") + ")"}

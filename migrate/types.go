@@ -71,12 +71,18 @@ type WorkloadPlan struct {
 	Action               WorkloadAction `json:"action"`
 	ServiceAccount       string         `json:"serviceAccount"` // after migration (a new one when it ran as default)
 	CreateServiceAccount bool           `json:"createServiceAccount,omitempty"`
-	Role                 string         `json:"role,omitempty"`
-	Policy               string         `json:"policy,omitempty"`
-	KVPaths              []string       `json:"kvPaths,omitempty"` // logical paths it will read
-	Changes              []string       `json:"changes"`           // human lines, no values
-	Warnings             []string       `json:"warnings"`
-	Manual               []string       `json:"manual,omitempty"` // why it is manual, each with what to do
+	// KeepsDefaultServiceAccount: it runs as default and --keep-service-account keeps it there,
+	// so its role is bound to default.
+	KeepsDefaultServiceAccount bool `json:"keepsDefaultServiceAccount,omitempty"`
+	// CopyRoleBindings are the RoleBindings granting default something that are copied to its
+	// new ServiceAccount (--copy-role-bindings).
+	CopyRoleBindings []string `json:"copyRoleBindings,omitempty"`
+	Role             string   `json:"role,omitempty"`
+	Policy           string   `json:"policy,omitempty"`
+	KVPaths          []string `json:"kvPaths,omitempty"` // logical paths it will read
+	Changes          []string `json:"changes"`           // human lines, no values
+	Warnings         []string `json:"warnings"`
+	Manual           []string `json:"manual,omitempty"` // why it is manual, each with what to do
 	// State is what earlier runs did, from the journal: "" (not started), verified, failed...
 	State      string      `json:"state,omitempty"`
 	References []Reference `json:"-"`

@@ -95,7 +95,8 @@ func Apply(ctx context.Context, client kubernetes.Interface, desired []networkin
 // ApplyIn is Apply for the installation whose Vault namespace is vaultNamespace.
 //
 // Prune deletes only NetworkPolicies that are labelled app.kubernetes.io/managed-by=vaultctl and
-// vaultctl.io/vault-namespace=vaultNamespace, are named vaultctl-*, and are not desired. It looks
+// vaultctl.io/vault-namespace=vaultNamespace, are named vaultctl-*, are not desired, and were not
+// created by `migrate namespace` (MigratedNamespaceLabel: the config does not list those). It looks
 // in every namespace, because a client namespace dropped from the config is no longer in desired
 // yet its vaultctl-vault-egress must go; if listing across namespaces is forbidden, it falls back
 // to the Vault namespace and the namespaces desired mentions.
@@ -214,7 +215,7 @@ func plan(ctx context.Context, client kubernetes.Interface, vns string, desired 
 	for i := range candidates {
 		l := &candidates[i]
 		key := l.Namespace + "/" + l.Name
-		if want[key] || !owned(l, vns) {
+		if want[key] || !owned(l, vns) || migrateOwned(l) {
 			continue
 		}
 		steps = append(steps, step{Change: Change{ActionDelete, key, "no longer in the config"}, live: l})

@@ -84,6 +84,7 @@ type migrateFlags struct {
 	entrypoints []string
 
 	yes, prune, rollback, purge, overwrite, patchGitOps, writeConfig bool
+	keepServiceAccount, copyRoleBindings                             bool
 	gitopsOut                                                        string
 	rolloutTimeout, lockTimeout                                      time.Duration
 }
@@ -120,6 +121,8 @@ func newMigrateCmd(opts *rootOptions) *cobra.Command {
 	fl.StringSliceVar(&f.workloads, "workload", nil, "limit the plan to these workloads, KIND/NAME (Deployment/web, sts/db), and the Secrets they read; repeatable")
 	// StringArray, not StringSlice: the JSON argv has commas.
 	fl.StringArrayVar(&f.entrypoints, "entrypoint", nil, "the argv of a container that sets no command, "+migrate.EntrypointSyntax+" (a JSON list); repeatable; overrides migration.entrypoints")
+	fl.BoolVar(&f.keepServiceAccount, "keep-service-account", false, "keep workloads that run as ServiceAccount default on it (their roles are bound to default, so every pod of the namespace that runs as default can read their Secrets); without it each gets a ServiceAccount of its own")
+	fl.BoolVar(&f.copyRoleBindings, "copy-role-bindings", false, "copy the RoleBindings that grant ServiceAccount default something to each new ServiceAccount (the plan lists them)")
 	fl.BoolVar(&f.yes, "yes", false, "do not ask for confirmation (required without a terminal, e.g. in CI)")
 	fl.BoolVar(&f.prune, "prune", false, "after migrating, delete the raw Secrets whose every reader is migrated and verified, then label the namespace vaultctl.io/migrated=true")
 	fl.BoolVar(&f.rollback, "rollback", false, "restore every Secret and workload from the backups and remove the label")
@@ -200,7 +203,7 @@ func runMigrateNamespace(cmd *cobra.Command, opts *rootOptions, namespace string
 	if !f.plan && !f.writeConfig {
 		return runMigrateApply(ctx, cmd, opts, ac, l.Config, namespace, f, entrypoints, res)
 	}
-	out, err := action.MigratePlan(ctx, ac, action.MigratePlanOptions{Namespace: namespace, Workloads: f.workloads, Entrypoints: entrypoints})
+	out, err := action.MigratePlan(ctx, ac, action.MigratePlanOptions{Namespace: namespace, Workloads: f.workloads, Entrypoints: entrypoints, KeepServiceAccount: f.keepServiceAccount, CopyRoleBindings: f.copyRoleBindings})
 	if out != nil {
 		res.Warnings = append(res.Warnings, out.Warnings...)
 		if opts.Output != "json" {
@@ -329,7 +332,7 @@ func runMigrateApply(ctx context.Context, cmd *cobra.Command, opts *rootOptions,
 		ac.Progress = func(line string) { fmt.Fprintln(opts.stderr, line) }
 	}
 	mo := action.MigrateOptions{
-		MigratePlanOptions: action.MigratePlanOptions{Namespace: namespace, Workloads: f.workloads, Entrypoints: entrypoints},
+		MigratePlanOptions: action.MigratePlanOptions{Namespace: namespace, Workloads: f.workloads, Entrypoints: entrypoints, KeepServiceAccount: f.keepServiceAccount, CopyRoleBindings: f.copyRoleBindings},
 		Prune:              f.prune, Rollback: f.rollback, Purge: f.purge, Overwrite: f.overwrite,
 		GitOpsOut: f.gitopsOut, PatchGitOps: f.patchGitOps, RolloutTimeout: f.rolloutTimeout, LockWait: f.lockTimeout,
 	}
