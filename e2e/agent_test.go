@@ -726,6 +726,11 @@ func TestAgentInClusterVaultThroughServiceName(t *testing.T) {
     policies: [app-db-readonly]
     ttl: 1h
     maxTTL: 4h
+`, Sections: `networkPolicies:
+  enabled: true
+  appEgress: true
+  allowedClients:
+    - namespace: ` + appNS + `
 `})
 	if res := vaultctl(t, "apply", "-c", cfgPath, "-o", "json"); !parseRun(t, res).OK {
 		t.Fatalf("in-cluster apply failed:\n%s", res)
@@ -785,6 +790,9 @@ export DB_PASS="{{ .Data.data.password }}"
 	if e.Env["DB_PASS"] != "ic-pass-1" {
 		t.Errorf("sourced DB_PASS = %q", e.Env["DB_PASS"])
 	}
+	t.Run("a migrated namespace is admitted by the NetworkPolicies", func(t *testing.T) {
+		testMigrateAdmittedByNetworkPolicies(t, cs, cfgPath, ns, "sbagent-ic-mig")
+	})
 }
 
 // An agent that cannot start (a template that does not parse) exits with an error: its init

@@ -50,10 +50,18 @@ type migrateEstate struct {
 
 func newMigrateEstate(t *testing.T, vns string) *migrateEstate {
 	t.Helper()
+	return newMigrateEstateWith(t, vns, externalConfig{})
+}
+
+// newMigrateEstateWith is newMigrateEstate with more of the config chosen (the namespace,
+// address and audit directory are the estate's).
+func newMigrateEstateWith(t *testing.T, vns string, c externalConfig) *migrateEstate {
+	t.Helper()
 	e := &migrateEstate{vc: startVaultCluster(t), vns: vns, auditDir: t.TempDir()}
 	os.Chmod(e.auditDir, 0o777)
 	e.cfg = filepath.Join(t.TempDir(), "vaultctl.yaml")
-	writeExternalConfig(t, e.cfg, externalConfig{Namespace: vns, Addr: e.vc.Addrs[0], AuditDir: e.auditDir})
+	c.Namespace, c.Addr, c.AuditDir = vns, e.vc.Addrs[0], e.auditDir
+	writeExternalConfig(t, e.cfg, c)
 	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -106,42 +114,49 @@ var workloadViews = []struct{ workload, podPrefix, container string }{
 // current template (injected or not, as want says), once they are Running.
 func views(t *testing.T, cs kubernetes.Interface, ns string, injected bool, timeout time.Duration) map[string]seen {
 	t.Helper()
-	ctx := context.Background()
 	out := map[string]seen{}
 	for _, wv := range workloadViews {
-		var pod *corev1.Pod
-		eventually(t, timeout, fmt.Sprintf("a Running pod of %s (injected %t)", wv.workload, injected), func() error {
-			pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				return err
-			}
-			for i := range pods.Items {
-				p := &pods.Items[i]
-				isInjected := p.Annotations["vault.hashicorp.com/agent-inject-status"] == "injected"
-				if strings.HasPrefix(p.Name, wv.podPrefix) && p.DeletionTimestamp == nil && isInjected == injected && p.Status.Phase == corev1.PodRunning && podReady(p) {
-					pod = p
-					return nil
-				}
-			}
-			return fmt.Errorf("none yet")
-		})
-		eff, err := sb.Effective(ctx, ns, pod.Name, wv.container)
-		if err != nil {
-			t.Fatalf("effective view of %s/%s -c %s: %v", ns, pod.Name, wv.container, err)
-		}
-		s := seen{Env: map[string]string{}, Files: map[string][]byte{}, Modes: map[string]os.FileMode{}}
-		for k, v := range eff.Env {
-			s.Env[k] = v
-		}
-		for p, b := range eff.Files {
-			if strings.HasPrefix(p, "/var/run/secrets/") || strings.HasPrefix(p, "/vault/") {
-				continue // the pod's own token; the agent's env files (not seen before)
-			}
-			s.Files[p], s.Modes[p] = b, eff.Modes[p]
-		}
-		out[wv.workload] = s
+		out[wv.workload] = podView(t, cs, ns, wv.podPrefix, wv.container, injected, timeout)
 	}
 	return out
+}
+
+// podView is what one container sees of its Secrets in the first Running, Ready pod named
+// podPrefix* that is injected or not, as want says.
+func podView(t *testing.T, cs kubernetes.Interface, ns, podPrefix, container string, injected bool, timeout time.Duration) seen {
+	t.Helper()
+	ctx := context.Background()
+	var pod *corev1.Pod
+	eventually(t, timeout, fmt.Sprintf("a Running pod %s%s* (injected %t)", ns+"/", podPrefix, injected), func() error {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			isInjected := p.Annotations["vault.hashicorp.com/agent-inject-status"] == "injected"
+			if strings.HasPrefix(p.Name, podPrefix) && p.DeletionTimestamp == nil && isInjected == injected && p.Status.Phase == corev1.PodRunning && podReady(p) {
+				pod = p
+				return nil
+			}
+		}
+		return fmt.Errorf("none yet")
+	})
+	eff, err := sb.Effective(ctx, ns, pod.Name, container)
+	if err != nil {
+		t.Fatalf("effective view of %s/%s -c %s: %v", ns, pod.Name, container, err)
+	}
+	s := seen{Env: map[string]string{}, Files: map[string][]byte{}, Modes: map[string]os.FileMode{}}
+	for k, v := range eff.Env {
+		s.Env[k] = v
+	}
+	for p, b := range eff.Files {
+		if strings.HasPrefix(p, "/var/run/secrets/") || strings.HasPrefix(p, "/vault/") {
+			continue // the pod's own token; the agent's env files (not seen before)
+		}
+		s.Files[p], s.Modes[p] = b, eff.Modes[p]
+	}
+	return s
 }
 
 // sameView compares, byte for byte, every env variable and file seen before with after.

@@ -36,6 +36,8 @@ type externalConfig struct {
 	KeepRoot     bool
 	ExtraPolicy  bool // a second policy, dropped later to test --prune
 	ExtraRoleFor string
+	// TokenReviewer is kubernetesAuth.tokenReviewer; empty: the default (reviewer-jwt).
+	TokenReviewer string
 }
 
 func writeExternalConfig(t *testing.T, path string, c externalConfig) {
@@ -71,7 +73,7 @@ vault:
     keepRootToken: %[8]t
 kubernetesAuth:
   host: %[9]s
-`+articlePolicies+`%[10]s
+`+reviewerLine(c.TokenReviewer)+articlePolicies+`%[10]s
 `+articleRoles+`audit:
   devices:
     - {path: file, type: file, options: {file_path: %[11]s/audit.log}}
@@ -80,6 +82,13 @@ kubernetesAuth:
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func reviewerLine(mode string) string {
+	if mode == "" {
+		return ""
+	}
+	return "  tokenReviewer: " + mode + "\n"
 }
 
 // otherCA returns a fresh self-signed CA certificate: valid PEM, but not the cluster's.
