@@ -169,24 +169,33 @@ func (e *Engine) Apply(ctx context.Context, p *Plan, inv *Inventory, targets map
 	}
 	// Workloads are independent: each stops alone, so several go at once (their rollouts are
 	// most of the time).
-	rep.Workloads = make([]WorkloadOutcome, len(todo))
-	n := e.WorkloadConcurrency
+	rep.Workloads = eachAtOnce(e.WorkloadConcurrency, todo, func(wp WorkloadPlan) WorkloadOutcome {
+		id := WorkloadID{Kind: wp.Kind, Name: wp.Name}
+		return e.migrateWorkload(ctx, mount, wp, targets[id], j.Workloads[id.String()])
+	})
+	return rep, ctx.Err()
+}
+
+// eachAtOnce runs f for every item, n at once (default 16), and returns the results in the
+// items' order. Unlike an errgroup, one item's failure stops nothing else: each outcome
+// carries its own error.
+func eachAtOnce[T, R any](n int, items []T, f func(T) R) []R {
 	if n <= 0 {
 		n = 16
 	}
+	out := make([]R, len(items))
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
-	for i, wp := range todo {
+	for i, it := range items {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			id := WorkloadID{Kind: wp.Kind, Name: wp.Name}
-			rep.Workloads[i] = e.migrateWorkload(ctx, mount, wp, targets[id], j.Workloads[id.String()])
+			out[i] = f(it)
 		}()
 	}
 	wg.Wait()
-	return rep, ctx.Err()
+	return out
 }
 
 // copySecrets backs up and copies the migrated Secrets, several at once.
@@ -197,23 +206,9 @@ func (e *Engine) copySecrets(ctx context.Context, p *Plan, inv *Inventory, j *Jo
 			todo = append(todo, s)
 		}
 	}
-	out := make([]SecretOutcome, len(todo))
-	n := e.Concurrency
-	if n <= 0 {
-		n = 16
-	}
-	sem := make(chan struct{}, n)
-	var wg sync.WaitGroup
-	for i, sp := range todo {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			out[i] = e.copySecret(ctx, sp, inv.Secret(sp.Name), j.Secrets[sp.Name])
-		}()
-	}
-	wg.Wait()
-	return out
+	return eachAtOnce(e.Concurrency, todo, func(sp SecretPlan) SecretOutcome {
+		return e.copySecret(ctx, sp, inv.Secret(sp.Name), j.Secrets[sp.Name])
+	})
 }
 
 func (e *Engine) copySecret(ctx context.Context, sp SecretPlan, s *corev1.Secret, prev SecretRecord) SecretOutcome {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/kube"
 	"github.com/vaultctl/vaultctl/internal/plural"
 	"github.com/vaultctl/vaultctl/internal/textdist"
 	"github.com/vaultctl/vaultctl/networkpolicy"
@@ -22,7 +23,7 @@ import (
 const WorkloadAnnotation = "vaultctl.io/workload"
 
 // ManagedByLabel is the label every object vaultctl creates carries (app.kubernetes.io/managed-by=vaultctl).
-const ManagedByLabel = "app.kubernetes.io/managed-by"
+const ManagedByLabel = kube.ManagedByLabel
 
 // maxVaultName bounds generated role and policy names. Vault documents no limit, but it shows
 // them in tokens, audit logs and `vault policy list`; longer names end in a hash of the full one.

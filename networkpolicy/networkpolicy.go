@@ -60,6 +60,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/kube"
 )
 
 // Object names, all prefixed "vaultctl-": prune deletes nothing without that prefix.
@@ -74,8 +75,8 @@ const (
 
 // Labels and annotations vaultctl sets.
 const (
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	ManagedByValue = "vaultctl"
+	ManagedByLabel = kube.ManagedByLabel
+	ManagedByValue = kube.ManagedByValue
 	// InstanceLabel names the Vault namespace of the installation that owns the object, so
 	// that prune never touches another installation's policies (each e2e test is one, too).
 	InstanceLabel         = "vaultctl.io/vault-namespace"

@@ -25,7 +25,7 @@ const CheckpointConfigMap = "vaultctl-checkpoints"
 const OwnershipConfigMap = "vaultctl-ownership"
 
 // ManagedByLabel marks every object vaultctl created.
-const ManagedByLabel = "app.kubernetes.io/managed-by"
+const ManagedByLabel = kube.ManagedByLabel
 
 // configMapStore is vaultctl's bookkeeping in one ConfigMap of the Vault namespace, creating
 // the namespace on first write.

@@ -13,6 +13,13 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
+// ManagedByLabel (with ManagedByValue) marks every object vaultctl creates: the one well-known
+// label prune, purge and the sandbox scan key on.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedByValue = "vaultctl"
+)
+
 // Cluster is a connection to one cluster.
 type Cluster struct {
 	Client  kubernetes.Interface
