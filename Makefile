@@ -13,7 +13,7 @@ export VAULTCTL_TOOLS_DIR := $(TOOLS_DIR)
 # pseudo-terminal or root fails instead (internal/testreq).
 export VAULTCTL_TEST_MUST_RUN := 1
 
-.PHONY: build test unit e2e lint tools sandbox sandbox-down demo clean
+.PHONY: build test unit e2e lint tools sandbox sandbox-down demo clean fuzz
 
 build: ## build bin/vaultctl and bin/vaultctl-sandbox (the sandbox's own binary, for tests and demo)
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/vaultctl
@@ -40,6 +40,15 @@ e2e: tools ## end-to-end tests against one real sandbox
 	$(GO) test -count=1 -timeout 45m ./e2e/
 
 test: lint unit e2e ## everything CI runs
+
+# Not part of test (CI's budget): each fuzz target for FUZZTIME, one at a time. A crash lands in
+# the package's testdata/fuzz/NAME, which `make unit` then replays as a regression test.
+FUZZTIME ?= 10m
+FUZZ_TARGETS := ./check:FuzzParse ./migrate:FuzzPlanNamespace ./config:FuzzParse ./auditlog:FuzzDecode
+fuzz: ## run every fuzz target for FUZZTIME (default 10m) each
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*} name=$${t##*:}; \
+	  echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) "$$pkg" || exit 1; done
 
 sandbox: build tools ## start the sandbox (state in ~/.local/state/vaultctl/sandbox)
 	$(SANDBOX) up

@@ -27,39 +27,9 @@ if ! [[ "$n" =~ ^[0-9]+$ ]] || ((n < 2)) || ! [[ "$runs" =~ ^[0-9]+$ ]] || ((run
 fi
 command -v jq >/dev/null || { echo "jq is needed to read vaultctl apply -o json" >&2; exit 2; }
 
-cd "$repo"
-export VAULTCTL_TOOLS_DIR=${VAULTCTL_TOOLS_DIR:-$(hack/tools/build.sh --dir)}
-echo "building bin/vaultctl ..."
-make -s build
-bin=bin/vaultctl
-# The sandbox command is moving to a binary of its own with the same subcommands and flags.
-if [[ -x bin/vaultctl-sandbox ]]; then
-  sandbox=(bin/vaultctl-sandbox)
-else
-  sandbox=("$bin" sandbox)
-fi
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/vaultctl-apply-scale.XXXXXX")
-sbdir=$work/sandbox
-cleanup() {
-  if [[ "${BENCH_KEEP:-}" == 1 ]]; then
-    echo "kept the sandbox: ${sandbox[*]} down --dir $sbdir --purge; rm -rf $work"
-    return
-  fi
-  "${sandbox[@]}" down --dir "$sbdir" --purge >/dev/null 2>&1 ||
-    echo "warning: sandbox down failed; stop it with: ${sandbox[*]} down --dir $sbdir --purge" >&2
-  rm -rf "$work"
-}
-trap cleanup EXIT
-# Turn signals into an exit so that the EXIT trap stops the sandbox.
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-echo "starting a sandbox in $sbdir (${sandbox[*]}) ..."
-"${sandbox[@]}" up --dir "$sbdir" --postgres=false >"$work/sandbox-up.log" 2>&1 ||
-  { cat "$work/sandbox-up.log" >&2; exit 1; }
-eval "$("${sandbox[@]}" env --dir "$sbdir")"
-mkdir -p "$work/audit"
+. "$repo/bench/lib.sh"
+bench_build
+bench_sandbox apply-scale --postgres=false
 
 # config COUNT FILE: the sandbox config with COUNT policies (read on one KV path each under the
 # configured mount) and COUNT roles, role i binding ServiceAccount app-i in namespace bench to

@@ -39,40 +39,12 @@ for tool in jq kubectl; do
   command -v "$tool" >/dev/null || { echo "$tool is needed (the manual loop runs it)" >&2; exit 2; }
 done
 
-cd "$repo"
-export VAULTCTL_TOOLS_DIR=${VAULTCTL_TOOLS_DIR:-$(hack/tools/build.sh --dir)}
-echo "building bin/vaultctl and bench/migratebench ..."
-make -s build
-bin=$repo/bin/vaultctl
-if [[ -x bin/vaultctl-sandbox ]]; then
-  sandbox=(bin/vaultctl-sandbox)
-else
-  sandbox=("$bin" sandbox)
-fi
+. "$repo/bench/lib.sh"
+bench_build
 vaultbin=$VAULTCTL_TOOLS_DIR/vault
-
-work=$(mktemp -d "${TMPDIR:-/tmp}/vaultctl-migrate-bench.XXXXXX")
+bench_sandbox migrate-bench --postgres=false
 go build -o "$work/migratebench" ./bench/migratebench
 mb=$work/migratebench
-sbdir=$work/sandbox
-cleanup() {
-  if [[ "${BENCH_KEEP:-}" == 1 ]]; then
-    echo "kept the sandbox: ${sandbox[*]} down --dir $sbdir --purge; rm -rf $work"
-    return
-  fi
-  "${sandbox[@]}" down --dir "$sbdir" --purge >/dev/null 2>&1 ||
-    echo "warning: sandbox down failed; stop it with: ${sandbox[*]} down --dir $sbdir --purge" >&2
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-echo "starting a sandbox in $sbdir (${sandbox[*]}) ..."
-"${sandbox[@]}" up --dir "$sbdir" --postgres=false >"$work/sandbox-up.log" 2>&1 ||
-  { cat "$work/sandbox-up.log" >&2; exit 1; }
-eval "$("${sandbox[@]}" env --dir "$sbdir")"
-mkdir -p "$work/audit"
 
 # The injector sees only namespaces with this label (as in the e2e estates).
 label_key=bench.vaultctl.io/injector label_val=vault
