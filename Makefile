@@ -13,7 +13,7 @@ export VAULTCTL_TOOLS_DIR := $(TOOLS_DIR)
 # pseudo-terminal or root fails instead (internal/testreq).
 export VAULTCTL_TEST_MUST_RUN := 1
 
-.PHONY: build test unit e2e lint tools sandbox sandbox-down demo clean fuzz
+.PHONY: build test unit e2e lint tools sandbox sandbox-down demo clean fuzz faults
 
 build: ## build bin/vaultctl and bin/vaultctl-sandbox (the sandbox's own binary, for tests and demo)
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/vaultctl
@@ -40,6 +40,11 @@ e2e: tools ## end-to-end tests against one real sandbox
 	$(GO) test -count=1 -timeout 45m ./e2e/
 
 test: lint unit e2e ## everything CI runs
+
+# Not part of test (CI's budget): the randomized fault scenarios on one sandbox. FAULT_TRIALS
+# trials per scenario (default 3), FAULT_SEED replays a printed seed.
+faults: tools ## the fault suite (e2e/faults_test.go, build tag faults) against a real sandbox
+	$(GO) test -tags faults -count=1 -timeout 85m -run '^TestFault' -v ./e2e/
 
 # Not part of test (CI's budget): each fuzz target for FUZZTIME, one at a time. A crash lands in
 # the package's testdata/fuzz/NAME, which `make unit` then replays as a regression test.
