@@ -563,10 +563,18 @@ func validateMigration(c *Config, kvMounts []string, ps *problems) {
 				ps.errorf(fmt.Sprintf("%s.workloads[%d]", base, j), "must be namespace/kind/name, e.g. staging/Deployment/webapp, got %q", wl)
 			}
 		}
+		seenGate := map[string]bool{}
 		for j, g := range w.Gates {
-			if !slices.Contains(knownGates, g) {
-				ps.errorf(fmt.Sprintf("%s.gates[%d]", base, j), "unknown gate %q; use one of %s", g, strings.Join(knownGates, ", "))
+			name, _, err := ParseGate(g)
+			switch {
+			case err != nil:
+				ps.errorf(fmt.Sprintf("%s.gates[%d]", base, j), "%v", err)
+			case seenGate[name]:
+				ps.errorf(fmt.Sprintf("%s.gates[%d]", base, j), "gate %s is listed twice", name)
+			case i == 0 && (name == GatePreviousWaveComplete || name == GateHealthyFor):
+				ps.errorf(fmt.Sprintf("%s.gates[%d]", base, j), "the first wave has no previous wave for %s to wait on; remove it", name)
 			}
+			seenGate[name] = true
 		}
 	}
 	// Staging before production: the origin plan's rule, checked by name.
