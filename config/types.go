@@ -270,4 +270,5 @@ type Check struct {
 	RequiredNamespaces []string `yaml:"requiredNamespaces" json:"requiredNamespaces" desc:"Namespaces (globs allowed) where injection is required."`
 	AllowSecretTypes   []string `yaml:"allowSecretTypes" json:"allowSecretTypes" desc:"Secret types that are not findings, e.g. kubernetes.io/tls."`
 	Exclude            []string `yaml:"exclude" json:"exclude" desc:"Path globs to skip (Helm or Kustomize sources)."`
+	Paths              []string `yaml:"paths" json:"paths" desc:"Manifest files or directories, relative to the repository root, that the CI job of vaultctl ci snippet checks; empty means the whole repository (.)."`
 }

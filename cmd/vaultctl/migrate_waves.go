@@ -267,6 +267,14 @@ func runMigrateWave(cmd *cobra.Command, opts *rootOptions, name string, f wavesF
 		}
 		return withCode(code, err)
 	}
+	interactive := isTerminal(opts.stdin) && opts.Output != "json"
+	if !f.plan && !f.yes && !interactive {
+		what := "the next wave"
+		if name != "" {
+			what = "wave " + name
+		}
+		return fail(exitUsage, fmt.Errorf("running %s changes the cluster and Vault: pass --yes to run it without a terminal (see the plan first with --plan)", what))
+	}
 	l, err := wavesSetup(cmd, opts, &res.Warnings)
 	if err != nil {
 		res.ConfigErrors = configProblems(err)
@@ -315,9 +323,6 @@ func runMigrateWave(cmd *cobra.Command, opts *rootOptions, name string, f wavesF
 		return nil
 	}
 	if !f.yes {
-		if !isTerminal(opts.stdin) || opts.Output == "json" {
-			return fail(exitUsage, fmt.Errorf("running wave %s changes the cluster and Vault: pass --yes to run it without a terminal (see the plan first with --plan)", rr.Wave))
-		}
 		printWaveRun(opts.stdout, rr)
 		if !confirm(opts, fmt.Sprintf("Run wave %s as planned? [y/N] ", rr.Wave)) {
 			fmt.Fprintln(opts.stdout, "Not confirmed: nothing was changed.")
