@@ -84,3 +84,18 @@ func TestSchemaAcceptsHealthyFor(t *testing.T) {
 		t.Error("the JSON schema does not describe the healthy-for gate")
 	}
 }
+
+// config.example.yaml's five-week plan writes healthy-for inside a flow list.
+func TestExamplePlanGates(t *testing.T) {
+	cfg, err := LoadFile("../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	for _, w := range cfg.Migration.Waves {
+		all = append(all, w.Gates...)
+	}
+	if !slices.Contains(all, "healthy-for: 72h") {
+		t.Errorf("gates %q lack production's healthy-for: 72h", all)
+	}
+}
