@@ -375,3 +375,36 @@ func TestUnknownWave(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+// healthy-for counts from the journal's verification time, and wants the workload Ready now.
+func TestHealthyFor(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(
+		config.Wave{Week: 1, Name: "staging", Namespaces: []string{"staging"}},
+		config.Wave{Week: 2, Name: "production", Namespaces: []string{"production"}, Gates: []string{"healthy-for: 72h"}},
+	)
+	for _, tc := range []struct {
+		name  string
+		ready int32
+		ok    bool
+		want  string
+	}{
+		{"verified 48h ago, need 72h", 1, false, "staging/Deployment/api verified 48h0m0s ago"},
+		{"not ready", 0, false, "has 0/1 ready"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := fake.NewClientset(namespace("staging", nil), &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: "staging"},
+				Status: appsv1.DeploymentStatus{ReadyReplicas: tc.ready, UpdatedReplicas: tc.ready}})
+			verifiedJournal(t, ctx, cs, "staging", "Deployment/api")
+			ge := &gateEval{o: &Observer{Kube: cs, Config: cfg}, obs: &observation{ns: map[string]*nsObservation{}}}
+			r := ge.healthyFor(ctx, 1, 72*time.Hour, "healthy-for: 72h")
+			if r.OK != tc.ok || !strings.Contains(r.Evidence, tc.want) || r.Fix == "" {
+				t.Errorf("got %+v, want ok=%t with %q", r, tc.ok, tc.want)
+			}
+			ge.o.Now = func() time.Time { return time.Now().Add(25 * time.Hour) }
+			if r := ge.healthyFor(ctx, 1, 72*time.Hour, "healthy-for: 72h"); r.OK != (tc.ready == 1) {
+				t.Errorf("73h after verification: %+v", r)
+			}
+		})
+	}
+}
