@@ -92,11 +92,17 @@ func mappingValue(m *yaml.Node, key string) *yaml.Node {
 
 // gatesSchema lets editors accept the healthy-for mapping next to the named gates.
 func gatesSchema(props map[string]any) {
-	defer func() { _ = recover() }() // the shape is ours; a change there only loses the hint
-	wave := props["migration"].(map[string]any)["properties"].(map[string]any)["waves"].(map[string]any)["items"].(map[string]any)
-	gates := wave["properties"].(map[string]any)["gates"].(map[string]any)
-	named := gates["items"]
-	gates["items"] = map[string]any{"anyOf": []any{named, map[string]any{
+	at := func(m map[string]any, keys ...string) map[string]any {
+		for _, k := range keys {
+			m, _ = m[k].(map[string]any)
+		}
+		return m
+	}
+	gates := at(props, "migration", "properties", "waves", "items", "properties", "gates")
+	if gates == nil {
+		return
+	}
+	gates["items"] = map[string]any{"anyOf": []any{gates["items"], map[string]any{
 		"type": "object", "additionalProperties": false,
 		"properties": map[string]any{GateHealthyFor: schemaFor(durationType)},
 		"required":   []string{GateHealthyFor},

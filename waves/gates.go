@@ -2,8 +2,6 @@ package waves
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"regexp"
 	"sort"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/vaultctl/vaultctl/charts"
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/pki"
 	"github.com/vaultctl/vaultctl/manifests"
 	"github.com/vaultctl/vaultctl/migrate"
 	"github.com/vaultctl/vaultctl/policy"
@@ -169,30 +168,17 @@ func caBundleProblem(b []byte, now time.Time) string {
 	if len(strings.TrimSpace(string(b))) == 0 {
 		return "is empty"
 	}
-	n := 0
-	for rest := b; ; {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return "holds a certificate that does not parse: " + err.Error()
-		}
+	certs, err := pki.ParseCerts(b)
+	if err != nil {
+		return "is unreadable: " + err.Error()
+	}
+	for _, c := range certs {
 		if now.After(c.NotAfter) {
 			return fmt.Sprintf("holds a certificate (%s) that expired %s", c.Subject.CommonName, c.NotAfter.Format(time.RFC3339))
 		}
 		if now.Before(c.NotBefore) {
 			return fmt.Sprintf("holds a certificate (%s) not valid before %s", c.Subject.CommonName, c.NotBefore.Format(time.RFC3339))
 		}
-		n++
-	}
-	if n == 0 {
-		return "holds no PEM certificate"
 	}
 	return ""
 }
