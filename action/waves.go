@@ -115,7 +115,7 @@ func WavesRun(ctx context.Context, c *Configuration, o WavesOptions) (*WavesRunR
 // wavesObserver reads the estate for the waves. Vault is logged into only when a wave has the
 // dynamic-db-credentials gate: the rest is Kubernetes alone.
 func (c *Configuration) wavesObserver(ctx context.Context, env *phases.Env, o WavesOptions) *waves.Observer {
-	obs := &waves.Observer{Kube: env.Kube, Config: c.config(), Manifests: o.Manifests}
+	obs := &waves.Observer{Kube: env.Kube, KubeREST: env.KubeREST, Config: c.config(), Manifests: o.Manifests}
 	if needsVault(c.config()) && env.Vault != nil {
 		admin, err := env.Vault.Admin(ctx)
 		if err != nil {

@@ -143,6 +143,9 @@ func TestMigrationWaves(t *testing.T) {
 	if s := st.Waves[2].States[0]; s.State != waves.NotStarted {
 		t.Errorf("staging after the pilot wave: %+v, want not started", s)
 	}
+	if g := gate(st.Waves[0], "injector-healthy"); !g.OK || !strings.Contains(g.Evidence, "caBundle valid") {
+		t.Errorf("injector-healthy once the caBundle is written: %+v", g)
+	}
 	if g := gate(st.Waves[1], "admission-policy"); !g.Outcome {
 		t.Errorf("admission-policy on the CI guard wave: %+v, want marked as what the wave establishes", g)
 	}
@@ -207,6 +210,15 @@ func TestMigrationWaves(t *testing.T) {
 	// The text form names the states and the gates' evidence.
 	if r := vaultctl(t, "migrate", "status", "-c", e.cfg); r.Code != 0 || !strings.Contains(r.Stdout, "namespace "+staging+": verified, labelled") || !strings.Contains(r.Stdout, "Every wave is complete.") {
 		t.Errorf("migrate status text:\n%s", r)
+	}
+
+	// State is observed, not kept: rolling staging back makes its wave incomplete again.
+	if r := vaultctl(t, "migrate", "namespace", staging, "--rollback", "--yes", "-c", e.cfg); r.Code != 0 {
+		t.Fatalf("rollback of staging: exit %d\n%s", r.Code, r)
+	}
+	st = status(t)
+	if s := st.Waves[2].States[0]; st.Next != "staging" || s.State != waves.RolledBack || st.Waves[2].Complete {
+		t.Errorf("status after rolling staging back: next %q, staging %+v complete %t; want staging rolled back and next", st.Next, s, st.Waves[2].Complete)
 	}
 
 	var values []string

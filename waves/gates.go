@@ -131,7 +131,23 @@ func (ge *gateEval) injectorHealthy(ctx context.Context) GateResult {
 		r.Fix = fmt.Sprintf("the injector writes its caBundle when it starts (AGENT_INJECT_TLS_AUTO): check its logs (kubectl -n %s logs deploy/%s) and restart it", vns, depName)
 		return r
 	}
-	evidence = append(evidence, fmt.Sprintf("webhook %s caBundle valid", cfgName))
+	svc, err := ge.o.Kube.CoreV1().Services(vns).Get(ctx, wh.ClientConfig.Service.Name, metav1.GetOptions{})
+	if err != nil {
+		r.Evidence = strings.Join(append(evidence, fmt.Sprintf("webhook Service %s/%s: %v", vns, wh.ClientConfig.Service.Name, err)), ", ")
+		r.Fix = "run vaultctl apply (phase injector)"
+		return r
+	}
+	problem, reached := ge.o.servingCertProblem(ctx, svc, wh.ClientConfig.CABundle)
+	switch {
+	case problem != "":
+		r.Evidence = strings.Join(append(evidence, fmt.Sprintf("webhook %s: %s", cfgName, problem)), ", ")
+		r.Fix = fmt.Sprintf("the API server refuses such a webhook: restart the injector so it writes its current CA (kubectl -n %s rollout restart deploy/%s)", vns, depName)
+		return r
+	case reached:
+		evidence = append(evidence, fmt.Sprintf("webhook %s caBundle valid and verifies the serving certificate", cfgName))
+	default:
+		evidence = append(evidence, fmt.Sprintf("webhook %s caBundle valid (serving certificate not reachable to verify)", cfgName))
+	}
 	got := "Fail" // the API server's default
 	if wh.FailurePolicy != nil {
 		got = string(*wh.FailurePolicy)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/vaultctl/vaultctl/config"
 )
@@ -132,6 +133,10 @@ type Observer struct {
 	// Manifests is a directory check-passing also checks (--manifests), "" for none.
 	Manifests string
 	Now       func() time.Time
+	// KubeREST lets injector-healthy port-forward to an injector pod to verify its serving
+	// certificate; DialInjector replaces that dial (tests). Neither: the caBundle alone.
+	KubeREST     *rest.Config
+	DialInjector DialFunc
 }
 
 func (o *Observer) now() time.Time {

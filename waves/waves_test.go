@@ -5,11 +5,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -19,9 +22,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/internal/pki"
 	"github.com/vaultctl/vaultctl/manifests"
 	"github.com/vaultctl/vaultctl/migrate"
 )
@@ -142,7 +147,11 @@ func TestCABundleProblem(t *testing.T) {
 
 func injectorObjects(t *testing.T, available int32, ca []byte, fp admissionregistrationv1.FailurePolicyType) []runtime.Object {
 	two := int32(2)
+	sel := map[string]string{"app.kubernetes.io/name": "vault-agent-injector"}
 	return []runtime.Object{
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "vault-agent-injector-svc", Namespace: vaultNS}, Spec: corev1.ServiceSpec{Selector: sel,
+			Ports: []corev1.ServicePort{{Port: 443, TargetPort: intstr.FromInt(8080)}}}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "vault-agent-injector-0", Namespace: vaultNS, Labels: sel}, Status: corev1.PodStatus{Phase: corev1.PodRunning}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "vault-agent-injector", Namespace: vaultNS},
 			Spec: appsv1.DeploymentSpec{Replicas: &two}, Status: appsv1.DeploymentStatus{AvailableReplicas: available}},
 		&admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "vault-agent-injector-cfg"},
@@ -161,14 +170,14 @@ func TestInjectorHealthy(t *testing.T) {
 		ok   bool
 		want string
 	}{
-		{"healthy", injectorObjects(t, 2, ca, "Ignore"), true, "injector: 2/2 available, webhook vault-agent-injector-cfg caBundle valid, failurePolicy Ignore"},
+		{"healthy", injectorObjects(t, 2, ca, "Ignore"), true, "injector: 2/2 available, webhook vault-agent-injector-cfg caBundle valid (serving certificate not reachable to verify), failurePolicy Ignore"},
 		{"one pod down", injectorObjects(t, 1, ca, "Ignore"), false, "injector: 1/2 available"},
 		{"no caBundle", injectorObjects(t, 2, nil, "Ignore"), false, "caBundle is empty"},
 		{"failurePolicy drifted", injectorObjects(t, 2, ca, "Fail"), false, "failurePolicy Fail, the config says Ignore"},
 		{"not installed", nil, false, "not found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ge := &gateEval{o: &Observer{Kube: fake.NewClientset(tc.objs...), Config: testConfig()}}
+			ge := &gateEval{o: &Observer{Kube: fake.NewClientset(tc.objs...), Config: testConfig(), DialInjector: unreachable}}
 			r := ge.injectorHealthy(ctx)
 			if r.OK != tc.ok || !strings.Contains(r.Evidence, tc.want) {
 				t.Errorf("got %+v, want ok=%t with %q", r, tc.ok, tc.want)
@@ -404,6 +413,67 @@ func TestHealthyFor(t *testing.T) {
 			ge.o.Now = func() time.Time { return time.Now().Add(25 * time.Hour) }
 			if r := ge.healthyFor(ctx, 1, 72*time.Hour, "healthy-for: 72h"); r.OK != (tc.ready == 1) {
 				t.Errorf("73h after verification: %+v", r)
+			}
+		})
+	}
+}
+
+func unreachable(context.Context, string, string, int) (net.Conn, error) {
+	return nil, errors.New("connection refused")
+}
+
+// When an injector pod answers, its serving certificate must verify against the caBundle for
+// the Service's name, as the API server checks it.
+func TestInjectorServingCertificate(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	ca, caKey, err := pki.NewCA(pkix.Name{CommonName: "injector ca"}, now.Add(-time.Hour), now.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, key, err := pki.Issue(pki.LeafSpec{DNSNames: []string{"vault-agent-injector-svc.vault.svc"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, ca, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.Raw}, PrivateKey: key}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	var dialed string
+	dial := func(ctx context.Context, ns, pod string, port int) (net.Conn, error) {
+		dialed = fmt.Sprintf("%s/%s:%d", ns, pod, port)
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", ln.Addr().String())
+	}
+	other, _, _ := pki.NewCA(pkix.Name{CommonName: "stale ca"}, now.Add(-time.Hour), now.Add(time.Hour))
+	for _, tc := range []struct {
+		name   string
+		bundle []byte
+		ok     bool
+		want   string
+	}{
+		{"current CA", pki.EncodeCerts(ca), true, "caBundle valid and verifies the serving certificate"},
+		{"stale CA", pki.EncodeCerts(other), false, "serving certificate does not verify against the caBundle"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ge := &gateEval{o: &Observer{Kube: fake.NewClientset(injectorObjects(t, 2, tc.bundle, "Ignore")...), Config: testConfig(), DialInjector: dial}}
+			r := ge.injectorHealthy(ctx)
+			if r.OK != tc.ok || !strings.Contains(r.Evidence, tc.want) {
+				t.Errorf("got %+v, want ok=%t with %q", r, tc.ok, tc.want)
+			}
+			if dialed != "vault/vault-agent-injector-0:8080" {
+				t.Errorf("dialed %q, want the injector pod's target port", dialed)
 			}
 		})
 	}
