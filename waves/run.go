@@ -164,7 +164,9 @@ func (r *Runner) steps(st *Status, i int, w config.Wave) []Step {
 	case KindGuard:
 		out = append(out, Step{What: stepAdmission})
 		for _, prev := range st.Waves[:i] {
-			if prev.Kind != KindNamespaces {
+			// Only completed waves: a label on a namespace still to migrate would deny the
+			// Secrets its workloads still need.
+			if prev.Kind != KindNamespaces || !prev.Complete {
 				continue
 			}
 			for _, s := range prev.States {

@@ -478,3 +478,30 @@ func TestInjectorServingCertificate(t *testing.T) {
 		})
 	}
 }
+
+// The guard labels only the namespaces of complete waves: a label on a namespace still to
+// migrate would deny the Secrets its workloads still need.
+func TestGuardLabelsOnlyCompleteWaves(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(
+		config.Wave{Week: 1, Name: "pilot", Namespaces: []string{"done"}},
+		config.Wave{Week: 2, Name: "early", Namespaces: []string{"todo"}},
+		config.Wave{Week: 3, Name: "ci-guard", Gates: []string{"admission-policy"}},
+	)
+	cs := fake.NewClientset(namespace("done", nil), namespace("todo", nil))
+	verifiedJournal(t, ctx, cs, "done")
+	migrate.JournalStore{Kube: cs, Namespace: "done"}.PutSecret(ctx, "unread", migrate.SecretRecord{State: migrate.SecretCopied})
+	r := &Runner{Observer: Observer{Kube: cs, Config: cfg}}
+	if _, err := r.Run(ctx, "ci-guard", false); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []struct {
+		name string
+		want bool
+	}{{"done", true}, {"todo", false}} {
+		n, _ := cs.CoreV1().Namespaces().Get(ctx, ns.name, metav1.GetOptions{})
+		if got := n.Labels[manifests.MigratedLabel] == "true"; got != ns.want {
+			t.Errorf("namespace %s labelled %t, want %t", ns.name, got, ns.want)
+		}
+	}
+}
