@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -67,8 +68,14 @@ func (o *Observer) servingCertProblem(ctx context.Context, svc *corev1.Service, 
 		err = tc.HandshakeContext(dctx)
 		tc.Close()
 		cancel()
-		if err != nil {
-			return fmt.Sprintf("pod %s's serving certificate does not verify against the caBundle: %v", p.Name, err), true
+		var verr *tls.CertificateVerificationError
+		switch {
+		case errors.As(err, &verr):
+			return fmt.Sprintf("pod %s's serving certificate does not verify against the caBundle: %v", p.Name, verr.Err), true
+		case err != nil:
+			// The forward or the handshake broke off (a pod that does not serve yet, a
+			// forward the node refuses): nothing learnt about the certificate.
+			continue
 		}
 		return "", true
 	}

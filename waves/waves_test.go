@@ -457,6 +457,17 @@ func TestInjectorServingCertificate(t *testing.T) {
 		return d.DialContext(ctx, "tcp", ln.Addr().String())
 	}
 	other, _, _ := pki.NewCA(pkix.Name{CommonName: "stale ca"}, now.Add(-time.Hour), now.Add(time.Hour))
+	// A forward that accepts and then breaks off (what a node that cannot forward does) says
+	// nothing about the certificate.
+	broken := func(context.Context, string, string, int) (net.Conn, error) {
+		a, b := net.Pipe()
+		b.Close()
+		return a, nil
+	}
+	ge := &gateEval{o: &Observer{Kube: fake.NewClientset(injectorObjects(t, 2, pki.EncodeCerts(ca), "Ignore")...), Config: testConfig(), DialInjector: broken}}
+	if r := ge.injectorHealthy(ctx); !r.OK || !strings.Contains(r.Evidence, "not reachable to verify") {
+		t.Errorf("a broken forward: %+v, want the gate to rest on the caBundle", r)
+	}
 	for _, tc := range []struct {
 		name   string
 		bundle []byte
