@@ -307,6 +307,9 @@ func runMigrateWave(cmd *cobra.Command, opts *rootOptions, name string, f wavesF
 	blocked := len(rr.Blocked) > 0
 	if f.plan || blocked || rr.Wave == "" {
 		res.OK = !blocked
+		if blocked {
+			res.Error = fmt.Sprintf("wave %s cannot start: failing gates: %s", rr.Wave, blockedNames(rr.Blocked))
+		}
 		if opts.Output == "json" {
 			if err := writeJSON(opts.stdout, res); err != nil {
 				return err
@@ -398,4 +401,12 @@ func printWaveRun(w io.Writer, rr *waves.RunResult) {
 	case rr.After != nil && rr.After.Complete:
 		fmt.Fprintf(w, "Wave %s is complete.\n", rr.Wave)
 	}
+}
+
+func blockedNames(gs []waves.GateResult) string {
+	names := make([]string, 0, len(gs))
+	for _, g := range gs {
+		names = append(names, g.Gate)
+	}
+	return strings.Join(names, ", ")
 }
