@@ -99,3 +99,21 @@ func TestExamplePlanGates(t *testing.T) {
 		t.Errorf("gates %q lack production's healthy-for: 72h", all)
 	}
 }
+
+func TestWaveWorkloads(t *testing.T) {
+	for _, tc := range []struct{ workload, want string }{
+		{"tools/Deployment/wiki", ""},
+		{"tools/deploy/wiki", `config.yaml:30: migration.waves[0].workloads[0]: kind "deploy" is not one migrate rewrites`},
+		{"Tools/Deployment/wiki", `"Tools" is not a namespace name`},
+		{"tools/wiki", "must be namespace/kind/name"},
+	} {
+		text := base + "migration:\n  waves:\n    - week: 1\n      name: pilot\n      workloads: [" + tc.workload + "]\n"
+		_, err := Parse("config.yaml", []byte(text), LoadOptions{Environ: []string{}})
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", tc.workload, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: got %v, want %q", tc.workload, err, tc.want)
+		}
+	}
+}
