@@ -173,6 +173,17 @@ func TestMigrationWaves(t *testing.T) {
 	if st.Next != "staging" || !st.Waves[1].Complete || !st.Waves[0].States[0].Labelled {
 		t.Fatalf("status after the CI guard: next %q, guard complete %t, pilot namespace %+v", st.Next, st.Waves[1].Complete, st.Waves[0].States[0])
 	}
+	// Running the complete guard wave again changes nothing on the real API server.
+	r = vaultctl(t, "migrate", "wave", "ci-guard", "--yes", "-c", e.cfg, "-o", "json")
+	var again migrateWaveDoc
+	if err := json.Unmarshal([]byte(r.Stdout), &again); err != nil || r.Code != 0 || !again.AlreadyComplete {
+		t.Fatalf("migrate wave ci-guard again: exit %d, %v\n%s", r.Code, err, r)
+	}
+	for _, s := range again.Steps {
+		if s.Done != "" {
+			t.Errorf("the second guard run changed %s: %s", s.What, s.Done)
+		}
+	}
 	var denied error
 	eventually(t, 30*time.Second, "the admission policy denying an Opaque Secret in "+pilot, func() error {
 		_, err := cs.CoreV1().Secrets(pilot).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "new-raw"}, StringData: map[string]string{"k": "v"}}, metav1.CreateOptions{})
