@@ -78,22 +78,22 @@ type observation struct {
 func (o *Observer) observeNamespace(ctx context.Context, obs *observation, ns string, whole bool) (*nsObservation, error) {
 	n := obs.ns[ns]
 	if n == nil {
-		n = &nsObservation{}
-		obs.ns[ns] = n
+		// Cached only once read whole: a failed read is tried again, never half trusted.
 		nsObj, err := o.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
+			n = &nsObservation{}
+			obs.ns[ns] = n
 			return n, nil
 		case err != nil:
 			return nil, fmt.Errorf("reading namespace %s: %w", ns, err)
 		}
-		n.exists = true
-		n.labelled = nsObj.Labels[manifests.MigratedLabel] == "true"
 		j, err := (migrate.JournalStore{Kube: o.Kube, Namespace: ns}).Load(ctx)
 		if err != nil {
 			return nil, err
 		}
-		n.journal = j
+		n = &nsObservation{exists: true, labelled: nsObj.Labels[manifests.MigratedLabel] == "true", journal: j}
+		obs.ns[ns] = n
 	}
 	if whole && n.exists && !n.planDone {
 		// Only the plan knows whether workloads the journal never saw still read raw Secrets.
