@@ -104,6 +104,7 @@ func decode(file string, data []byte) (*Config, *Source, *problems) {
 		root = root.Content[0]
 	}
 	src.lines[""] = root.Line
+	normalizeGates(root)
 	if r := resolve(root); r == nil || r.Kind != yaml.MappingNode {
 		walkStruct(&walker{src: src, ps: ps}, r, configType, "")
 		return nil, src, ps

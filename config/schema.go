@@ -17,6 +17,7 @@ func JSONSchema() ([]byte, error) {
 	props := s["properties"].(map[string]any)
 	props["apiVersion"].(map[string]any)["const"] = APIVersion
 	props["kind"].(map[string]any)["const"] = Kind
+	gatesSchema(props)
 	return json.MarshalIndent(s, "", "  ")
 }
 

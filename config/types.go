@@ -262,7 +262,7 @@ type Wave struct {
 	Name       string   `yaml:"name" json:"name" desc:"Wave name, e.g. pilot."`
 	Namespaces []string `yaml:"namespaces" json:"namespaces" desc:"Namespaces migrated in this wave."`
 	Workloads  []string `yaml:"workloads" json:"workloads" desc:"Workloads (namespace/kind/name) migrated in this wave; empty means all in the namespaces."`
-	Gates      []string `yaml:"gates" json:"gates" desc:"Conditions that must hold before the wave starts." enum:"previous-wave-complete,check-passing,injector-healthy,admission-policy,dynamic-db-credentials"`
+	Gates      []string `yaml:"gates" json:"gates" desc:"Conditions that must hold before the wave starts: previous-wave-complete, check-passing, injector-healthy, admission-policy, dynamic-db-credentials, or healthy-for: DURATION (the previous wave's workloads Ready that long since their migration)." enum:"previous-wave-complete,check-passing,injector-healthy,admission-policy,dynamic-db-credentials"`
 }
 
 // Check configures vaultctl check.
@@ -270,4 +270,5 @@ type Check struct {
 	RequiredNamespaces []string `yaml:"requiredNamespaces" json:"requiredNamespaces" desc:"Namespaces (globs allowed) where injection is required."`
 	AllowSecretTypes   []string `yaml:"allowSecretTypes" json:"allowSecretTypes" desc:"Secret types that are not findings, e.g. kubernetes.io/tls."`
 	Exclude            []string `yaml:"exclude" json:"exclude" desc:"Path globs to skip (Helm or Kustomize sources)."`
+	Paths              []string `yaml:"paths" json:"paths" desc:"Manifest files or directories, relative to the repository root, that the CI job of vaultctl ci snippet checks; empty means the whole repository (.)."`
 }

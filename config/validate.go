@@ -559,14 +559,28 @@ func validateMigration(c *Config, kvMounts []string, ps *problems) {
 			}
 		}
 		for j, wl := range w.Workloads {
-			if parts := strings.Split(wl, "/"); len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-				ps.errorf(fmt.Sprintf("%s.workloads[%d]", base, j), "must be namespace/kind/name, e.g. staging/Deployment/webapp, got %q", wl)
+			wp := fmt.Sprintf("%s.workloads[%d]", base, j)
+			switch parts := strings.Split(wl, "/"); {
+			case len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "":
+				ps.errorf(wp, "must be namespace/kind/name, e.g. staging/Deployment/webapp, got %q", wl)
+			case !dnsLabel.MatchString(parts[0]):
+				ps.errorf(wp, "%q is not a namespace name", parts[0])
+			case !slices.Contains(EntrypointKinds, parts[1]):
+				ps.errorf(wp, "kind %q is not one migrate rewrites; use %s", parts[1], strings.Join(EntrypointKinds, ", "))
 			}
 		}
+		seenGate := map[string]bool{}
 		for j, g := range w.Gates {
-			if !slices.Contains(knownGates, g) {
-				ps.errorf(fmt.Sprintf("%s.gates[%d]", base, j), "unknown gate %q; use one of %s", g, strings.Join(knownGates, ", "))
+			name, _, err := ParseGate(g)
+			switch {
+			case err != nil:
+				ps.errorf(fmt.Sprintf("%s.gates[%d]", base, j), "%v", err)
+			case seenGate[name]:
+				ps.errorf(fmt.Sprintf("%s.gates[%d]", base, j), "gate %s is listed twice", name)
+			case i == 0 && (name == GatePreviousWaveComplete || name == GateHealthyFor):
+				ps.errorf(fmt.Sprintf("%s.gates[%d]", base, j), "the first wave has no previous wave for %s to wait on; remove it", name)
 			}
+			seenGate[name] = true
 		}
 	}
 	// Staging before production: the origin plan's rule, checked by name.
