@@ -65,7 +65,10 @@ var logPatterns = []logPattern{
 	}},
 }
 
-const maxEvidenceLine = 400
+const (
+	maxEvidenceLine = 400
+	maxLogScan      = 256 << 10
+)
 
 // readLogs reads the agents' logs (vault-agent-init while it has not completed, vault-agent
 // when it is not ready) through the Kubernetes API, as kubectl logs does, and keeps the last
@@ -101,10 +104,14 @@ func containerStatus(p *corev1.Pod, name string) (corev1.ContainerStatus, bool) 
 }
 
 func (c *podCheck) scanLog(ctx context.Context, name string, previous bool) {
-	tail := int64(300)
-	b, err := c.d.Kube.CoreV1().Pods(c.pod.Namespace).GetLogs(c.pod.Name, &corev1.PodLogOptions{Container: name, TailLines: &tail, Previous: previous}).DoRaw(ctx)
+	// No tailLines: not every kubelet (kwok among them) honours it; an agent's log is small,
+	// and only its end is scanned.
+	b, err := c.d.Kube.CoreV1().Pods(c.pod.Namespace).GetLogs(c.pod.Name, &corev1.PodLogOptions{Container: name, Previous: previous}).DoRaw(ctx)
 	if err != nil {
 		return // no log yet (the container has not started): the other checks still run
+	}
+	if len(b) > maxLogScan {
+		b = b[len(b)-maxLogScan:]
 	}
 	last := map[string]string{}
 	var order []string

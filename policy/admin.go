@@ -26,6 +26,13 @@ func Admin(s AdminScope) string {
 		"sys/storage/raft/autopilot/*":     {"read", "update"},
 		"sys/leases/lookup/*":              {"list", "sudo"},
 		"sys/leases/revoke-prefix/*":       {"update", "sudo"},
+		// vaultctl leases: a lease's issue and expiry times; the tokens behind Kubernetes-auth
+		// logins (listing accessors needs sudo), to find and revoke those whose ServiceAccount
+		// is gone.
+		"sys/leases/lookup":          {"update"},
+		"auth/token/accessors":       {"list", "sudo"},
+		"auth/token/lookup-accessor": {"update"},
+		"auth/token/revoke-accessor": {"update"},
 	}
 	mount := func(m string, caps ...string) {
 		rules["sys/mounts/"+m] = []string{"create", "read", "update"}

@@ -69,6 +69,7 @@ func newRootCmd(opts *rootOptions) *cobra.Command {
 		newMigrateCmd(opts),
 		newAuditCmd(opts),
 		newDoctorCmd(opts),
+		newLeasesCmd(opts),
 	)
 	// Added now rather than when cobra runs, so that it refuses a mistyped shell like the
 	// other groups do.
