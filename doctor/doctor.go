@@ -307,8 +307,14 @@ func (d *Doctor) vaultHealth(ctx context.Context) *Finding {
 		if d.VaultErr == nil {
 			return nil
 		}
+		msg := "vaultctl could not open a Vault session, so the checks that read roles, auth config and policies did not run"
+		for _, p := range logPatterns {
+			if p.code == CodeStaleCA && p.match(d.VaultErr.Error()) {
+				msg += "; vaultctl's own login fails as the pods' do: Vault cannot verify the API server (stale CA, see the pods' findings)"
+			}
+		}
 		return &Finding{Severity: Error, Code: CodeVaultUnreachable, Object: "Vault " + addr,
-			Message:  "vaultctl could not open a Vault session, so the checks that read roles, auth config and policies did not run",
+			Message:  msg,
 			Evidence: []string{d.VaultErr.Error()},
 			Fix:      "check that Vault answers (vaultctl status) and that vault.address / vault.tls.caCert are right; VAULT_TOKEN is used when the vaultctl-admin login does not work"}
 	}

@@ -82,8 +82,8 @@ func (c *podCheck) readLogs(ctx context.Context) {
 		if st.State.Terminated != nil && st.State.Terminated.ExitCode == 0 {
 			continue
 		}
-		if st.Ready {
-			continue
+		if st.Ready && name == sidecarContainer {
+			continue // a running init container is judged by whether it completed, not Ready
 		}
 		c.scanLog(ctx, name, false)
 		if st.RestartCount > 0 && len(c.logs) == 0 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/vaultctl/vaultctl/auditlog"
 	"github.com/vaultctl/vaultctl/doctor"
 	"github.com/vaultctl/vaultctl/internal/sandbox"
 )
@@ -330,6 +332,33 @@ func TestDoctorNamesEachCauseAndTheFixWorks(t *testing.T) {
 				t.Errorf("doctor after the fix: exit %d\n%v", r.Code, doc.Findings)
 			}
 		})
+	})
+
+	// audit analyze over the estate's real audit log: the failed logins of the cases above under
+	// their roles (in clear: the kubernetes-auth phase tuned audit_non_hmac_request_keys). Every
+	// agent reaches Vault from 127.0.0.1 here (no network namespaces), so no ServiceAccount may
+	// be named from the remote address.
+	t.Run("audit-analyze", func(t *testing.T) {
+		r := vaultctl(t, "audit", "analyze", "-o", "json", "--top", "1000", filepath.Join(e.auditDir, "audit.log"))
+		var out struct {
+			Report auditlog.Report `json:"report"`
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &out); err != nil || r.Code != 1 {
+			t.Fatalf("audit analyze: exit %d, %v\n%s", r.Code, err, r)
+		}
+		got := map[string]auditlog.AuthFailure{}
+		for _, f := range out.Report.AuthFailures {
+			got[f.Role] = f
+		}
+		for _, role := range []string{"doc-sa", "doc-aud"} {
+			f, ok := got[role]
+			if !ok || f.Count < 1 || f.Mount != "auth/kubernetes/" {
+				t.Errorf("failed logins of role %s: %+v\nall: %+v", role, f, out.Report.AuthFailures)
+			}
+			if f.ServiceAccount != "" && (f.ServiceAccount != "app" || f.Namespace != role) {
+				t.Errorf("role %s's failures pinned on %s/%s, not the failing pod's %s/app", role, f.Namespace, f.ServiceAccount, role)
+			}
+		}
 	})
 
 	// The stale CA breaks every login of the estate, vaultctl-admin's included: it runs alone,
