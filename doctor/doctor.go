@@ -181,12 +181,12 @@ func (d *Doctor) Run(ctx context.Context, t Target) (*Report, error) {
 	for i := range pods {
 		p := &pods[i]
 		rep.Pods = append(rep.Pods, p.Namespace+"/"+p.Name)
-		rep.Findings = append(rep.Findings, d.pod(ctx, p, t.Name != "" && t.Kind == "")...)
+		rep.Findings = append(rep.Findings, d.pod(ctx, p, t.Name != "" && t.Kind == "", false)...)
 	}
 	if len(pods) == 0 && tmpl != nil {
 		// A workload without pods: what can be judged from its template (injection).
 		rep.Pods = append(rep.Pods, t.Kind+"/"+t.Name)
-		rep.Findings = append(rep.Findings, d.pod(ctx, tmpl, true)...)
+		rep.Findings = append(rep.Findings, d.pod(ctx, tmpl, true, true)...)
 	}
 	sort.SliceStable(rep.Findings, func(i, j int) bool { return rank(rep.Findings[i].Severity) < rank(rep.Findings[j].Severity) })
 	return rep, nil

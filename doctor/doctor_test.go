@@ -376,3 +376,15 @@ func TestWorkloadWithoutPodsIsJudgedByItsTemplate(t *testing.T) {
 		t.Errorf("missing workload: %v", err)
 	}
 }
+
+func TestWorkloadTemplateInASelectedNamespaceIsNoProblem(t *testing.T) {
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "app"},
+		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}, Annotations: map[string]string{annInject: "true"}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app"}}}}}}
+	objs := append(injector(1, []byte(testCA(t, "inj")), true, map[string]string{"vault-injection": "on"}), dep)
+	rep := newRig(t, objs...).run(Target{Namespace: "app", Kind: "Deployment", Name: "web"})
+	if rep.Problems() != 0 {
+		t.Errorf("a scaled-down workload the injector selects: %v", codes(rep))
+	}
+}

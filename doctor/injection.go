@@ -141,6 +141,9 @@ func (d *Doctor) injection(ctx context.Context, c *podCheck) {
 		return
 	}
 	base := []string{fmt.Sprintf("%s: %q, but the pod has no %s container", annInject, p.Annotations[annInject], initContainer)}
+	if c.template {
+		base = []string{fmt.Sprintf("%s: %q on the pod template; the workload has no pod", annInject, p.Annotations[annInject])}
+	}
 	if len(ws.injectors) == 0 {
 		c.add(Finding{Severity: Error, Code: CodeNoWebhook,
 			Message:  "no MutatingWebhookConfiguration calls a Vault Agent Injector, so nothing injects the agent",
@@ -196,6 +199,14 @@ func (d *Doctor) injection(ctx context.Context, c *podCheck) {
 			Fix:      fmt.Sprintf("kubectl describe deployment %s -n %s and kubectl get pods -n %s: fix what keeps the injector from running, then recreate the pod", chosen.deploy.Name, chosen.deploy.Namespace, chosen.deploy.Namespace)})
 	}
 	ignore := chosen.hook.FailurePolicy == nil || *chosen.hook.FailurePolicy == admissionregistrationv1.Ignore
+	if c.template && problems == 0 {
+		// No pod yet: the template would be injected by this webhook, nothing failed.
+		c.add(Finding{Severity: Info, Code: CodeNotInjectable, Object: obj,
+			Message:  fmt.Sprintf("the workload has no pod; webhook %s (injector %s) would inject pods made from its template", chosen.hook.Name, chosen.service),
+			Evidence: []string{fmt.Sprintf("namespace %s matches the webhook's selectors", p.Namespace)},
+			Fix:      "scale the workload up, then run doctor on its pods"})
+		return
+	}
 	if ignore {
 		sev := Warning
 		if problems == 0 {

@@ -30,11 +30,14 @@ const (
 
 // podCheck is one pod's diagnosis in progress.
 type podCheck struct {
-	d    *Doctor
-	pod  *corev1.Pod
-	obj  string
-	out  []Finding
-	logs []logHit
+	d   *Doctor
+	pod *corev1.Pod
+	obj string
+	// template says pod stands in for a workload's pod template: it has no agent until the
+	// injector mutates a pod made from it.
+	template bool
+	out      []Finding
+	logs     []logHit
 }
 
 func (c *podCheck) add(f Finding) *Finding {
@@ -50,9 +53,9 @@ func (c *podCheck) add(f Finding) *Finding {
 
 // pod diagnoses one pod (or a workload's template standing in for one). named says the user
 // asked for this pod, so one that does not ask for injection is worth a word.
-func (d *Doctor) pod(ctx context.Context, p *corev1.Pod, named bool) []Finding {
-	c := &podCheck{d: d, pod: p, obj: "Pod " + p.Namespace + "/" + p.Name}
-	if strings.Contains(p.Name, "/") {
+func (d *Doctor) pod(ctx context.Context, p *corev1.Pod, named, template bool) []Finding {
+	c := &podCheck{d: d, pod: p, obj: "Pod " + p.Namespace + "/" + p.Name, template: template}
+	if template {
 		c.obj = p.Name + " in namespace " + p.Namespace
 	}
 	if !asksInjection(p.Annotations) {
