@@ -29,7 +29,9 @@ func Admin(s AdminScope) string {
 		// vaultctl leases: a lease's issue and expiry times; the tokens behind Kubernetes-auth
 		// logins (listing accessors needs sudo), to find and revoke those whose ServiceAccount
 		// is gone.
-		"sys/leases/lookup":          {"update"},
+		// The exact rule also decides LIST sys/leases/lookup/ (Vault tries a list's path
+		// without its trailing slash first), so it carries list and sudo too.
+		"sys/leases/lookup":          {"update", "list", "sudo"},
 		"auth/token/accessors":       {"list", "sudo"},
 		"auth/token/lookup-accessor": {"update"},
 		"auth/token/revoke-accessor": {"update"},
