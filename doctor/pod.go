@@ -3,11 +3,12 @@ package doctor
 import (
 	"context"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/vaultctl/vaultctl/check"
 )
 
 // The vault-k8s annotations the doctor reads.
@@ -17,7 +18,6 @@ const (
 	annRole            = "vault.hashicorp.com/role"
 	annAuthPath        = "vault.hashicorp.com/auth-path"
 	annSecretPrefix    = "vault.hashicorp.com/agent-inject-secret-"
-	annTemplatePrefix  = "vault.hashicorp.com/agent-inject-template-"
 	annCommandPrefix   = "vault.hashicorp.com/agent-inject-command-"
 	annPrePopulateOnly = "vault.hashicorp.com/agent-pre-populate-only"
 	annTokenVolume     = "vault.hashicorp.com/agent-service-account-token-volume-name"
@@ -166,36 +166,9 @@ func (c *podCheck) tokenMount() {
 		Fix:      "remove automountServiceAccountToken: false from the pod (or its ServiceAccount), or mount a projected token and name it in " + annTokenVolume})
 }
 
-// injectedPath is a Vault path the agent reads, with the annotation that names it.
-type injectedPath struct{ path, annotation string }
-
-var templateSecretRE = regexp.MustCompile("\\bsecret\\s+(?:\"([^\"]*)\"|`([^`]*)`)")
-
-func (c *podCheck) paths() []injectedPath {
-	var out []injectedPath
-	keys := make([]string, 0, len(c.pod.Annotations))
-	for k := range c.pod.Annotations {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	templated := map[string]bool{}
-	for _, k := range keys {
-		if name, ok := strings.CutPrefix(k, annTemplatePrefix); ok {
-			templated[name] = true
-			for _, m := range templateSecretRE.FindAllStringSubmatch(c.pod.Annotations[k], -1) {
-				p := m[1] + m[2]
-				if p != "" && !strings.Contains(p, "{{") {
-					out = append(out, injectedPath{path: strings.Trim(p, "/"), annotation: k})
-				}
-			}
-		}
-	}
-	for _, k := range keys {
-		if name, ok := strings.CutPrefix(k, annSecretPrefix); ok && !templated[name] {
-			out = append(out, injectedPath{path: strings.Trim(c.pod.Annotations[k], "/"), annotation: k})
-		}
-	}
-	return out
+// paths are the Vault paths the agent reads, found as vaultctl check finds them in manifests.
+func (c *podCheck) paths() []check.InjectedPath {
+	return check.InjectedPaths(c.pod.Annotations)
 }
 
 // jobSidecar: a Job's pod whose sidecar agent keeps running never completes (cause 9).

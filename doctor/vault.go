@@ -382,6 +382,7 @@ func (d *Doctor) pathChecks(ctx context.Context, c *podCheck, role string, data 
 	}
 	polList := strings.Join(pols, ", ")
 	for _, ip := range paths {
+		ip := injectedPath{path: strings.Trim(ip.Path, "/"), annotation: ip.Annotation}
 		mount, rest, info, ok := d.mountOf(ip.path)
 		if !ok {
 			c.add(Finding{Severity: Error, Code: CodeWrongMount,
@@ -429,6 +430,8 @@ func (d *Doctor) pathFix(pols []string, logical, api string, kv2 bool) string {
 	}
 	return fmt.Sprintf(`add path "%s" { capabilities = ["read"] } to one of the role's policies (vault policy write)`, api)
 }
+
+type injectedPath struct{ path, annotation string }
 
 // mountOf finds the secrets engine a path belongs to: the longest mount prefix.
 func (d *Doctor) mountOf(p string) (mount, rest string, info struct {
