@@ -22,6 +22,7 @@ import (
 
 	"github.com/vaultctl/vaultctl/config"
 	"github.com/vaultctl/vaultctl/internal/vault"
+	"github.com/vaultctl/vaultctl/networkpolicy"
 )
 
 func testCA(t *testing.T, cn string) string {
@@ -386,5 +387,45 @@ func TestWorkloadTemplateInASelectedNamespaceIsNoProblem(t *testing.T) {
 	rep := newRig(t, objs...).run(Target{Namespace: "app", Kind: "Deployment", Name: "web"})
 	if rep.Problems() != 0 {
 		t.Errorf("a scaled-down workload the injector selects: %v", codes(rep))
+	}
+}
+
+// Cause 7: vaultctl's own NetworkPolicies (networkpolicy.Build) admit only the listed clients.
+func TestNetworkPolicyBlocksUnlistedNamespace(t *testing.T) {
+	cfg := &config.Config{Vault: config.Vault{Mode: config.ModeInCluster, Namespace: "vault"},
+		NetworkPolicies: config.NetworkPolicies{Enabled: true, AllowedClients: []config.AllowedClient{{Namespace: "prod"}}}}
+	config.ApplyDefaults(cfg)
+	var objs []runtime.Object
+	for _, p := range networkpolicy.Build(cfg) {
+		objs = append(objs, p.DeepCopy())
+	}
+	objs = append(objs, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vault"}}, injectedPod("web-1", "web", "secret/data/app/db", nil))
+	r := newRig(t, objs...)
+	d := &Doctor{Kube: r.kube, Vault: r.vault, Config: cfg}
+	rep, err := d.Run(context.Background(), Target{Namespace: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := find(t, rep, CodeNetworkPolicy)
+	evidenceHas(t, f, "TCP 8200: denied", "does not enforce NetworkPolicies")
+	if !strings.Contains(f.Fix, "networkPolicies.allowedClients") {
+		t.Errorf("fix: %s", f.Fix)
+	}
+	cfg.NetworkPolicies.AllowedClients = append(cfg.NetworkPolicies.AllowedClients, config.AllowedClient{Namespace: "app"})
+	r2 := newRig(t, append(func() []runtime.Object {
+		var o []runtime.Object
+		for _, p := range networkpolicy.Build(cfg) {
+			o = append(o, p.DeepCopy())
+		}
+		return o
+	}(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "vault"}}, injectedPod("web-1", "web", "secret/data/app/db", nil))...)
+	rep, err = (&Doctor{Kube: r2.kube, Vault: r2.vault, Config: cfg}).Run(context.Background(), Target{Namespace: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range rep.Findings {
+		if f.Code == CodeNetworkPolicy {
+			t.Errorf("app is now allowed: %+v", f)
+		}
 	}
 }
