@@ -26,6 +26,7 @@ func Doctor(ctx context.Context, c *Configuration, target doctor.Target) (*Docto
 			d.VaultErr = err
 		} else {
 			d.Vault = v
+			d.Tokens, _ = v.(doctor.TokenProbe)
 		}
 		c.debugf("doctor: examining %s", describeTarget(target))
 		rep, err := d.Run(ctx, target)

@@ -111,6 +111,10 @@ type Doctor struct {
 	KubeCA []byte
 	Now    func() time.Time
 
+	// Tokens, when set, lets the doctor ask Vault itself what an agent's live token may do.
+	Tokens TokenProbe
+
+	accessors  map[string]*vault.TokenInfo
 	issuer     *string // the API server's default token audience, once read
 	mounts     map[string]vault.MountInfo
 	mountsErr  error

@@ -429,3 +429,38 @@ func TestNetworkPolicyBlocksUnlistedNamespace(t *testing.T) {
 		}
 	}
 }
+
+// probe stands in for Vault's accessor endpoints: one live token of web in app.
+type probe struct{ asked []string }
+
+func (p *probe) ListAccessors(context.Context) ([]string, error) {
+	return []string{"acc-other", "acc-web"}, nil
+}
+func (p *probe) LookupAccessor(_ context.Context, a string) (*vault.TokenInfo, error) {
+	ns := "app"
+	if a == "acc-other" {
+		ns = "elsewhere"
+	}
+	return &vault.TokenInfo{Accessor: a, Path: "auth/kubernetes/login", ExpireTime: time.Now().Add(time.Hour),
+		Meta: map[string]string{"role": "web", "service_account_name": "web", "service_account_namespace": ns}}, nil
+}
+func (p *probe) RevokeAccessor(context.Context, string) error { return nil }
+func (p *probe) CapabilitiesAccessor(_ context.Context, a string, paths ...string) (map[string][]string, error) {
+	p.asked = append(p.asked, a)
+	return map[string][]string{paths[0]: {"deny"}}, nil
+}
+
+func TestDeniedPathCarriesVaultsOwnAnswer(t *testing.T) {
+	r := newRig(t, injectedPod("web-1", "web", "secret/data/app/other", nil))
+	pr := &probe{}
+	d := &Doctor{Kube: r.kube, Vault: r.vault, Tokens: pr, Config: &config.Config{KubernetesAuth: config.KubernetesAuth{Path: "kubernetes"}}}
+	rep, err := d.Run(context.Background(), Target{Namespace: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := find(t, rep, CodePathDenied)
+	evidenceHas(t, f, "Vault (sys/capabilities-accessor, the agent's token acc-web): secret/data/app/other: [deny]")
+	if len(pr.asked) != 1 || pr.asked[0] != "acc-web" {
+		t.Errorf("asked about %v, want the pod's own token", pr.asked)
+	}
+}

@@ -398,6 +398,9 @@ func (d *Doctor) pathChecks(ctx context.Context, c *podCheck, role string, data 
 		}
 		if allowed, why := acl.Allows(api, "read"); !allowed {
 			ev := []string{fmt.Sprintf("%s: %q (API path %s)", ip.annotation, ip.path, api), fmt.Sprintf("role %s policies: %s", role, polList)}
+			if says := d.vaultSays(ctx, c, c.authMount(), role, api); says != "" {
+				ev = append(ev, says)
+			}
 			if len(unread) > 0 {
 				ev = append(ev, "policies that could not be read: "+strings.Join(unread, ", "))
 			}

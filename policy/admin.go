@@ -35,6 +35,8 @@ func Admin(s AdminScope) string {
 		"auth/token/accessors":       {"list", "sudo"},
 		"auth/token/lookup-accessor": {"update"},
 		"auth/token/revoke-accessor": {"update"},
+		// vaultctl doctor: what Vault itself says an agent's token may read, by its accessor.
+		"sys/capabilities-accessor": {"update"},
 	}
 	mount := func(m string, caps ...string) {
 		rules["sys/mounts/"+m] = []string{"create", "read", "update"}

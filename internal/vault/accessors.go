@@ -58,3 +58,35 @@ func (c *httpClient) RevokeAccessor(ctx context.Context, accessor string) error 
 	_, err := c.write(ctx, "auth/token/revoke-accessor", map[string]any{"accessor": accessor})
 	return err
 }
+
+// AccessorCapabilities asks Vault what the token behind an accessor may do on each path
+// (sys/capabilities-accessor): Vault's own answer, without holding the token. ["deny"] where
+// it has none.
+type AccessorCapabilities interface {
+	CapabilitiesAccessor(ctx context.Context, accessor string, paths ...string) (map[string][]string, error)
+}
+
+func (c *httpClient) CapabilitiesAccessor(ctx context.Context, accessor string, paths ...string) (map[string][]string, error) {
+	s, err := c.write(ctx, "sys/capabilities-accessor", map[string]any{"accessor": accessor, "paths": paths})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]string, len(paths))
+	for _, p := range paths {
+		var caps []string
+		if s != nil {
+			if list, ok := s.Data[p].([]any); ok {
+				for _, c := range list {
+					if str, ok := c.(string); ok {
+						caps = append(caps, str)
+					}
+				}
+			}
+		}
+		if len(caps) == 0 {
+			caps = []string{"deny"}
+		}
+		out[p] = caps
+	}
+	return out, nil
+}
