@@ -459,7 +459,7 @@ func TestDeniedPathCarriesVaultsOwnAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := find(t, rep, CodePathDenied)
-	evidenceHas(t, f, "Vault (sys/capabilities-accessor, the agent's token acc-web): secret/data/app/other: [deny]")
+	evidenceHas(t, f, "Vault (sys/capabilities-accessor, the agent's live token): secret/data/app/other: [deny]")
 	if len(pr.asked) != 1 || pr.asked[0] != "acc-web" {
 		t.Errorf("asked about %v, want the pod's own token", pr.asked)
 	}
