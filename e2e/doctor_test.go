@@ -285,7 +285,7 @@ func TestDoctorNamesEachCauseAndTheFixWorks(t *testing.T) {
 			doc, r := d.doctor(t, nil, "-n", ns)
 			expectFinding(t, doc, r, doctor.CodeDataSegment,
 				[]string{"API path secret/data/doctor/" + ns, "role " + ns + " policies: default, " + ns, "permission denied",
-					"Vault (sys/capabilities-accessor, the agent's token", "secret/data/doctor/" + ns + ": [deny]"},
+					"Vault (sys/capabilities-accessor, the agent's live token)", "secret/data/doctor/" + ns + ": [deny]"},
 				`path "secret/data/doctor/`+ns+`"`)
 			d.policy(t, ns, `path "secret/data/doctor/`+ns+`" { capabilities = ["read"] }`)
 			d.waitPodRunning(t, p, 4*time.Minute)
