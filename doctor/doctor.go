@@ -115,6 +115,8 @@ type Doctor struct {
 	Tokens TokenProbe
 
 	accessors  map[string]*vault.TokenInfo
+	roles      map[string]roleRead
+	policies   map[string]policyRead
 	issuer     *string // the API server's default token audience, once read
 	mounts     map[string]vault.MountInfo
 	mountsErr  error

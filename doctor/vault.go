@@ -21,7 +21,7 @@ import (
 func (d *Doctor) vaultChecks(ctx context.Context, c *podCheck, role string) {
 	mount := c.authMount()
 	rolePath := "auth/" + mount + "/role/" + role
-	data, err := d.Vault.ReadRole(ctx, mount, role)
+	data, err := d.readRole(ctx, mount, role)
 	if err != nil {
 		c.add(Finding{Severity: Warning, Code: CodeAgentLogin, Message: "could not read the pod's role from Vault, so its bindings were not checked",
 			Evidence: []string{rolePath + ": " + err.Error()},
@@ -366,7 +366,7 @@ func (d *Doctor) pathChecks(ctx context.Context, c *podCheck, role string, data 
 			acl.Add("*", []string{"create", "read", "update", "delete", "list", "sudo"})
 			continue
 		}
-		hcl, found, err := d.Vault.ReadPolicy(ctx, name)
+		hcl, found, err := d.readPolicy(ctx, name)
 		if err != nil || !found {
 			unread = append(unread, name)
 			continue
@@ -474,4 +474,41 @@ func compact(s []string) []string {
 		}
 	}
 	return out
+}
+
+type roleRead struct {
+	data map[string]any
+	err  error
+}
+
+type policyRead struct {
+	hcl   string
+	found bool
+	err   error
+}
+
+// readRole and readPolicy read each role and policy once per run: many pods share them.
+func (d *Doctor) readRole(ctx context.Context, mount, name string) (map[string]any, error) {
+	if d.roles == nil {
+		d.roles = map[string]roleRead{}
+	}
+	k := mount + "\x00" + name
+	if r, ok := d.roles[k]; ok {
+		return r.data, r.err
+	}
+	data, err := d.Vault.ReadRole(ctx, mount, name)
+	d.roles[k] = roleRead{data, err}
+	return data, err
+}
+
+func (d *Doctor) readPolicy(ctx context.Context, name string) (string, bool, error) {
+	if d.policies == nil {
+		d.policies = map[string]policyRead{}
+	}
+	if r, ok := d.policies[name]; ok {
+		return r.hcl, r.found, r.err
+	}
+	hcl, found, err := d.Vault.ReadPolicy(ctx, name)
+	d.policies[name] = policyRead{hcl, found, err}
+	return hcl, found, err
 }
