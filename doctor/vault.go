@@ -342,8 +342,8 @@ func describeCerts(cs []*x509.Certificate) string {
 // reads (5): the KV v2 API path has data/ after the mount.
 func (d *Doctor) pathChecks(ctx context.Context, c *podCheck, role string, data map[string]any) {
 	paths := c.paths()
-	if len(paths) == 0 {
-		return
+	if _, ok := c.pod.Annotations[annConfigMap]; ok || len(paths) == 0 {
+		return // with agent-configmap the agent's templates live in a ConfigMap doctor does not read
 	}
 	if d.mounts == nil && d.mountsErr == nil {
 		d.mounts, d.mountsErr = d.Vault.ListMounts(ctx)
