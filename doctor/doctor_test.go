@@ -464,3 +464,22 @@ func TestDeniedPathCarriesVaultsOwnAnswer(t *testing.T) {
 		t.Errorf("asked about %v, want the pod's own token", pr.asked)
 	}
 }
+
+// A template without a token: the injector refuses every pod, the Deployment has none.
+func TestTemplateWithoutTokenIsRefusedByTheInjector(t *testing.T) {
+	no := false
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "app"},
+		Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}, Annotations: map[string]string{annInject: "true", annRole: "web"}},
+				Spec: corev1.PodSpec{AutomountServiceAccountToken: &no, Containers: []corev1.Container{{Name: "app"}}}}}}
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "web-5d8", Namespace: "app", OwnerReferences: []metav1.OwnerReference{{Kind: "Deployment", Name: "web"}}},
+		Status: appsv1.ReplicaSetStatus{Conditions: []appsv1.ReplicaSetCondition{{Type: appsv1.ReplicaSetReplicaFailure, Status: corev1.ConditionTrue,
+			Message: `admission webhook "vault.hashicorp.com" denied the request: error creating new agent sidecar: failed to find service account volume mount`}}}}
+	objs := append(injector(1, []byte(testCA(t, "inj")), true, nil), dep, rs)
+	rep := newRig(t, objs...).run(Target{Namespace: "app", Kind: "Deployment", Name: "web"})
+	f := find(t, rep, CodeNoTokenMount)
+	evidenceHas(t, f, "spec.automountServiceAccountToken: false", "ReplicaSet web-5d8: admission webhook", "failed to find service account volume mount")
+	if !strings.Contains(f.Fix, "remove automountServiceAccountToken: false") {
+		t.Errorf("fix: %s", f.Fix)
+	}
+}

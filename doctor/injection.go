@@ -183,6 +183,15 @@ func (d *Doctor) injection(ctx context.Context, c *podCheck) {
 		return
 	}
 	problems := 0
+	if c.template {
+		if ev := d.templateWithoutToken(ctx, p); ev != nil {
+			problems++
+			c.add(Finding{Severity: Error, Code: CodeNoTokenMount,
+				Message:  "the pod template mounts no ServiceAccount token, so the injector refuses every pod (vault-k8s: failed to find service account volume mount) and the workload has none",
+				Evidence: append(append(base, ev...), d.creationFailures(ctx, p.Namespace, p.Name)...),
+				Fix:      "remove automountServiceAccountToken: false from the pod template (or its ServiceAccount), or mount a projected token and name it in " + annTokenVolume + "; the controller then creates the pods"})
+		}
+	}
 	obj := "MutatingWebhookConfiguration " + chosen.config
 	if msg := caBundleProblem(chosen.hook.ClientConfig.CABundle, d.Now()); msg != "" {
 		problems++
@@ -253,4 +262,77 @@ func caBundleProblem(b []byte, now interface{ Unix() int64 }) string {
 		return "is not PEM"
 	}
 	return ""
+}
+
+// templateWithoutToken says why a pod made from the template would get no ServiceAccount token
+// (the evidence), or nil when it would get one.
+func (d *Doctor) templateWithoutToken(ctx context.Context, p *corev1.Pod) []string {
+	for _, v := range p.Spec.Volumes {
+		if v.Projected != nil {
+			for _, s := range v.Projected.Sources {
+				if s.ServiceAccountToken != nil {
+					return nil
+				}
+			}
+		}
+	}
+	if a := p.Spec.AutomountServiceAccountToken; a != nil {
+		if *a {
+			return nil
+		}
+		return []string{"pod template spec.automountServiceAccountToken: false, and no projected ServiceAccount token volume"}
+	}
+	sa := p.Spec.ServiceAccountName
+	if sa == "" {
+		sa = "default"
+	}
+	if acct, err := d.Kube.CoreV1().ServiceAccounts(p.Namespace).Get(ctx, sa, metav1.GetOptions{}); err == nil &&
+		acct.AutomountServiceAccountToken != nil && !*acct.AutomountServiceAccountToken {
+		return []string{fmt.Sprintf("ServiceAccount %s/%s automountServiceAccountToken: false, and the template neither overrides it nor mounts a projected token", p.Namespace, sa)}
+	}
+	return nil
+}
+
+// creationFailures are the controller's reports of pods it could not create for the workload
+// named KIND/NAME (a ReplicaSet's ReplicaFailure condition, FailedCreate events).
+func (d *Doctor) creationFailures(ctx context.Context, ns, kindName string) []string {
+	kind, name, _ := strings.Cut(kindName, "/")
+	owners := []string{name}
+	var out []string
+	if kind == "Deployment" {
+		owners = nil
+		if rss, err := d.Kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{}); err == nil {
+			for _, rs := range rss.Items {
+				for _, o := range rs.OwnerReferences {
+					if o.Kind == "Deployment" && o.Name == name {
+						owners = append(owners, rs.Name)
+						for _, cond := range rs.Status.Conditions {
+							if cond.Type == appsv1.ReplicaSetReplicaFailure && cond.Status == corev1.ConditionTrue {
+								out = append(out, fmt.Sprintf("ReplicaSet %s: %s", rs.Name, cond.Message))
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	evs, err := d.Kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil
+	}
+	for _, e := range evs.Items {
+		for _, o := range owners {
+			if e.InvolvedObject.Name == o && e.Reason == "FailedCreate" {
+				out = append(out, fmt.Sprintf("event FailedCreate on %s %s: %s", e.InvolvedObject.Kind, o, e.Message))
+				break
+			}
+		}
+		if len(out) >= 3 {
+			break
+		}
+	}
+	return out
 }

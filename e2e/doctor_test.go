@@ -13,6 +13,7 @@ import (
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -290,46 +291,68 @@ func TestDoctorNamesEachCauseAndTheFixWorks(t *testing.T) {
 			d.policy(t, ns, `path "secret/data/doctor/`+ns+`" { capabilities = ["read"] }`)
 			d.waitPodRunning(t, p, 4*time.Minute)
 		})
-		t.Run("injection-not-happening", func(t *testing.T) {
+		// Cause 8 as the sandbox can show it whatever other estates run beside this one: every
+		// vault-k8s injector refuses a pod without a ServiceAccount token, so the Deployment has
+		// none. (A namespace no injector selects is the unit tests': a catch-all injector left by
+		// another test would select it here.)
+		t.Run("injection-refused-no-token", func(t *testing.T) {
 			t.Parallel()
-			const ns = "doc-noinject"
-			d.namespace(t, ns, false) // not labelled for the estate's injector
+			const ns = "doc-notoken"
+			d.namespace(t, ns, true)
 			d.access(t, ns, nil)
-			p := d.pod(t, ns, ns, nil)
-			if by := p.Annotations[sandbox.InjectedByAnnotation]; by != "" {
-				t.Fatalf("an injector selecting every namespace (%s) runs beside this test: the case needs none", by)
-			}
-			doc, r := d.doctor(t, nil, "-n", ns, "app")
-			f := expectFinding(t, doc, r, doctor.CodeNotSelected,
-				[]string{"has no vault-agent-init container", "namespace " + ns + " labels", "skips it: namespaceSelector " + injectorLabel + "=" + e.vns},
-				"kubectl label namespace "+ns+" "+injectorLabel+"="+e.vns)
-			if !strings.Contains(f.Fix, "recreate the pod") {
-				t.Errorf("fix %q should say the pod must be recreated", f.Fix)
-			}
 			ctx := context.Background()
-			nsObj, err := d.cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+			labels := map[string]string{"app": "web"}
+			dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web"},
+				Spec: appsv1.DeploymentSpec{Replicas: ptr(int32(1)), Selector: &metav1.LabelSelector{MatchLabels: labels}, Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{
+						"vault.hashicorp.com/agent-inject":             "true",
+						"vault.hashicorp.com/role":                     ns,
+						"vault.hashicorp.com/agent-inject-secret-conf": "secret/data/doctor/" + ns,
+					}},
+					Spec: corev1.PodSpec{ServiceAccountName: "app", AutomountServiceAccountToken: ptr(false),
+						Containers: []corev1.Container{{Name: "app", Image: "registry.example.com/app:1", Command: []string{"/app/start"}}}},
+				}}}
+			if _, err := d.cs.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			var doc doctorDoc
+			var r cliResult
+			eventually(t, time.Minute, "the ReplicaSet reporting the refused pod", func() error {
+				doc, r = d.doctor(t, nil, "-n", ns, "deployment/web")
+				for _, f := range doc.Findings {
+					if f.Code == doctor.CodeNoTokenMount && strings.Contains(strings.Join(f.Evidence, "\n"), "failed to find service account volume mount") {
+						return nil
+					}
+				}
+				return fmt.Errorf("findings so far: %v", doc.Findings)
+			})
+			expectFinding(t, doc, r, doctor.CodeNoTokenMount,
+				[]string{"spec.automountServiceAccountToken: false", "denied the request", "failed to find service account volume mount"},
+				"remove automountServiceAccountToken: false")
+			if len(doc.Pods) != 1 || doc.Pods[0] != "Deployment/web" {
+				t.Errorf("examined %v, want the Deployment's template", doc.Pods)
+			}
+			cur, err := d.cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			nsObj.Labels[injectorLabel] = e.vns
-			if _, err := d.cs.CoreV1().Namespaces().Update(ctx, nsObj, metav1.UpdateOptions{}); err != nil {
+			cur.Spec.Template.Spec.AutomountServiceAccountToken = nil
+			if _, err := d.cs.AppsV1().Deployments(ns).Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			if err := d.cs.CoreV1().Pods(ns).Delete(ctx, "app", metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}); err != nil {
-				t.Fatal(err)
-			}
-			eventually(t, time.Minute, "old pod gone", func() error {
-				if _, err := d.cs.CoreV1().Pods(ns).Get(ctx, "app", metav1.GetOptions{}); err == nil {
-					return fmt.Errorf("still there")
+			eventually(t, 3*time.Minute, "a Running pod of Deployment web after the fix", func() error {
+				list, err := d.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+				if err != nil {
+					return err
 				}
-				return nil
+				for _, p := range list.Items {
+					if p.Annotations[sandbox.InjectedByAnnotation] != "" && podDisplayStatus(&p) == "Running" && podReady(&p) {
+						return nil
+					}
+				}
+				return fmt.Errorf("%d pods, none injected and Running", len(list.Items))
 			})
-			p = d.pod(t, ns, ns, nil)
-			if p.Annotations[sandbox.InjectedByAnnotation] == "" {
-				t.Fatalf("the recreated pod was not injected after the label fix")
-			}
-			d.waitPodRunning(t, p, 3*time.Minute)
-			if doc, r := d.doctor(t, nil, "-n", ns, "app"); r.Code != 0 {
+			if doc, r := d.doctor(t, nil, "-n", ns, "deployment/web"); r.Code != 0 {
 				t.Errorf("doctor after the fix: exit %d\n%v", r.Code, doc.Findings)
 			}
 		})
