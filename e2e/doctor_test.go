@@ -243,6 +243,11 @@ func TestDoctorNamesEachCauseAndTheFixWorks(t *testing.T) {
 			expectFinding(t, doc, r, doctor.CodeSANotBound,
 				[]string{"spec.serviceAccountName: app", "bound_service_account_names: [someone-else]", "service account name not authorized"},
 				"vault write auth/kubernetes/role/"+ns+" bound_service_account_names=someone-else,app")
+			if tr := vaultctl(t, "doctor", "-c", d.cfg, "-n", ns, "app"); tr.Code != 1 || !strings.Contains(tr.Stdout, "[service-account-not-bound]") {
+				t.Errorf("doctor text on the broken pod:\n%s", tr)
+			} else {
+				t.Logf("doctor text:\n%s", tr.Stdout)
+			}
 			d.write(t, "auth/kubernetes/role/"+ns, map[string]any{"bound_service_account_names": "someone-else,app"})
 			d.waitPodRunning(t, p, 4*time.Minute)
 		})
