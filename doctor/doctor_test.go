@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"strings"
 	"testing"
@@ -482,4 +483,20 @@ func TestTemplateWithoutTokenIsRefusedByTheInjector(t *testing.T) {
 	if !strings.Contains(f.Fix, "remove automountServiceAccountToken: false") {
 		t.Errorf("fix: %s", f.Fix)
 	}
+}
+
+// Without a Vault session the Kubernetes-side checks still run and the failure is a finding.
+func TestNoVaultSessionIsAFinding(t *testing.T) {
+	r := newRig(t, injectedPod("web-1", "web", "secret/data/app/db", map[string]string{annPrePopulateOnly: "true"}))
+	d := &Doctor{Kube: r.kube, Config: &config.Config{Vault: config.Vault{Address: "https://vault:8200"}},
+		VaultErr: fmt.Errorf(`cannot authenticate to Vault as vaultctl-admin: Post "https://k8s/apis/authentication.k8s.io/v1/tokenreviews": x509: certificate signed by unknown authority`)}
+	rep, err := d.Run(context.Background(), Target{Namespace: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := find(t, rep, CodeVaultUnreachable)
+	if !strings.Contains(f.Message, "stale CA") || f.Object != "Vault https://vault:8200" {
+		t.Errorf("finding: %+v", f)
+	}
+	find(t, rep, CodeRenderedOnce)
 }
