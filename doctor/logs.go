@@ -121,7 +121,8 @@ func (c *podCheck) scanLog(ctx context.Context, name string, previous bool) {
 				if _, seen := last[p.code]; !seen {
 					order = append(order, p.code)
 				}
-				last[p.code] = strings.TrimSpace(line)
+				// The agent continues a multi-line error with "| ".
+				last[p.code] = strings.TrimPrefix(strings.TrimSpace(line), "| ")
 				break
 			}
 		}
@@ -135,18 +136,28 @@ func (c *podCheck) scanLog(ctx context.Context, name string, previous bool) {
 	}
 }
 
-// logEvidence returns the log lines for code (marking them used), as evidence.
+// logEvidence returns the log lines for the codes (marking them used), as evidence. The
+// agent's generic "error authenticating" line is given only when no line names the cause.
 func (c *podCheck) logEvidence(codes ...string) []string {
-	var out []string
+	var specific, generic []string
 	for i := range c.logs {
 		for _, code := range codes {
-			if c.logs[i].code == code {
-				c.logs[i].used = true
-				out = append(out, fmt.Sprintf("%s log: %s", c.logs[i].container, c.logs[i].line))
+			if c.logs[i].code != code {
+				continue
+			}
+			c.logs[i].used = true
+			line := fmt.Sprintf("%s log: %s", c.logs[i].container, c.logs[i].line)
+			if code == CodeAgentLogin {
+				generic = append(generic, line)
+			} else {
+				specific = append(specific, line)
 			}
 		}
 	}
-	return out
+	if len(specific) > 0 {
+		return specific
+	}
+	return generic
 }
 
 // unexplainedLogs reports what the agent's log says when the live state did not show the
