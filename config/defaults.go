@@ -60,6 +60,10 @@ func ApplyDefaults(c *Config) {
 	setStr(&c.Migration.KVPath, DefaultMigrationKVPath)
 	setDur(&c.Migration.Defaults.TTL, time.Hour)
 	setDur(&c.Migration.Defaults.MaxTTL, 4*time.Hour)
+	if c.Leases.WarnCount == 0 {
+		c.Leases.WarnCount = 1000
+	}
+	setDur(&c.Leases.WarnAge, 24*time.Hour)
 	for i := range c.Databases {
 		setStr(&c.Databases[i].Mount, "database")
 		setStr(&c.Databases[i].Plugin, "postgresql-database-plugin")

@@ -37,6 +37,7 @@ type Config struct {
 	Databases       []Database      `yaml:"databases" json:"databases" desc:"Dynamic database credentials (PostgreSQL)."`
 	Migration       Migration       `yaml:"migration" json:"migration" desc:"The week-by-week migration plan."`
 	Check           Check           `yaml:"check" json:"check" desc:"Settings for vaultctl check, the CI guard."`
+	Leases          Leases          `yaml:"leases" json:"leases" desc:"Warning thresholds of vaultctl leases."`
 }
 
 // Cluster says how to reach Kubernetes.
@@ -271,4 +272,10 @@ type Check struct {
 	AllowSecretTypes   []string `yaml:"allowSecretTypes" json:"allowSecretTypes" desc:"Secret types that are not findings, e.g. kubernetes.io/tls."`
 	Exclude            []string `yaml:"exclude" json:"exclude" desc:"Path globs to skip (Helm or Kustomize sources)."`
 	Paths              []string `yaml:"paths" json:"paths" desc:"Manifest files or directories, relative to the repository root, that the CI job of vaultctl ci snippet checks; empty means the whole repository (.)."`
+}
+
+// Leases are the thresholds beyond which vaultctl leases flags a prefix.
+type Leases struct {
+	WarnCount int      `yaml:"warnCount" json:"warnCount" desc:"Flag a prefix holding more leases than this (default 1000)."`
+	WarnAge   Duration `yaml:"warnAge" json:"warnAge" desc:"Flag a prefix whose oldest lease was issued longer ago than this (default 24h)."`
 }

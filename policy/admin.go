@@ -26,6 +26,17 @@ func Admin(s AdminScope) string {
 		"sys/storage/raft/autopilot/*":     {"read", "update"},
 		"sys/leases/lookup/*":              {"list", "sudo"},
 		"sys/leases/revoke-prefix/*":       {"update", "sudo"},
+		// vaultctl leases: a lease's issue and expiry times; the tokens behind Kubernetes-auth
+		// logins (listing accessors needs sudo), to find and revoke those whose ServiceAccount
+		// is gone.
+		// The exact rule also decides LIST sys/leases/lookup/ (Vault tries a list's path
+		// without its trailing slash first), so it carries list and sudo too.
+		"sys/leases/lookup":          {"update", "list", "sudo"},
+		"auth/token/accessors":       {"list", "sudo"},
+		"auth/token/lookup-accessor": {"update"},
+		"auth/token/revoke-accessor": {"update"},
+		// vaultctl doctor: what Vault itself says an agent's token may read, by its accessor.
+		"sys/capabilities-accessor": {"update"},
 	}
 	mount := func(m string, caps ...string) {
 		rules["sys/mounts/"+m] = []string{"create", "read", "update"}

@@ -157,6 +157,10 @@ func TestEveryCommandFailingWithJSONPrintsOneDocument(t *testing.T) {
 		{[]string{"audit", "analyze", "--since", "yesterday", "-"}, "audit analyze", 2},
 		{[]string{"audit", "analyze", "--hours", "8-19", "-"}, "audit analyze", 2},
 		{[]string{"audit", "analyze", "--from-pods", "x.log"}, "audit analyze", 2},
+		{[]string{"doctor", "-c", unreachable}, "doctor", 1},
+		{[]string{"doctor", "-c", invalid}, "doctor", 2},
+		{[]string{"leases", "-c", unreachable}, "leases", 1},
+		{[]string{"leases", "-c", invalid}, "leases", 2},
 	} {
 		args := tc.args
 		if args[0] != "-o" {

@@ -69,6 +69,8 @@ func newRootCmd(opts *rootOptions) *cobra.Command {
 		newMigrateCmd(opts),
 		newAuditCmd(opts),
 		newCICmd(opts),
+		newDoctorCmd(opts),
+		newLeasesCmd(opts),
 	)
 	// Added now rather than when cobra runs, so that it refuses a mistyped shell like the
 	// other groups do.
