@@ -28,7 +28,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/vaultctl/vaultctl/internal/awskms"
 	"github.com/vaultctl/vaultctl/migrate"
 	"github.com/vaultctl/vaultctl/phases"
 )
@@ -299,6 +298,7 @@ func recoveryKeysWork(t *testing.T, addr string, keys []string) {
 // from empty, on a fresh Vault cluster each trial. The re-run converges, a third run changes
 // nothing, the recovery keys open from custody and work, and the secret scan is clean.
 func TestFaultApplyKilledAtRandom(t *testing.T) {
+	setSandboxEnv()
 	t.Parallel()
 	rng := faultRand(t)
 	maxDelay := 15 * time.Second // an install from empty takes ~17 s here
@@ -348,7 +348,7 @@ func TestFaultApplyKilledAtRandom(t *testing.T) {
 			if err != nil {
 				t.Fatalf("custody Secret: %v", err)
 			}
-			keys := openCustodyInParallel(t, sec.Data)
+			keys, _ := openCustody(t, sec.Data)
 			recoveryKeysWork(t, vc.Addrs[0], keys)
 			scanForSecrets(t, ns, append(slices.Clone(keys), rootToken()), externalVault(vc, auditDir))
 		})
@@ -356,13 +356,12 @@ func TestFaultApplyKilledAtRandom(t *testing.T) {
 	t.Logf("scenario 1: %d trials, longest recovery (re-run after the kill) %s", faultTrials(t), longest.Round(100*time.Millisecond))
 }
 
-// sandboxEnvOnce puts the sandbox's AWS settings in this process's environment, for the KMS
-// client: openCustody's t.Setenv cannot serve parallel tests, and the values are the same for
-// every test.
+// setSandboxEnv puts the sandbox's AWS settings (KMS) in this process's environment once, so that
+// openCustody (KMS) needs no t.Setenv, which parallel tests may not use. The fault suite alone
+// does this: the values are the same for every test.
 var sandboxEnvOnce sync.Once
 
-func openCustodyInParallel(t *testing.T, data map[string][]byte) []string {
-	t.Helper()
+func setSandboxEnv() {
 	sandboxEnvOnce.Do(func() {
 		for _, kv := range sb.Env() {
 			if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") {
@@ -370,13 +369,4 @@ func openCustodyInParallel(t *testing.T, data map[string][]byte) []string {
 			}
 		}
 	})
-	c, err := awskms.New(context.Background(), sb.KMSRegion, sb.KMSEndpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, _, err := phases.OpenCustody(context.Background(), c, data)
-	if err != nil {
-		t.Fatalf("opening custody: %v", err)
-	}
-	return keys
 }
