@@ -125,6 +125,8 @@ type fakeDB struct {
 	conns map[string]map[string]any
 	roles map[string]map[string]any
 	users map[string]string // username -> lease ID of live credentials
+	// rotated counts each connection's root rotations.
+	rotated map[string]int
 }
 
 type loginRule struct{ mount, role, jwt string }
@@ -861,7 +863,7 @@ func (c *fakeClient) EnableMount(ctx context.Context, path string, m MountInfo) 
 		}
 		info.Options["version"] = "2"
 	case "database":
-		fm.db = &fakeDB{conns: map[string]map[string]any{}, roles: map[string]map[string]any{}, users: map[string]string{}}
+		fm.db = &fakeDB{conns: map[string]map[string]any{}, roles: map[string]map[string]any{}, users: map[string]string{}, rotated: map[string]int{}}
 	}
 	if info.Type == "kv" && info.Options["version"] == "2" {
 		fm.kv = map[string]*kvEntry{}
@@ -1489,15 +1491,76 @@ func (c *fakeClient) WriteDBConnection(ctx context.Context, mount, name string, 
 	if err != nil {
 		return err
 	}
-	if pn, _ := in["plugin_name"].(string); pn == "" {
-		if old := db.conns[name]; old != nil {
-			in["plugin_name"] = old["plugin_name"]
-		} else {
-			return c.errorf(400, "PUT", p, "empty plugin name")
-		}
+	old := db.conns[name]
+	if pn, _ := in["plugin_name"].(string); pn == "" && old == nil {
+		return c.errorf(400, "PUT", p, "empty plugin name")
 	}
-	db.conns[name] = in
+	// Like Vault, an update keeps what it does not send (the rotated password above all).
+	merged := map[string]any{}
+	if old != nil {
+		merged = jsonCopy(old)
+	}
+	for k, v := range in {
+		merged[k] = v
+	}
+	db.conns[name] = merged
 	return nil
+}
+
+func (c *fakeClient) DeleteDBConnection(ctx context.Context, mount, name string) error {
+	m := trimPath(mount)
+	defer c.done()
+	if err := c.call(ctx, "DeleteDBConnection", m+"/"+name, "DELETE", m+"/config/"+name, true); err != nil {
+		return err
+	}
+	if db := c.dbMount(mount); db != nil {
+		delete(db.conns, name)
+		delete(db.rotated, name)
+	}
+	return nil
+}
+
+// RotateDBRoot replaces the stored password with one nobody else knows, as Vault does.
+func (c *fakeClient) RotateDBRoot(ctx context.Context, mount, name string) error {
+	m := trimPath(mount)
+	p := m + "/rotate-root/" + name
+	defer c.done()
+	if err := c.call(ctx, "RotateDBRoot", m+"/"+name, "PUT", p, true); err != nil {
+		return err
+	}
+	db := c.dbMount(mount)
+	if db == nil {
+		return c.errorf(404, "PUT", p, fmt.Sprintf("no handler for route %q. route entry not found.", p))
+	}
+	conn := db.conns[name]
+	if conn == nil {
+		return c.errorf(500, "PUT", p, fmt.Sprintf("1 error occurred:\n\t* unable to rotate root credentials: no configuration found for database %q\n\n", name))
+	}
+	conn["password"] = randomHex(16)
+	db.rotated[name]++
+	return nil
+}
+
+// DBRootRotations reports how often the connection's root credentials were rotated.
+func (s *FakeServer) DBRootRotations(mount, name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.mounts[trimPath(mount)+"/"]; m != nil && m.db != nil {
+		return m.db.rotated[name]
+	}
+	return 0
+}
+
+// DBConnectionPassword is the password the Fake stores for a connection ("" when none), so
+// tests can see which one a write sent; the real Vault never returns it.
+func (s *FakeServer) DBConnectionPassword(mount, name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.mounts[trimPath(mount)+"/"]; m != nil && m.db != nil && m.db.conns[name] != nil {
+		pw, _ := m.db.conns[name]["password"].(string)
+		return pw
+	}
+	return ""
 }
 
 func (c *fakeClient) ReadDBRole(ctx context.Context, mount, name string) (map[string]any, error) {
