@@ -93,6 +93,8 @@ type fakeLease struct {
 	token         string // the token this lease is for, or "" for secrets (DB credentials)
 	creds         *fakeDB
 	username      string
+	// parent is the token that read the secret: like Vault, revoking it revokes the lease.
+	parent string
 }
 
 type fakeAuth struct {
@@ -1334,6 +1336,11 @@ func (s *FakeServer) revokeTokenLocked(tok string) {
 	if t.lease != "" {
 		delete(s.leases, t.lease)
 	}
+	for id, l := range s.leases {
+		if l.parent == tok {
+			s.revokeLeaseLocked(id)
+		}
+	}
 	if tok == s.rootToken {
 		s.rootToken = ""
 	}
@@ -1661,7 +1668,7 @@ func (c *fakeClient) GenerateDBCredentials(ctx context.Context, mount, role stri
 	}
 	user := "v-token-" + role + "-" + randomHex(10)
 	now := time.Now().UTC()
-	l := &fakeLease{id: p + "/" + randomHex(12), issue: now, expire: now.Add(ttl), renewable: true, creds: db, username: user}
+	l := &fakeLease{id: p + "/" + randomHex(12), issue: now, expire: now.Add(ttl), renewable: true, creds: db, username: user, parent: c.Token()}
 	c.s.leases[l.id] = l
 	db.users[user] = l.id
 	return &Credentials{Data: map[string]any{"username": user, "password": randomHex(16)}, LeaseID: l.id, Duration: ttl}, nil
