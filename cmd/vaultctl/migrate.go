@@ -131,6 +131,7 @@ func newMigrateCmd(opts *rootOptions) *cobra.Command {
 	fl.DurationVar(&f.rolloutTimeout, "rollout-timeout", 5*time.Minute, "how long a workload may take to roll out before it is rolled back by itself")
 	fl.DurationVar(&f.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the namespace instead of failing at once")
 	cmd.AddCommand(ns)
+	cmd.AddCommand(newMigrateDatabaseCmd(opts))
 	return cmd
 }
 
