@@ -1,15 +1,23 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	// lib/pq is already in go.mod (through Helm's dependencies), so the proof against the
 	// sandbox's PostgreSQL adds no module; database/sql is all the tests need of a driver.
@@ -145,10 +153,10 @@ func TestDatabaseDynamicCredentials(t *testing.T) {
 	pg := newPGEstate(t)
 	pg.addDatabases(t, e.cfg)
 
-	plan := vaultctl(t, "plan", "-c", e.cfg)
+	dbPlan := vaultctl(t, "plan", "-c", e.cfg)
 	for _, want := range []string{"create database secrets engine at database/", "create database connection database/app-db", "root password of database connection database/app-db", "create database role database/app"} {
-		if !strings.Contains(plan.Stdout, want) {
-			t.Fatalf("plan lacks %q:\n%s", want, plan)
+		if !strings.Contains(dbPlan.Stdout, want) {
+			t.Fatalf("plan lacks %q:\n%s", want, dbPlan)
 		}
 	}
 	if res := vaultctl(t, "apply", "-c", e.cfg, "-o", "json"); !parseRun(t, res).OK {
@@ -166,5 +174,164 @@ func TestDatabaseDynamicCredentials(t *testing.T) {
 		t.Fatalf("second apply must change nothing: %+v", second)
 	}
 
-	scanForSecrets(t, vns, []string{pg.bootstrap}, externalVault(e.vc, e.auditDir))
+	// A workload reading a static login from Secret files is switched to dynamic credentials.
+	const app = "db-app"
+	cs := kube(t)
+	ctx := context.Background()
+	e.appNamespace(t, cs, app)
+	ensureServiceAccount(t, cs, app, "api")
+	static := "static-" + randomHex(t, 12)
+	if _, err := cs.CoreV1().Secrets(app).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db-static"},
+		Data: map[string][]byte{"username": []byte("static_user"), "password": []byte(static)}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	labels := map[string]string{"app": "api"}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "api"}, Spec: appsv1.DeploymentSpec{
+		Replicas: ptr(int32(1)), Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+			ServiceAccountName: "api",
+			Volumes:            []corev1.Volume{{Name: "db", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "db-static"}}}},
+			Containers: []corev1.Container{{Name: "app", Image: "shop/api:1", Command: []string{"/api"},
+				VolumeMounts: []corev1.VolumeMount{{Name: "db", MountPath: "/etc/db", ReadOnly: true}}}},
+		}},
+	}}
+	if _, err := cs.AppsV1().Deployments(app).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	runningPod(t, cs, app, "api-", false)
+
+	args := []string{"migrate", "database", "Deployment/api", "--role", "app", "-n", app, "-c", e.cfg, "-o", "json"}
+	plan := vaultctl(t, append(args, "--plan")...)
+	var planDoc struct {
+		Plan struct {
+			CredsPath string            `json:"credsPath"`
+			Keys      map[string]string `json:"keys"`
+			Notes     []string          `json:"notes"`
+		} `json:"plan"`
+	}
+	if err := json.Unmarshal([]byte(plan.Stdout), &planDoc); err != nil || plan.Code != 3 {
+		t.Fatalf("migrate database --plan: want exit 3 and one JSON document (%v):\n%s", err, plan)
+	}
+	if planDoc.Plan.CredsPath != "database/creds/app" || planDoc.Plan.Keys["password"] != "password" || !strings.Contains(strings.Join(planDoc.Plan.Notes, " "), "agent-cache-enable") {
+		t.Fatalf("plan: %+v", planDoc.Plan)
+	}
+	type runDoc struct {
+		OK      bool `json:"ok"`
+		Outcome struct {
+			State   string `json:"state"`
+			Changed bool   `json:"changed"`
+			Message string `json:"message"`
+		} `json:"outcome"`
+	}
+	var run runDoc
+	r := vaultctl(t, append(args, "--yes")...)
+	if err := json.Unmarshal([]byte(r.Stdout), &run); err != nil || !run.OK || run.Outcome.State != "verified" || !run.Outcome.Changed {
+		t.Fatalf("migrate database --yes (%v):\n%s", err, r)
+	}
+
+	// The credentials the real agent rendered, where the application read its static ones.
+	pod := runningPod(t, cs, app, "api-", true)
+	if pod.Annotations["vault.hashicorp.com/agent-cache-enable"] != "true" {
+		t.Errorf("the switched pod has no shared agent cache: %v", pod.Annotations)
+	}
+	var user, pw string
+	eventually(t, 2*time.Minute, "the agent renders the credentials", func() error {
+		eff, err := sb.Effective(ctx, app, pod.Name, "app")
+		if err != nil {
+			return err
+		}
+		user, pw = string(eff.Files["/etc/db/username"]), string(eff.Files["/etc/db/password"])
+		if user == "" || pw == "" || pw == static {
+			return fmt.Errorf("files /etc/db/username, /etc/db/password hold %d and %d bytes", len(user), len(pw))
+		}
+		return nil
+	})
+	db, err := pg.open(user, pw)
+	if err != nil {
+		t.Fatalf("the rendered credentials do not log into PostgreSQL: %v", err)
+	}
+	for _, q := range []string{`SELECT count(*) FROM items`, `INSERT INTO items VALUES (2, 'two')`, `UPDATE items SET name = 'uno' WHERE id = 1`} {
+		if _, err := db.Exec(q); err != nil {
+			t.Errorf("%s as the dynamic user: %v, want it granted", q, err)
+		}
+	}
+	for _, q := range []string{`DELETE FROM items WHERE id = 2`, `CREATE TABLE extra (x int)`, `DROP TABLE items`} {
+		if _, err := db.Exec(q); err == nil || !strings.Contains(err.Error(), "permission denied") && !strings.Contains(err.Error(), "must be owner") {
+			t.Errorf("%s as the dynamic user: %v, want it refused", q, err)
+		}
+	}
+	db.Close()
+
+	// A second run changes nothing; a second apply neither.
+	run = runDoc{}
+	if r := vaultctl(t, append(args, "--yes")...); json.Unmarshal([]byte(r.Stdout), &run) != nil || !run.OK || run.Outcome.Changed {
+		t.Fatalf("second migrate database must change nothing:\n%s", r)
+	}
+	if again := parseRun(t, vaultctl(t, "apply", "-c", e.cfg, "-o", "json")); !again.OK || again.Changes != 0 {
+		t.Fatalf("apply after migrate database must change nothing: %+v", again)
+	}
+
+	// Revoking the credentials' lease drops the database user.
+	admin := adminClient(t, e.vc.Addrs[0], vns)
+	if err := admin.Sys().RevokePrefix("database/creds/app/"); err != nil {
+		t.Fatalf("revoking database/creds/app/: %v", err)
+	}
+	if db, err := pg.open(user, pw); err == nil {
+		db.Close()
+		t.Fatal("the revoked credentials still log into PostgreSQL")
+	}
+	super, err := sql.Open("postgres", sb.PostgresURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer super.Close()
+	var n int
+	if err := super.QueryRow(`SELECT count(*) FROM pg_roles WHERE rolname = $1`, user).Scan(&n); err != nil || n != 0 {
+		t.Errorf("role %s after revocation: %d rows (%v), want it dropped", user, n, err)
+	}
+
+	// Rollback puts the static Secret files back.
+	run = runDoc{}
+	if r := vaultctl(t, append(args, "--rollback", "--yes")...); json.Unmarshal([]byte(r.Stdout), &run) != nil || !run.OK || run.Outcome.State != "rolled-back" {
+		t.Fatalf("migrate database --rollback:\n%s", r)
+	}
+	back := runningPod(t, cs, app, "api-", false)
+	if back.Spec.Volumes[0].Secret == nil || back.Spec.Volumes[0].Secret.SecretName != "db-static" {
+		t.Errorf("after rollback the pod reads %+v, want Secret db-static", back.Spec.Volumes)
+	}
+
+	scanForSecrets(t, vns, []string{pg.bootstrap, pw, static}, externalVault(e.vc, e.auditDir), migratedNamespace(app, "db-static"))
 }
+
+// runningPod waits for a Running, Ready pod of prefix in ns whose injection is as injected says
+// (and, once a workload was switched, that no pod of its old template is left).
+func runningPod(t *testing.T, cs kubernetes.Interface, ns, prefix string, injected bool) *corev1.Pod {
+	t.Helper()
+	var pod *corev1.Pod
+	eventually(t, 3*time.Minute, fmt.Sprintf("one Running pod %s* in %s (injected %t)", prefix, ns, injected), func() error {
+		pods, err := cs.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		var match []*corev1.Pod
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			if !strings.HasPrefix(p.Name, prefix) || p.DeletionTimestamp != nil {
+				continue
+			}
+			if isInjected := p.Annotations["vault.hashicorp.com/agent-inject-status"] == "injected"; isInjected != injected {
+				return fmt.Errorf("pod %s (injected %t) still there", p.Name, isInjected)
+			}
+			if p.Status.Phase == corev1.PodRunning && podReady(p) {
+				match = append(match, p)
+			}
+		}
+		if len(match) != 1 {
+			return fmt.Errorf("%d ready", len(match))
+		}
+		pod = match[0]
+		return nil
+	})
+	return pod
+}
+
