@@ -224,9 +224,9 @@ func TestDatabaseDynamicCredentials(t *testing.T) {
 		} `json:"outcome"`
 	}
 	var run runDoc
-	r := vaultctl(t, append(args, "--yes")...)
+	r := vaultctl(t, append(args, "--yes", "--rollout-timeout", "2m")...)
 	if err := json.Unmarshal([]byte(r.Stdout), &run); err != nil || !run.OK || run.Outcome.State != "verified" || !run.Outcome.Changed {
-		t.Fatalf("migrate database --yes (%v):\n%s", err, r)
+		t.Fatalf("migrate database --yes (%v):\n%s\n%s", err, r, describePods(cs, app))
 	}
 
 	// The credentials the real agent rendered, where the application read its static ones.
@@ -335,3 +335,28 @@ func runningPod(t *testing.T, cs kubernetes.Interface, ns, prefix string, inject
 	return pod
 }
 
+
+// describePods says, for a failure message, how each pod of ns stands and what its sandbox
+// log ends with.
+func describePods(cs kubernetes.Interface, ns string) string {
+	pods, err := cs.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for _, p := range pods.Items {
+		fmt.Fprintf(&b, "pod %s: %s\n", p.Name, p.Status.Phase)
+		for _, st := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+			fmt.Fprintf(&b, "  %s ready=%t restarts=%d state=%+v\n", st.Name, st.Ready, st.RestartCount, st.State)
+		}
+		logs, _ := filepath.Glob(filepath.Join(sb.Dir, "logs", "*"+p.Name+"*"))
+		for _, l := range logs {
+			data, _ := os.ReadFile(l)
+			if len(data) > 3000 {
+				data = data[len(data)-3000:]
+			}
+			fmt.Fprintf(&b, "  log %s:\n%s\n", filepath.Base(l), data)
+		}
+	}
+	return b.String()
+}
