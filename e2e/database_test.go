@@ -335,7 +335,6 @@ func runningPod(t *testing.T, cs kubernetes.Interface, ns, prefix string, inject
 	return pod
 }
 
-
 // describePods says, for a failure message, how each pod of ns stands and what its sandbox
 // log ends with.
 func describePods(cs kubernetes.Interface, ns string) string {
