@@ -282,7 +282,7 @@ func switchSecret(ctx context.Context, kube kubernetes.Interface, live *corev1.P
 	// below by the creds path, each key's value by its credential field.
 	const placeholderMount = "vaultctl-db-placeholder"
 	src := Source{Secret: chosen.Name, Mount: placeholderMount, KVPath: placeholderMount + "/" + chosen.Name, Keys: keys}
-	res, err := Rewrite(RewriteInput{Workload: id, Template: *live, Role: "vaultctl-db-placeholder-role", AuthPath: o.AuthMount,
+	res, err := Rewrite(RewriteInput{Workload: id, Template: *live, Role: "vaultctl-db-placeholder-role", AuthPath: "auth/" + strings.Trim(o.AuthMount, "/"),
 		Sources: map[string]Source{chosen.Name: src}, Entrypoints: o.Entrypoints, Job: id.Kind == KindJob || id.Kind == KindCronJob})
 	if err != nil {
 		return fmt.Errorf("rewriting %s: %w", id, err)

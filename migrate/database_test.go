@@ -111,7 +111,8 @@ func TestPlanDatabaseFromASecretKeepsTheFilesAndReadsTheCredentials(t *testing.T
 			}
 		}
 	}
-	if len(templates) != 2 || ann[annCacheEnable] != "true" || ann[annRole] != "shop-deployment-api-db" || ann[annInject] != "true" {
+	// The agent logs in at auth/kubernetes, the injector's default: no auth-path annotation.
+	if len(templates) != 2 || ann[annCacheEnable] != "true" || ann[annRole] != "shop-deployment-api-db" || ann[annInject] != "true" || ann[annAuthPath] != "" {
 		t.Fatalf("annotations: %v", ann)
 	}
 	if p.From != "Secret db" || p.Keys["username"] != "username" || p.Keys["password"] != "password" {
