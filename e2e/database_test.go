@@ -185,19 +185,7 @@ func TestDatabaseDynamicCredentials(t *testing.T) {
 		Data: map[string][]byte{"username": []byte("static_user"), "password": []byte(static)}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	labels := map[string]string{"app": "api"}
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "api"}, Spec: appsv1.DeploymentSpec{
-		Replicas: ptr(int32(1)), Selector: &metav1.LabelSelector{MatchLabels: labels},
-		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
-			ServiceAccountName: "api",
-			Volumes:            []corev1.Volume{{Name: "db", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: "db-static"}}}},
-			Containers: []corev1.Container{{Name: "app", Image: "shop/api:1", Command: []string{"/api"},
-				VolumeMounts: []corev1.VolumeMount{{Name: "db", MountPath: "/etc/db", ReadOnly: true}}}},
-		}},
-	}}
-	if _, err := cs.AppsV1().Deployments(app).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	fileDeployment(t, cs, app, "api", "db-static", "/etc/db")
 	runningPod(t, cs, app, "api-", false)
 
 	args := []string{"migrate", "database", "Deployment/api", "--role", "app", "-n", app, "-c", e.cfg, "-o", "json"}
@@ -290,6 +278,47 @@ func TestDatabaseDynamicCredentials(t *testing.T) {
 		t.Errorf("role %s after revocation: %d rows (%v), want it dropped", user, n, err)
 	}
 
+	// A workload migrate namespace moved to KV: its templates read the KV entry; migrate
+	// database switches the username and password only, the host stays read from KV.
+	staticKV := "static-kv-" + randomHex(t, 12)
+	ensureServiceAccount(t, cs, app, "worker")
+	if _, err := cs.CoreV1().Secrets(app).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db-kv"},
+		Data: map[string][]byte{"host": []byte("db.internal"), "username": []byte("static_kv_user"), "password": []byte(staticKV)}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fileDeployment(t, cs, app, "worker", "db-kv", "/etc/dbkv")
+	runningPod(t, cs, app, "worker-", false)
+	if doc, r := e.migrate(t, app, "--workload", "Deployment/worker", "--yes"); !doc.OK {
+		t.Fatalf("migrate namespace of the worker:\n%s", r)
+	}
+	runningPod(t, cs, app, "worker-", true)
+	run = runDoc{}
+	kvArgs := []string{"migrate", "database", "Deployment/worker", "--role", "app", "-n", app, "-c", e.cfg, "-o", "json", "--from", "secret/" + app + "/db-kv", "--yes", "--rollout-timeout", "2m"}
+	if r := vaultctl(t, kvArgs...); json.Unmarshal([]byte(r.Stdout), &run) != nil || !run.OK || run.Outcome.State != "verified" {
+		t.Fatalf("migrate database of the KV-migrated worker:\n%s\n%s", r, describePods(cs, app))
+	}
+	worker := runningPod(t, cs, app, "worker-", true)
+	var kvUser, kvPW string
+	eventually(t, 2*time.Minute, "the worker's agent renders credentials and the host", func() error {
+		eff, err := sb.Effective(ctx, app, worker.Name, "app")
+		if err != nil {
+			return err
+		}
+		if host := string(eff.Files["/etc/dbkv/host"]); host != "db.internal" {
+			return fmt.Errorf("/etc/dbkv/host = %q, want the KV value", host)
+		}
+		kvUser, kvPW = string(eff.Files["/etc/dbkv/username"]), string(eff.Files["/etc/dbkv/password"])
+		if kvUser == "" || kvUser == "static_kv_user" || kvPW == "" || kvPW == staticKV {
+			return fmt.Errorf("username and password files hold %d and %d bytes, not dynamic credentials yet", len(kvUser), len(kvPW))
+		}
+		return nil
+	})
+	if db, err := pg.open(kvUser, kvPW); err != nil {
+		t.Errorf("the worker's rendered credentials do not log in: %v", err)
+	} else {
+		db.Close()
+	}
+
 	// Rollback puts the static Secret files back.
 	run = runDoc{}
 	if r := vaultctl(t, append(args, "--rollback", "--yes")...); json.Unmarshal([]byte(r.Stdout), &run) != nil || !run.OK || run.Outcome.State != "rolled-back" {
@@ -300,7 +329,7 @@ func TestDatabaseDynamicCredentials(t *testing.T) {
 		t.Errorf("after rollback the pod reads %+v, want Secret db-static", back.Spec.Volumes)
 	}
 
-	scanForSecrets(t, vns, []string{pg.bootstrap, pw, static}, externalVault(e.vc, e.auditDir), migratedNamespace(app, "db-static"))
+	scanForSecrets(t, vns, []string{pg.bootstrap, pw, static, kvPW, staticKV}, externalVault(e.vc, e.auditDir), migratedNamespace(app, "db-static", "db-kv"))
 }
 
 // runningPod waits for a Running, Ready pod of prefix in ns whose injection is as injected says
@@ -358,4 +387,23 @@ func describePods(cs kubernetes.Interface, ns string) string {
 		}
 	}
 	return b.String()
+}
+
+// fileDeployment creates Deployment name in ns, running as ServiceAccount name, with Secret
+// secret mounted as files at dir.
+func fileDeployment(t *testing.T, cs kubernetes.Interface, ns, name, secret, dir string) {
+	t.Helper()
+	labels := map[string]string{"app": name}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: appsv1.DeploymentSpec{
+		Replicas: ptr(int32(1)), Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+			ServiceAccountName: name,
+			Volumes:            []corev1.Volume{{Name: "db", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret}}}},
+			Containers: []corev1.Container{{Name: "app", Image: "shop/" + name + ":1", Command: []string{"/" + name},
+				VolumeMounts: []corev1.VolumeMount{{Name: "db", MountPath: dir, ReadOnly: true}}}},
+		}},
+	}}
+	if _, err := cs.AppsV1().Deployments(ns).Create(context.Background(), dep, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
