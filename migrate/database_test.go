@@ -266,3 +266,35 @@ func TestDatabaseSwitchStopsOnAFailedProofAndRollsBackAStuckRollout(t *testing.T
 	}
 	_ = errors.New
 }
+
+// A container that reads the login as env from a Secret is started through the agent's env
+// file, as migrate namespace does; its variables keep their names and read the credentials.
+func TestPlanDatabaseFromSecretEnvKeepsTheVariables(t *testing.T) {
+	ctx := context.Background()
+	tmpl := wlTemplate("api")
+	tmpl.Spec.Containers[0].Command = []string{"/api", "serve"}
+	tmpl.Spec.Containers[0].Env = []corev1.EnvVar{envSecret("DB_USER", "db", "user", false), envSecret("DB_PASSWORD", "db", "pass", false)}
+	r := newDBRig(t, tmpl, map[string][]byte{"user": []byte("u"), "pass": []byte("p")})
+	p, err := PlanDatabase(ctx, r.cs, r.v, dbOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env string
+	for k, v := range p.Target.Annotations {
+		if strings.HasPrefix(k, annTemplate) {
+			env = v
+		}
+	}
+	for _, want := range []string{`{{ with secret "database/creds/app" }}`, `export DB_USER='{{ .Data.username | replaceAll`, `export DB_PASSWORD='{{ .Data.password | replaceAll`} {
+		if !strings.Contains(env, want) {
+			t.Errorf("env template lacks %q:\n%s", want, env)
+		}
+	}
+	if strings.Contains(env, ".Data.data") || strings.Contains(env, "placeholder") {
+		t.Errorf("env template still reads KV:\n%s", env)
+	}
+	c := p.Target.Spec.Containers[0]
+	if len(c.Env) != 0 || len(c.Command) == 0 || !strings.Contains(strings.Join(c.Args, " ")+strings.Join(c.Command, " "), "/api") {
+		t.Errorf("container: command %q args %q env %v", c.Command, c.Args, c.Env)
+	}
+}
