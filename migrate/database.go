@@ -591,6 +591,29 @@ func (s JournalStore) Database(ctx context.Context, id WorkloadID) (*DatabaseRec
 	return &r, nil
 }
 
+// Databases returns every database switch the journal records, by KIND/NAME: what a
+// dynamic-db-credentials gate observes (State DBVerified is a switched, running workload).
+func (s JournalStore) Databases(ctx context.Context) (map[string]DatabaseRecord, error) {
+	data, err := s.cm().Get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading the migration journal (ConfigMap %s/%s): %w", s.Namespace, JournalConfigMap, err)
+	}
+	out := map[string]DatabaseRecord{}
+	for k, v := range data {
+		rest, ok := strings.CutPrefix(k, "database.")
+		kind, name, ok2 := strings.Cut(rest, ".")
+		if !ok || !ok2 {
+			continue
+		}
+		var r DatabaseRecord
+		if err := json.Unmarshal([]byte(v), &r); err != nil {
+			return nil, fmt.Errorf("journal key %s is unreadable: %w", k, err)
+		}
+		out[WorkloadID{Kind: kind, Name: name}.String()] = r
+	}
+	return out, nil
+}
+
 // databaseBackupPath keeps the template before migrate database apart from the namespace
 // migration's backup, which holds the template before the injector.
 func databaseBackupPath(ns string, id WorkloadID) string {

@@ -234,6 +234,13 @@ func TestDatabaseSwitchApplyProvesPatchesAndRollsBack(t *testing.T) {
 	if rec, _ := sw.Journal.Database(ctx, dbOpts.Workload); rec == nil || rec.State != DBRolledBack {
 		t.Fatalf("journal: %+v", rec)
 	}
+	if all, err := sw.Journal.Databases(ctx); err != nil || len(all) != 1 || all["Deployment/api"].CredsPath != "database/creds/app" {
+		t.Fatalf("Databases = %+v, %v", all, err)
+	}
+	// The namespace migration's journal reader is not confused by the database records.
+	if j, err := sw.Journal.Load(ctx); err != nil || len(j.Unreadable) != 0 || len(j.Workloads) != 0 {
+		t.Fatalf("Load = %+v, %v", j, err)
+	}
 }
 
 func TestDatabaseSwitchStopsOnAFailedProofAndRollsBackAStuckRollout(t *testing.T) {
