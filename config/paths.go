@@ -30,6 +30,9 @@ func resolvePaths(c *Config, src *Source, dir string) {
 	one("vault.tls.caCert", &c.Vault.TLS.CACert)
 	one("vault.init.recoveryKeysFile", &c.Vault.Init.RecoveryKeysFile)
 	one("kubernetesAuth.caCert", &c.KubernetesAuth.CACert)
+	for i := range c.Databases {
+		one(fmt.Sprintf("databases[%d].password.file", i), &c.Databases[i].Password.File)
+	}
 	for i := range c.Vault.Init.PGPKeys {
 		one(fmt.Sprintf("vault.init.pgpKeys[%d]", i), &c.Vault.Init.PGPKeys[i])
 	}

@@ -207,6 +207,10 @@ type Database struct {
 	Username      string         `yaml:"username" json:"username" desc:"Admin user Vault connects as."`
 	Password      SecretRef      `yaml:"password" json:"password" desc:"Where the admin password comes from; never inline."`
 	Roles         []DatabaseRole `yaml:"roles" json:"roles" desc:"Roles that generate credentials."`
+	// Pool limits bound what Vault holds open on the database; 0 leaves Vault's default.
+	MaxOpenConnections    int      `yaml:"maxOpenConnections" json:"maxOpenConnections" desc:"Most connections Vault keeps open to this database; 0 leaves Vault's default (4)."`
+	MaxIdleConnections    int      `yaml:"maxIdleConnections" json:"maxIdleConnections" desc:"Most idle connections Vault keeps; 0 leaves Vault's default (the open limit)."`
+	MaxConnectionLifetime Duration `yaml:"maxConnectionLifetime" json:"maxConnectionLifetime" desc:"How long Vault reuses one connection, e.g. 30m; 0 leaves Vault's default (no limit)."`
 }
 
 // SecretRef points at a value without containing it.

@@ -71,6 +71,7 @@ func validate(c *Config, ps *problems, vc validation) {
 	validateNetwork(c, ps)
 	validateAudit(c, ps)
 	validateDatabases(c, ps)
+	validateDatabaseTTLs(c, ps)
 	validateMigration(c, kvMounts, ps)
 	for i, t := range c.Check.AllowSecretTypes {
 		if !secretTypeR.MatchString(t) {

@@ -109,6 +109,7 @@ func All(env *Env) []Phase {
 		&Bootstrap{In: bootstrapInputs(cfg), Kube: env.Kube, Vault: env.Vault},
 		&Raft{In: raftInputs(cfg), Vault: env.Vault},
 		&Injector{In: injectorInputs(cfg), Kube: env.Kube, Vault: env.Vault, Helm: env.helmFor()},
+		&Databases{In: databasesInputs(cfg), Vault: env.Vault, Kube: env.Kube, Owners: env.owners(), Prune: env.Prune},
 		&Policies{In: policiesInputs(cfg), Vault: env.Vault, Owners: env.owners(), Prune: env.Prune},
 		&Roles{In: rolesInputs(cfg), Vault: env.Vault, Owners: env.owners(), Prune: env.Prune},
 		&NetworkPolicies{In: networkPoliciesInputs(cfg), Kube: env.Kube, Prune: env.Prune},

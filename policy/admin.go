@@ -45,8 +45,13 @@ func Admin(s AdminScope) string {
 	for _, m := range s.KVMounts {
 		mount(m, "create", "read", "update", "patch", "delete", "list")
 	}
+	// The databases phase writes connections and roles and rotates each connection's root
+	// password once; it never reads credentials (creds/) nor touches static roles.
 	for _, m := range s.DatabaseMounts {
-		mount(m, "create", "read", "update", "delete", "list")
+		rules["sys/mounts/"+m] = []string{"create", "read", "update"}
+		rules[m+"/config/*"] = []string{"create", "read", "update", "delete", "list"}
+		rules[m+"/roles/*"] = []string{"create", "read", "update", "delete", "list"}
+		rules[m+"/rotate-root/*"] = []string{"update"}
 	}
 	return renderRules(rules)
 }

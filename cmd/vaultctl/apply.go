@@ -30,11 +30,11 @@ func (p *phaseFlags) register(cmd *cobra.Command, apply bool) {
 	cmd.Flags().StringSliceVar(&p.skip, "skip", nil, "skip these phases (comma-separated)")
 	cmd.Flags().StringVar(&p.from, "from", "", "start at this phase")
 	if apply {
-		cmd.Flags().BoolVar(&p.prune, "prune", false, "delete the policies, roles, audit devices and NetworkPolicies vaultctl created that the config no longer lists")
+		cmd.Flags().BoolVar(&p.prune, "prune", false, "delete the policies, roles, audit devices and NetworkPolicies vaultctl created, and its database connections and roles, that the config no longer lists")
 		cmd.Flags().DurationVar(&p.lockTimeout, "lock-timeout", 0,
 			"wait this long for another apply's lock instead of failing at once (a holder whose Lease stays unchanged for 15m by this machine's clock is taken over)")
 	} else {
-		cmd.Flags().BoolVar(&p.prune, "prune", false, "also list what apply --prune would delete (policies, roles, audit devices and NetworkPolicies vaultctl created that the config no longer lists); plan deletes nothing")
+		cmd.Flags().BoolVar(&p.prune, "prune", false, "also list what apply --prune would delete (policies, roles, audit devices and NetworkPolicies vaultctl created, and its database connections and roles, that the config no longer lists); plan deletes nothing")
 	}
 }
 

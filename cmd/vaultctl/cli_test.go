@@ -229,7 +229,7 @@ func TestGlobalOutputAcceptsOnlyTextAndJSON(t *testing.T) {
 }
 
 func TestPhaseListsInApplyPhaseAndHelp(t *testing.T) {
-	const phaseList = "preflight, kms, tls, server, initialize, kubernetes-auth, bootstrap, raft, injector, policies, roles, network-policies, audit"
+	const phaseList = "preflight, kms, tls, server, initialize, kubernetes-auth, bootstrap, raft, injector, databases, policies, roles, network-policies, audit"
 	code, stdout, stderr := runCLI("apply", "phase")
 	if code != 2 || strings.Contains(stderr, "accepts 1 arg") || !strings.Contains(stderr, "phases are: "+phaseList) {
 		t.Errorf("apply phase without a name: exit %d\n%s%s", code, stdout, stderr)

@@ -135,6 +135,7 @@ func newMigrateCmd(opts *rootOptions) *cobra.Command {
 	fl.DurationVar(&f.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the namespace instead of failing at once")
 	cmd.AddCommand(ns)
 	cmd.AddCommand(newMigrateWavesCmds(opts)...)
+	cmd.AddCommand(newMigrateDatabaseCmd(opts))
 	return cmd
 }
 

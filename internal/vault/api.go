@@ -188,6 +188,10 @@ type Database interface {
 	// ReadDBConnection returns nil, nil when the connection does not exist.
 	ReadDBConnection(ctx context.Context, mount, name string) (map[string]any, error)
 	WriteDBConnection(ctx context.Context, mount, name string, data map[string]any) error
+	DeleteDBConnection(ctx context.Context, mount, name string) error
+	// RotateDBRoot has Vault set a new password for the connection's own user (known only
+	// to Vault from then on), so the password it was written with stops working.
+	RotateDBRoot(ctx context.Context, mount, name string) error
 	// ReadDBRole returns nil, nil when the role does not exist.
 	ReadDBRole(ctx context.Context, mount, name string) (map[string]any, error)
 	WriteDBRole(ctx context.Context, mount, name string, data map[string]any) error

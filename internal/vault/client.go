@@ -533,6 +533,15 @@ func (c *httpClient) WriteDBConnection(ctx context.Context, mount, name string, 
 	return err
 }
 
+func (c *httpClient) DeleteDBConnection(ctx context.Context, mount, name string) error {
+	return c.del(ctx, mount+"/config/"+name)
+}
+
+func (c *httpClient) RotateDBRoot(ctx context.Context, mount, name string) error {
+	_, err := c.write(ctx, mount+"/rotate-root/"+name, nil)
+	return err
+}
+
 func (c *httpClient) ReadDBRole(ctx context.Context, mount, name string) (map[string]any, error) {
 	return c.read(ctx, mount+"/roles/"+name)
 }

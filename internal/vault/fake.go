@@ -93,6 +93,8 @@ type fakeLease struct {
 	token         string // the token this lease is for, or "" for secrets (DB credentials)
 	creds         *fakeDB
 	username      string
+	// parent is the token that read the secret: like Vault, revoking it revokes the lease.
+	parent string
 }
 
 type fakeAuth struct {
@@ -125,6 +127,8 @@ type fakeDB struct {
 	conns map[string]map[string]any
 	roles map[string]map[string]any
 	users map[string]string // username -> lease ID of live credentials
+	// rotated counts each connection's root rotations.
+	rotated map[string]int
 }
 
 type loginRule struct{ mount, role, jwt string }
@@ -861,7 +865,7 @@ func (c *fakeClient) EnableMount(ctx context.Context, path string, m MountInfo) 
 		}
 		info.Options["version"] = "2"
 	case "database":
-		fm.db = &fakeDB{conns: map[string]map[string]any{}, roles: map[string]map[string]any{}, users: map[string]string{}}
+		fm.db = &fakeDB{conns: map[string]map[string]any{}, roles: map[string]map[string]any{}, users: map[string]string{}, rotated: map[string]int{}}
 	}
 	if info.Type == "kv" && info.Options["version"] == "2" {
 		fm.kv = map[string]*kvEntry{}
@@ -1332,6 +1336,11 @@ func (s *FakeServer) revokeTokenLocked(tok string) {
 	if t.lease != "" {
 		delete(s.leases, t.lease)
 	}
+	for id, l := range s.leases {
+		if l.parent == tok {
+			s.revokeLeaseLocked(id)
+		}
+	}
 	if tok == s.rootToken {
 		s.rootToken = ""
 	}
@@ -1489,15 +1498,76 @@ func (c *fakeClient) WriteDBConnection(ctx context.Context, mount, name string, 
 	if err != nil {
 		return err
 	}
-	if pn, _ := in["plugin_name"].(string); pn == "" {
-		if old := db.conns[name]; old != nil {
-			in["plugin_name"] = old["plugin_name"]
-		} else {
-			return c.errorf(400, "PUT", p, "empty plugin name")
-		}
+	old := db.conns[name]
+	if pn, _ := in["plugin_name"].(string); pn == "" && old == nil {
+		return c.errorf(400, "PUT", p, "empty plugin name")
 	}
-	db.conns[name] = in
+	// Like Vault, an update keeps what it does not send (the rotated password above all).
+	merged := map[string]any{}
+	if old != nil {
+		merged = jsonCopy(old)
+	}
+	for k, v := range in {
+		merged[k] = v
+	}
+	db.conns[name] = merged
 	return nil
+}
+
+func (c *fakeClient) DeleteDBConnection(ctx context.Context, mount, name string) error {
+	m := trimPath(mount)
+	defer c.done()
+	if err := c.call(ctx, "DeleteDBConnection", m+"/"+name, "DELETE", m+"/config/"+name, true); err != nil {
+		return err
+	}
+	if db := c.dbMount(mount); db != nil {
+		delete(db.conns, name)
+		delete(db.rotated, name)
+	}
+	return nil
+}
+
+// RotateDBRoot replaces the stored password with one nobody else knows, as Vault does.
+func (c *fakeClient) RotateDBRoot(ctx context.Context, mount, name string) error {
+	m := trimPath(mount)
+	p := m + "/rotate-root/" + name
+	defer c.done()
+	if err := c.call(ctx, "RotateDBRoot", m+"/"+name, "PUT", p, true); err != nil {
+		return err
+	}
+	db := c.dbMount(mount)
+	if db == nil {
+		return c.errorf(404, "PUT", p, fmt.Sprintf("no handler for route %q. route entry not found.", p))
+	}
+	conn := db.conns[name]
+	if conn == nil {
+		return c.errorf(500, "PUT", p, fmt.Sprintf("1 error occurred:\n\t* unable to rotate root credentials: no configuration found for database %q\n\n", name))
+	}
+	conn["password"] = randomHex(16)
+	db.rotated[name]++
+	return nil
+}
+
+// DBRootRotations reports how often the connection's root credentials were rotated.
+func (s *FakeServer) DBRootRotations(mount, name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.mounts[trimPath(mount)+"/"]; m != nil && m.db != nil {
+		return m.db.rotated[name]
+	}
+	return 0
+}
+
+// DBConnectionPassword is the password the Fake stores for a connection ("" when none), so
+// tests can see which one a write sent; the real Vault never returns it.
+func (s *FakeServer) DBConnectionPassword(mount, name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.mounts[trimPath(mount)+"/"]; m != nil && m.db != nil && m.db.conns[name] != nil {
+		pw, _ := m.db.conns[name]["password"].(string)
+		return pw
+	}
+	return ""
 }
 
 func (c *fakeClient) ReadDBRole(ctx context.Context, mount, name string) (map[string]any, error) {
@@ -1598,7 +1668,7 @@ func (c *fakeClient) GenerateDBCredentials(ctx context.Context, mount, role stri
 	}
 	user := "v-token-" + role + "-" + randomHex(10)
 	now := time.Now().UTC()
-	l := &fakeLease{id: p + "/" + randomHex(12), issue: now, expire: now.Add(ttl), renewable: true, creds: db, username: user}
+	l := &fakeLease{id: p + "/" + randomHex(12), issue: now, expire: now.Add(ttl), renewable: true, creds: db, username: user, parent: c.Token()}
 	c.s.leases[l.id] = l
 	db.users[user] = l.id
 	return &Credentials{Data: map[string]any{"username": user, "password": randomHex(16)}, LeaseID: l.id, Duration: ttl}, nil

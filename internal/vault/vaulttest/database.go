@@ -82,6 +82,29 @@ func Database(t *testing.T, dial DialFunc, pgURL string) {
 	if l.ID != cr.LeaseID || !l.Renewable || l.ExpireTime.Sub(l.IssueTime) > time.Hour+time.Minute {
 		t.Fatalf("LookupLease = %+v", l)
 	}
+	// Rotation on a connection of its own, whose user is the credentials just issued (a user
+	// may change its own password), so the superuser the other tests use keeps its password.
+	must(t, "WriteDBConnection rot", c.WriteDBConnection(ctx, mount, "rot", map[string]any{
+		"plugin_name": "postgresql-database-plugin", "connection_url": connURL,
+		"username": user, "password": pass, "allowed_roles": "x", "verify_connection": true,
+	}))
+	must(t, "RotateDBRoot", c.RotateDBRoot(ctx, mount, "rot"))
+	// An update without the password keeps the rotated one: verify_connection would fail
+	// with any other.
+	must(t, "WriteDBConnection rot without password after rotation", c.WriteDBConnection(ctx, mount, "rot", map[string]any{
+		"plugin_name": "postgresql-database-plugin", "connection_url": connURL,
+		"username": user, "allowed_roles": "x,y", "verify_connection": true,
+	}))
+	if conn, err := c.ReadDBConnection(ctx, mount, "rot"); err != nil || strings.Contains(fmtJSON(conn), pass) {
+		t.Fatalf("ReadDBConnection after rotation = %v, %v; want it without any password", conn, err)
+	}
+	must(t, "DeleteDBConnection", c.DeleteDBConnection(ctx, mount, "rot"))
+	if conn, err := c.ReadDBConnection(ctx, mount, "rot"); err != nil || conn != nil {
+		t.Fatalf("ReadDBConnection after delete = %v, %v; want nil, nil", conn, err)
+	}
+	if err := c.RotateDBRoot(ctx, mount, "rot"); err == nil {
+		t.Fatal("RotateDBRoot of a deleted connection succeeded")
+	}
 	must(t, "RevokePrefix", c.RevokePrefix(ctx, prefix))
 	if ids, err := c.ListLeases(ctx, prefix); err != nil || len(ids) != 0 {
 		t.Fatalf("ListLeases after RevokePrefix = %q, %v; want none", ids, err)
