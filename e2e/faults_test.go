@@ -172,6 +172,7 @@ func TestFaultMigrateKilledAtRandom(t *testing.T) {
 			took := time.Since(t0)
 			longest = max(longest, took)
 			if r.Code != 0 || doc.Report == nil || !doc.Report.Labelled {
+				dumpPods(t, cs, ns)
 				t.Fatalf("re-run after the kill: exit %d\n%s", r.Code, r)
 			}
 			e.valuesSafe(t, ns, orig, "after the re-run")
@@ -369,4 +370,33 @@ func setSandboxEnv() {
 			}
 		}
 	})
+}
+
+// dumpPods logs each pod's phase and container states, for a failure's post-mortem.
+func dumpPods(t *testing.T, cs kubernetes.Interface, ns string) {
+	pods, err := cs.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Logf("pods: %v", err)
+		return
+	}
+	for _, p := range pods.Items {
+		line := fmt.Sprintf("pod %s sa=%s phase=%s injected=%s deleting=%v", p.Name, p.Spec.ServiceAccountName, p.Status.Phase, p.Annotations["vault.hashicorp.com/agent-inject-status"], p.DeletionTimestamp != nil)
+		for _, c := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+			st := "running"
+			switch {
+			case c.State.Waiting != nil:
+				st = "waiting " + c.State.Waiting.Reason + " " + c.State.Waiting.Message
+			case c.State.Terminated != nil:
+				st = fmt.Sprintf("terminated %s exit %d", c.State.Terminated.Reason, c.State.Terminated.ExitCode)
+			}
+			line += fmt.Sprintf(" | %s ready=%v restarts=%d %s", c.Name, c.Ready, c.RestartCount, st)
+		}
+		t.Log(line)
+		if p.Annotations["vault.hashicorp.com/agent-inject-status"] == "injected" {
+			if b, err := cs.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: "vault-agent-init"}).DoRaw(context.Background()); err == nil {
+				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+				t.Logf("  vault-agent-init log tail: %s", strings.Join(lines[max(0, len(lines)-3):], " / "))
+			}
+		}
+	}
 }

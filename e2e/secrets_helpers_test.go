@@ -54,9 +54,9 @@ func isForbidden(err error) bool {
 func openCustody(t *testing.T, data map[string][]byte) ([]string, string) {
 	t.Helper()
 	for _, kv := range sb.Env() {
-		// Already set (the fault suite sets them once for its parallel tests): t.Setenv would
-		// refuse a parallel test.
-		if k, v, _ := strings.Cut(kv, "="); os.Getenv(k) != v || !strings.HasPrefix(k, "AWS_") {
+		// The KMS client's settings only, and not when already set (the fault suite sets them
+		// once for its parallel tests): t.Setenv would refuse a parallel test.
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "AWS_") && os.Getenv(k) != v {
 			t.Setenv(k, v)
 		}
 	}
