@@ -26,6 +26,8 @@ func Admin(s AdminScope) string {
 		"sys/storage/raft/autopilot/*":     {"read", "update"},
 		"sys/leases/lookup/*":              {"list", "sudo"},
 		"sys/leases/revoke-prefix/*":       {"update", "sudo"},
+		"sys/rotate":                       {"update", "sudo"}, // vaultctl rotate encryption-key
+		"sys/key-status":                   {"read"},           // its term, and status's key age
 	}
 	mount := func(m string, caps ...string) {
 		rules["sys/mounts/"+m] = []string{"create", "read", "update"}

@@ -68,6 +68,9 @@ func newRootCmd(opts *rootOptions) *cobra.Command {
 		newInitCmd(opts),
 		newMigrateCmd(opts),
 		newAuditCmd(opts),
+		newRotateCmd(opts),
+		newImagesCmd(opts),
+		newPoliciesCmd(opts),
 	)
 	// Added now rather than when cobra runs, so that it refuses a mistyped shell like the
 	// other groups do.
