@@ -23,8 +23,8 @@ type statusResult struct {
 	VaultError string                `json:"vaultError,omitempty"`
 	// Keys: when the keys vaultctl rotate rotates were last rotated, and whether they are due.
 	Keys     []lifecycle.KeyAge `json:"keys"`
-	Error      string                `json:"error,omitempty"`
-	Warnings   []string              `json:"warnings"`
+	Error    string             `json:"error,omitempty"`
+	Warnings []string           `json:"warnings"`
 }
 
 // statusPhase is a phase's checkpoint as the table shows it. The summary is what the phase
