@@ -172,12 +172,14 @@ func RotateRecoveryKeys(ctx context.Context, v RecoveryKeysAPI, c RecoveryCustod
 		return nil, keyErr("sys/rekey-recovery-key/init", err)
 	}
 	cancel := func() { _ = v.RekeyRecoveryCancel(context.WithoutCancel(ctx)) }
-	upd, err := submitRekey(ctx, v, cur, init.Nonce)
+	// Vault says how many shares it needs: after a rotation an earlier run did not record,
+	// that is the new threshold, not custody's.
+	upd, err := submitRekey(ctx, v, cur, init.Nonce, init.Required)
 	if errors.Is(err, errInvalidShares) && pend != nil {
 		// Vault no longer takes the custody's shares: an earlier run's staged ones must be
 		// the valid ones (it died after Vault switched). Try them on the same rekey.
 		phases.Progressf(ctx, "the custody's shares are refused; trying the ones an earlier run staged")
-		upd, err = submitRekey(ctx, v, pend, init.Nonce)
+		upd, err = submitRekey(ctx, v, pend, init.Nonce, init.Required)
 		if err == nil {
 			if perr := c.PromotePendingRecoveryKeys(ctx); perr != nil {
 				cancel()
@@ -226,10 +228,18 @@ func RotateRecoveryKeys(ctx context.Context, v RecoveryKeysAPI, c RecoveryCustod
 	return res, err
 }
 
-// submitRekey sends threshold shares to the rekey; the last answer carries the new shares.
-func submitRekey(ctx context.Context, v RecoveryKeysAPI, keys *phases.RecoveryKeys, nonce string) (*vaultapi.RekeyUpdateResponse, error) {
+// submitRekey sends the shares Vault requires to the rekey; the last answer carries the new
+// shares. Fewer shares than Vault requires cannot be its current ones.
+func submitRekey(ctx context.Context, v RecoveryKeysAPI, keys *phases.RecoveryKeys, nonce string, required int) (*vaultapi.RekeyUpdateResponse, error) {
+	n := required
+	if n <= 0 {
+		n = keys.Threshold
+	}
+	if len(keys.Keys) < n {
+		return nil, fmt.Errorf("Vault requires %d recovery shares, custody holds %d: %w", n, len(keys.Keys), errInvalidShares)
+	}
 	var last *vaultapi.RekeyUpdateResponse
-	for i := 0; i < keys.Threshold; i++ {
+	for i := 0; i < n; i++ {
 		r, err := v.RekeyRecoveryUpdate(ctx, keys.Keys[i], nonce)
 		if err != nil {
 			return nil, sharesErr("sys/rekey-recovery-key/update", err)
@@ -237,7 +247,7 @@ func submitRekey(ctx context.Context, v RecoveryKeysAPI, keys *phases.RecoveryKe
 		last = r
 	}
 	if last == nil || !last.Complete {
-		return nil, fmt.Errorf("sys/rekey-recovery-key/update is not complete after %d shares: does custody's threshold match Vault's?", keys.Threshold)
+		return nil, fmt.Errorf("sys/rekey-recovery-key/update is not complete after %d shares", n)
 	}
 	return last, nil
 }
@@ -279,7 +289,15 @@ func proveRefused(ctx context.Context, v RecoveryKeysAPI, old *phases.RecoveryKe
 		return false, "", keyErr("sys/generate-root/attempt", err)
 	}
 	defer func() { _ = v.GenerateRootCancel(context.WithoutCancel(ctx)) }()
-	for i := 0; i < old.Threshold; i++ {
+	n := att.Required
+	if n <= 0 {
+		n = old.Threshold
+	}
+	if len(old.Keys) < n {
+		// Fewer old shares than the new threshold can never open it.
+		return true, "", nil
+	}
+	for i := 0; i < n; i++ {
 		r, err := v.GenerateRootUpdate(ctx, old.Keys[i], att.Nonce)
 		if err != nil {
 			if vault.StatusCode(err) == 400 || strings.Contains(err.Error(), "root generation aborted") {
@@ -302,7 +320,7 @@ func proveRefused(ctx context.Context, v RecoveryKeysAPI, old *phases.RecoveryKe
 			return false, "", phases.Fail("check `vault operator rekey -target=recovery -status` and the active node's logs", "%s", msg)
 		}
 	}
-	return false, "", fmt.Errorf("sys/generate-root/update is not complete after %d old shares", old.Threshold)
+	return false, "", fmt.Errorf("sys/generate-root/update is not complete after %d old shares", n)
 }
 
 // DecodeRootToken decodes the encoded_token of a finished sys/generate-root attempt with the
