@@ -48,7 +48,10 @@ func TestImagesAreWhatTheChartRenders(t *testing.T) {
 }
 
 func TestImagesFollowTheModeAndTheInjector(t *testing.T) {
-	ext := imagesOf(t, func(c *config.Config) { c.Vault.Mode = config.ModeExternal; c.Vault.Address = "https://vault.example.com:8200" })
+	ext := imagesOf(t, func(c *config.Config) {
+		c.Vault.Mode = config.ModeExternal
+		c.Vault.Address = "https://vault.example.com:8200"
+	})
 	if _, ok := ext["server"]; ok || len(ext) != 2 {
 		t.Errorf("external mode runs no server: %v", ext)
 	}
