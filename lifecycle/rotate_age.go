@@ -41,8 +41,9 @@ func (a KeyAge) MarshalJSON() ([]byte, error) {
 // NewKeyAge computes a key's age at now against maxAge.
 func NewKeyAge(key string, since time.Time, term int, now time.Time, maxAge time.Duration) KeyAge {
 	s := since.UTC()
-	a := KeyAge{Key: key, Since: &s, Term: term, MaxAge: maxAge, Age: now.Sub(since).Truncate(time.Second)}
-	a.Due = maxAge > 0 && a.Age > maxAge
+	age := now.Sub(since)
+	a := KeyAge{Key: key, Since: &s, Term: term, MaxAge: maxAge, Age: age.Truncate(time.Second)}
+	a.Due = maxAge > 0 && age > maxAge
 	return a
 }
 

@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vaultctl/vaultctl/lifecycle"
+	"github.com/vaultctl/vaultctl/phases"
+)
+
+type keyAgeDoc struct {
+	Key     string     `json:"key"`
+	Since   *time.Time `json:"since"`
+	Term    int        `json:"term"`
+	Due     bool       `json:"due"`
+	Unknown string     `json:"unknown"`
+}
+
+// keyAges runs status -o json and returns its key ages by key, and its warnings.
+func keyAges(t *testing.T, cfg string) (map[string]keyAgeDoc, []string) {
+	t.Helper()
+	r := vaultctl(t, "status", "-c", cfg, "-o", "json")
+	var doc struct {
+		Keys     []keyAgeDoc `json:"keys"`
+		Warnings []string    `json:"warnings"`
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &doc); err != nil {
+		t.Fatalf("status output is not one JSON document: %v\n%s", err, r)
+	}
+	out := map[string]keyAgeDoc{}
+	for _, k := range doc.Keys {
+		out[k.Key] = k
+	}
+	return out, doc.Warnings
+}
+
+// TestRotateKeys rotates the encryption key and the recovery keys of a Vault cluster vaultctl
+// installed (real Vault processes, awskms auto-unseal on the KMS emulator) and shows, with
+// Vault itself, that the old recovery shares stop opening sys/generate-root and the new ones
+// from custody do; status records both rotations and warns once they are older than maxAge;
+// no recovery key appears anywhere.
+func TestRotateKeys(t *testing.T) {
+	t.Parallel()
+	const vns = "rotate-vault"
+	e := newMigrateEstate(t, vns)
+	ctx := context.Background()
+	cs := kube(t)
+	custody := func() map[string][]byte {
+		s, err := cs.CoreV1().Secrets(vns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("custody Secret: %v", err)
+		}
+		if _, pending := s.Data["recovery-keys.pending.enc"]; pending {
+			t.Errorf("custody still holds staged keys: %v", keysOf(s.Data))
+		}
+		return s.Data
+	}
+
+	ages, warnings := keyAges(t, e.cfg)
+	enc, rec := ages[lifecycle.KeyEncryption], ages[lifecycle.KeyRecovery]
+	if enc.Since == nil || enc.Term < 1 || rec.Since == nil || enc.Due || rec.Due {
+		t.Fatalf("status before any rotation: %+v %+v", enc, rec)
+	}
+	for _, w := range warnings {
+		if strings.Contains(w, "vaultctl rotate") {
+			t.Errorf("fresh keys warned: %s", w)
+		}
+	}
+
+	encTermAfter := 0
+	t.Run("encryption key", func(t *testing.T) {
+		r := vaultctl(t, "rotate", "encryption-key", "-c", e.cfg, "-o", "json")
+		var doc struct {
+			OK                    bool
+			TermBefore, TermAfter int
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &doc); err != nil || !doc.OK {
+			t.Fatalf("rotate encryption-key: %v\n%s", err, r)
+		}
+		if doc.TermBefore != enc.Term || doc.TermAfter != enc.Term+1 {
+			t.Errorf("terms %d -> %d, status said %d before", doc.TermBefore, doc.TermAfter, enc.Term)
+		}
+		encTermAfter = doc.TermAfter
+		after, _ := keyAges(t, e.cfg)
+		if got := after[lifecycle.KeyEncryption]; got.Term != doc.TermAfter || !got.Since.After(*enc.Since) {
+			t.Errorf("status after the rotation: %+v, before %+v", got, enc)
+		}
+		text := vaultctl(t, "rotate", "encryption-key", "-c", e.cfg)
+		if text.Code != 0 || !strings.Contains(text.Stdout, "term ") {
+			t.Errorf("text output:\n%s", text)
+		}
+	})
+
+	oldKeys, _ := openCustody(t, custody())
+	t.Run("recovery keys", func(t *testing.T) {
+		before := time.Now()
+		r := vaultctl(t, "rotate", "recovery-keys", "-c", e.cfg, "-o", "json")
+		var doc struct {
+			OK       bool
+			Rotation lifecycle.RecoveryKeyRotation
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &doc); err != nil || !doc.OK {
+			t.Fatalf("rotate recovery-keys: %v\n%s", err, r)
+		}
+		if !doc.Rotation.NewKeysVerified || !doc.Rotation.OldKeysRefused || doc.Rotation.Shares != 3 || doc.Rotation.Threshold != 2 {
+			t.Errorf("rotation = %+v", doc.Rotation)
+		}
+		data := custody()
+		newKeys, _ := openCustody(t, data)
+		if len(newKeys) != 3 {
+			t.Fatalf("custody holds %d keys, want 3", len(newKeys))
+		}
+		for _, k := range newKeys {
+			if slices.Contains(oldKeys, k) {
+				t.Error("a share survived the rotation")
+			}
+		}
+		vc := vaultClient(t, e.vc.Addrs[0])
+		// generate-root is what an operator runs with the recovery keys: the old ones fail...
+		if err := vc.Sys().GenerateRootCancel(); err != nil {
+			t.Fatal(err)
+		}
+		att, err := vc.Sys().GenerateRootInit("", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var failed error
+		for _, k := range oldKeys[:2] {
+			if _, failed = vc.Sys().GenerateRootUpdate(k, att.Nonce); failed != nil {
+				break
+			}
+		}
+		if failed == nil {
+			t.Error("the old recovery keys still generate a root token")
+		}
+		_ = vc.Sys().GenerateRootCancel()
+		// ...and the new ones from custody work: the token they make is a live root token.
+		att, err = vc.Sys().GenerateRootInit("", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var encoded string
+		for _, k := range newKeys[:2] {
+			s, err := vc.Sys().GenerateRootUpdate(k, att.Nonce)
+			if err != nil {
+				t.Fatalf("generate-root with the new keys: %v", err)
+			}
+			encoded = s.EncodedToken
+		}
+		tok, err := lifecycle.DecodeRootToken(encoded, att.OTP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := vaultClient(t, e.vc.Addrs[0])
+		root.SetToken(tok)
+		self, err := root.Auth().Token().LookupSelf()
+		if err != nil || !slices.Contains(anyStrings(self.Data["policies"]), "root") {
+			t.Errorf("the token the new keys made is not a root token: %v", err)
+		}
+		// Vault's own answer on the encryption key, not vaultctl's report of it.
+		if ks, err := root.Sys().KeyStatus(); err != nil || ks.Term != encTermAfter {
+			t.Errorf("sys/key-status = %+v (%v), want term %d", ks, err, encTermAfter)
+		}
+		if err := root.Auth().Token().RevokeSelf(""); err != nil {
+			t.Errorf("revoking the test's root token: %v", err)
+		}
+		ages, _ := keyAges(t, e.cfg)
+		if got := ages[lifecycle.KeyRecovery]; got.Since == nil || got.Since.Before(before.Add(-time.Second)) {
+			t.Errorf("status does not record the rotation: %+v (rotated after %s)", got, before)
+		}
+		t.Cleanup(func() {
+			// Last: no old or new share anywhere vaultctl's runs or this Vault wrote.
+			scanForSecrets(t, vns, append(slices.Clone(oldKeys), newKeys...), externalVault(e.vc, e.auditDir))
+		})
+	})
+
+	t.Run("status warns past maxAge", func(t *testing.T) {
+		b, err := os.ReadFile(e.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		short := strings.Replace(string(b), "\nvault:\n", "\nvault:\n  rotation:\n    maxAge: 1ns\n", 1)
+		path := e.cfg + ".short"
+		if err := os.WriteFile(path, []byte(short), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ages, warnings := keyAges(t, path)
+		for _, k := range []string{lifecycle.KeyEncryption, lifecycle.KeyRecovery} {
+			if !ages[k].Due {
+				t.Errorf("%s not due with maxAge 1ns: %+v", k, ages[k])
+			}
+			if !slices.ContainsFunc(warnings, func(w string) bool { return strings.Contains(w, "vaultctl rotate "+k) }) {
+				t.Errorf("no warning names `vaultctl rotate %s`: %q", k, warnings)
+			}
+		}
+		text := vaultctl(t, "status", "-c", path)
+		if !strings.Contains(text.Stderr, "vaultctl rotate recovery-keys") || !strings.Contains(text.Stdout, "DUE") {
+			t.Errorf("text status:\n%s", text)
+		}
+	})
+}
+
+func anyStrings(v any) []string {
+	var out []string
+	if l, ok := v.([]any); ok {
+		for _, x := range l {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
