@@ -26,16 +26,11 @@ into your registry, set vault.images.* to the mirrored names and run images agai
   vaultctl images -o json | jq -r '.images[].image' | sort -u   # the list to mirror`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := loadConfig(cmd, opts)
-			cw := configWarnings(l, err)
-			warnings := warningStrings(cw)
-			if opts.Output != "json" {
-				printWarnings(opts.stderr, cw)
-			}
+			c, _, warnings, err := commandConfiguration(cmd, opts)
 			if err != nil {
-				return withWarnings(exitUsage, err, warnings)
+				return err
 			}
-			images, err := action.Images(&action.Configuration{Config: l.Config, Version: vaultctlVersion()})
+			images, err := action.Images(c)
 			if err != nil {
 				return withWarnings(exitFailed, err, warnings)
 			}

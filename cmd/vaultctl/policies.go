@@ -79,14 +79,9 @@ in the config file). Exit code 1 when there are findings, 0 when none, 2 on bad 
   vaultctl policies audit -o json --sarif policies.sarif`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := loadConfig(cmd, opts)
-			cw := configWarnings(l, err)
-			warnings := warningStrings(cw)
-			if opts.Output != "json" {
-				printWarnings(opts.stderr, cw)
-			}
+			c, source, warnings, err := commandConfiguration(cmd, opts)
 			if err != nil {
-				return withWarnings(exitUsage, err, warnings)
+				return err
 			}
 			var since, until time.Time
 			switch {
@@ -105,8 +100,8 @@ in the config file). Exit code 1 when there are findings, 0 when none, 2 on bad 
 				return withWarnings(exitUsage, err, warnings)
 			}
 			defer closeInputs()
-			res, err := action.PolicyAudit(cmd.Context(), &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)},
-				action.PolicyAuditOptions{Source: l.Source, ConfigFile: opts.ConfigPath, Audit: inputs, Since: since, Until: until})
+			res, err := action.PolicyAudit(cmd.Context(), c,
+				action.PolicyAuditOptions{Source: source, ConfigFile: opts.ConfigPath, Audit: inputs, Since: since, Until: until})
 			if res != nil {
 				warnings = append(warnings, res.Warnings...)
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vaultctl/vaultctl/action"
+	"github.com/vaultctl/vaultctl/config"
 	"github.com/vaultctl/vaultctl/lifecycle"
 	"github.com/vaultctl/vaultctl/phases"
 )
@@ -34,7 +35,7 @@ the vaultctl-admin policy grants (run vaultctl apply --only bootstrap after upgr
 		Example: "  vaultctl rotate encryption-key\n  vaultctl rotate encryption-key -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, warnings, err := rotateConfiguration(cmd, opts)
+			c, _, warnings, err := commandConfiguration(cmd, opts)
 			if err != nil {
 				return err
 			}
@@ -67,7 +68,7 @@ Recovery keys PGP-encrypted to holders (vault.init.pgpKeys) are theirs to rekey.
 		Example: "  vaultctl rotate recovery-keys\n  vaultctl recovery-keys --out /secure/new.json   # the new shares, when a holder needs them",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, warnings, err := rotateConfiguration(cmd, opts)
+			c, _, warnings, err := commandConfiguration(cmd, opts)
 			if err != nil {
 				return err
 			}
@@ -96,8 +97,9 @@ Recovery keys PGP-encrypted to holders (vault.init.pgpKeys) are theirs to rekey.
 	return cmd
 }
 
-// rotateConfiguration loads the config for a rotate command, printing its warnings in text mode.
-func rotateConfiguration(cmd *cobra.Command, opts *rootOptions) (*action.Configuration, []string, error) {
+// commandConfiguration loads the config for a command that runs one action, printing its
+// warnings in text mode; the error is ready to return.
+func commandConfiguration(cmd *cobra.Command, opts *rootOptions) (*action.Configuration, *config.Source, []string, error) {
 	l, err := loadConfig(cmd, opts)
 	cw := configWarnings(l, err)
 	warnings := warningStrings(cw)
@@ -105,9 +107,9 @@ func rotateConfiguration(cmd *cobra.Command, opts *rootOptions) (*action.Configu
 		printWarnings(opts.stderr, cw)
 	}
 	if err != nil {
-		return nil, nil, withWarnings(exitUsage, err, warnings)
+		return nil, nil, nil, withWarnings(exitUsage, err, warnings)
 	}
-	return &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}, warnings, nil
+	return &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}, l.Source, warnings, nil
 }
 
 // printKeyAges is status's table of key ages, before Vault's health.
