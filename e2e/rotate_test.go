@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -93,9 +94,10 @@ func TestRotateKeys(t *testing.T) {
 			t.Errorf("status after the rotation: %+v, before %+v", got, enc)
 		}
 		text := vaultctl(t, "rotate", "encryption-key", "-c", e.cfg)
-		if text.Code != 0 || !strings.Contains(text.Stdout, "term ") {
-			t.Errorf("text output:\n%s", text)
+		if want := fmt.Sprintf("-> term %d ", doc.TermAfter+1); text.Code != 0 || !strings.Contains(text.Stdout, want) {
+			t.Errorf("text output lacks %q:\n%s", want, text)
 		}
+		encTermAfter = doc.TermAfter + 1
 	})
 
 	oldKeys, _ := openCustody(t, custody())
