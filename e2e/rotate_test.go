@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	vaultapi "github.com/hashicorp/vault/api"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vaultctl/vaultctl/lifecycle"
@@ -124,48 +125,8 @@ func TestRotateKeys(t *testing.T) {
 				t.Error("a share survived the rotation")
 			}
 		}
-		vc := vaultClient(t, e.vc.Addrs[0])
-		// generate-root is what an operator runs with the recovery keys: the old ones fail...
-		if err := vc.Sys().GenerateRootCancel(); err != nil {
-			t.Fatal(err)
-		}
-		att, err := vc.Sys().GenerateRootInit("", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var failed error
-		for _, k := range oldKeys[:2] {
-			if _, failed = vc.Sys().GenerateRootUpdate(k, att.Nonce); failed != nil {
-				break
-			}
-		}
-		if failed == nil {
-			t.Error("the old recovery keys still generate a root token")
-		}
-		_ = vc.Sys().GenerateRootCancel()
-		// ...and the new ones from custody work: the token they make is a live root token.
-		att, err = vc.Sys().GenerateRootInit("", "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var encoded string
-		for _, k := range newKeys[:2] {
-			s, err := vc.Sys().GenerateRootUpdate(k, att.Nonce)
-			if err != nil {
-				t.Fatalf("generate-root with the new keys: %v", err)
-			}
-			encoded = s.EncodedToken
-		}
-		tok, err := lifecycle.DecodeRootToken(encoded, att.OTP)
-		if err != nil {
-			t.Fatal(err)
-		}
 		root := vaultClient(t, e.vc.Addrs[0])
-		root.SetToken(tok)
-		self, err := root.Auth().Token().LookupSelf()
-		if err != nil || !slices.Contains(anyStrings(self.Data["policies"]), "root") {
-			t.Errorf("the token the new keys made is not a root token: %v", err)
-		}
+		root.SetToken(generateRootRefusesOldAcceptsNew(t, vaultClient(t, e.vc.Addrs[0]), oldKeys, newKeys))
 		// Vault's own answer on the encryption key, not vaultctl's report of it.
 		if ks, err := root.Sys().KeyStatus(); err != nil || ks.Term != encTermAfter {
 			t.Errorf("sys/key-status = %+v (%v), want term %d", ks, err, encTermAfter)
@@ -227,6 +188,113 @@ func custodyKeys(t *testing.T, cfg string, custody func() map[string][]byte) []s
 		t.Fatal(err)
 	}
 	return keys.Keys
+}
+
+// generateRootRefusesOldAcceptsNew runs sys/generate-root, what an operator runs with the
+// recovery keys: with threshold old shares it must fail; with the new ones it must make a live
+// root token, which it returns (the caller revokes it).
+func generateRootRefusesOldAcceptsNew(t *testing.T, vc *vaultapi.Client, oldKeys, newKeys []string) string {
+	t.Helper()
+	if err := vc.Sys().GenerateRootCancel(); err != nil {
+		t.Fatal(err)
+	}
+	att, err := vc.Sys().GenerateRootInit("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed error
+	for _, k := range oldKeys[:att.Required] {
+		if _, failed = vc.Sys().GenerateRootUpdate(k, att.Nonce); failed != nil {
+			break
+		}
+	}
+	if failed == nil {
+		t.Error("the old recovery keys still generate a root token")
+	}
+	_ = vc.Sys().GenerateRootCancel()
+	att, err = vc.Sys().GenerateRootInit("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var encoded string
+	for _, k := range newKeys[:att.Required] {
+		s, err := vc.Sys().GenerateRootUpdate(k, att.Nonce)
+		if err != nil {
+			t.Fatalf("generate-root with the new keys: %v", err)
+		}
+		encoded = s.EncodedToken
+	}
+	tok, err := lifecycle.DecodeRootToken(encoded, att.OTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, err := vc.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe.SetToken(tok)
+	self, err := probe.Auth().Token().LookupSelf()
+	if err != nil || !slices.Contains(anyStrings(self.Data["policies"]), "root") {
+		t.Fatalf("the token the new keys made is not a root token: %v", err)
+	}
+	return tok
+}
+
+// TestRotateRecoveryKeysInCluster rotates the recovery keys of a Vault vaultctl installed in the
+// cluster (real Vault processes as the StatefulSet's pods, reached through port-forwards):
+// the old shares stop opening generate-root, the new ones from custody do, a second rotation
+// works from the new ones, and no share appears anywhere.
+func TestRotateRecoveryKeysInCluster(t *testing.T) {
+	t.Parallel()
+	const ns = "vault-rotate-ic"
+	cs := kube(t)
+	ctx := context.Background()
+	claimPVs(t, cs, ns, inClusterClaims())
+	t.Cleanup(func() { deleteNamespace(t, cs, ns) })
+	cfg := filepath.Join(t.TempDir(), "vaultctl.yaml")
+	writeInClusterConfig(t, cfg, ns, false)
+	if res := vaultctl(t, "apply", "-c", cfg, "-o", "json"); !parseRun(t, res).OK {
+		t.Fatalf("in-cluster apply:\n%s", res)
+	}
+	custody := func() map[string][]byte {
+		s, err := cs.CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("custody Secret: %v", err)
+		}
+		if _, pending := s.Data["recovery-keys.pending.enc"]; pending {
+			t.Errorf("custody still holds staged keys: %v", keysOf(s.Data))
+		}
+		return s.Data
+	}
+	first := custodyKeys(t, cfg, custody)
+	var all []string
+	all = append(all, first...)
+	prev := first
+	for round := 1; round <= 2; round++ {
+		t0 := time.Now()
+		r := vaultctl(t, "rotate", "recovery-keys", "-c", cfg, "-o", "json")
+		var doc struct {
+			OK       bool
+			Rotation lifecycle.RecoveryKeyRotation
+		}
+		if err := json.Unmarshal([]byte(r.Stdout), &doc); err != nil || !doc.OK || !doc.Rotation.NewKeysVerified || !doc.Rotation.OldKeysRefused {
+			t.Fatalf("rotation %d: %v\n%s", round, err, r)
+		}
+		t.Logf("rotate recovery-keys %d (in-cluster, through a port-forward): %s", round, time.Since(t0).Round(10*time.Millisecond))
+		next := custodyKeys(t, cfg, custody)
+		vc := portForwardVault(t, ns, "vault-0", serverCA(t, cs, ns))
+		tok := generateRootRefusesOldAcceptsNew(t, vc, prev, next)
+		vc.SetToken(tok)
+		if err := vc.Auth().Token().RevokeSelf(""); err != nil {
+			t.Errorf("revoking the test's root token: %v", err)
+		}
+		all = append(all, next...)
+		prev = next
+	}
+	if h, r := statusJSON(t, cfg); !h.Healthy || h.Voters != 3 {
+		t.Errorf("Vault after two rotations: %+v\n%s", h, r)
+	}
+	scanForSecrets(t, ns, all)
 }
 
 func anyStrings(v any) []string {
