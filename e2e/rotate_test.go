@@ -1,18 +1,23 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 
 	"github.com/vaultctl/vaultctl/lifecycle"
 	"github.com/vaultctl/vaultctl/phases"
@@ -307,4 +312,97 @@ func anyStrings(v any) []string {
 		}
 	}
 	return out
+}
+
+// TestRotateRecoveryKeysKilledWhenStagedLosesNothing kills `vaultctl rotate recovery-keys` with
+// SIGKILL on the watch event that stages the new shares in custody: Vault then holds a rekey
+// waiting for verification (or, if the run got further, already uses the staged shares). The
+// re-run must finish the rotation, leaving custody holding exactly the shares Vault accepts.
+func TestRotateRecoveryKeysKilledWhenStagedLosesNothing(t *testing.T) {
+	t.Parallel()
+	const vns = "rotate-kill-vault"
+	e := newMigrateEstate(t, vns)
+	cs := kube(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	custody := func() map[string][]byte {
+		s, err := cs.CoreV1().Secrets(vns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("custody Secret: %v", err)
+		}
+		if _, pending := s.Data["recovery-keys.pending.enc"]; pending {
+			t.Errorf("custody still holds staged keys: %v", keysOf(s.Data))
+		}
+		return s.Data
+	}
+	old := custodyKeys(t, e.cfg, custody)
+
+	secrets := cs.CoreV1().Secrets(vns)
+	sel := fields.OneTermEqualSelector("metadata.name", phases.CustodySecret).String()
+	list, err := secrets.List(ctx, metav1.ListOptions{FieldSelector: sel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := secrets.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: list.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	cmd := exec.Command(vaultctlBinary(t), "rotate", "recovery-keys", "-c", e.cfg)
+	cmd.Env = append(append(os.Environ(), sb.Env()...), "CI=true")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	staged := false
+	for !staged {
+		select {
+		case err := <-exited:
+			recordOutput(out.String())
+			t.Fatalf("rotate ended (%v) before staging the new keys:\n%s", err, out.String())
+		case <-ctx.Done():
+			_ = cmd.Process.Kill()
+			t.Fatalf("the new keys were not staged in time:\n%s", out.String())
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				t.Fatal("the watch ended")
+			}
+			if s, isSecret := ev.Object.(*corev1.Secret); isSecret && len(s.Data["recovery-keys.pending.enc"]) > 0 {
+				staged = true
+			}
+		}
+	}
+	killErr := cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+	recordOutput(out.String())
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	killedEarly := killErr == nil && ws.Signaled()
+	t.Logf("killed while the keys were staged: %v (otherwise the run had finished first)", killedEarly)
+
+	r := vaultctl(t, "rotate", "recovery-keys", "-c", e.cfg, "-o", "json")
+	var doc struct {
+		OK       bool
+		Rotation lifecycle.RecoveryKeyRotation
+	}
+	if err := json.Unmarshal([]byte(r.Stdout), &doc); err != nil || !doc.OK || !doc.Rotation.OldKeysRefused {
+		t.Fatalf("the re-run: %v\n%s", err, r)
+	}
+	t.Logf("re-run resumed the killed rotation: %v", doc.Rotation.Resumed)
+	if killedEarly && !doc.Rotation.Resumed {
+		// Killed before Vault switched, the staged keys are verified by the re-run; killed
+		// after, the re-run finds custody's refused and promotes the staged ones. Either way it
+		// finishes the killed run's rotation before doing its own.
+		t.Errorf("the re-run did not say it finished the killed run's rotation")
+	}
+	next := custodyKeys(t, e.cfg, custody)
+	vc := vaultClient(t, e.vc.Addrs[0])
+	tok := generateRootRefusesOldAcceptsNew(t, vc, old, next)
+	vc.SetToken(tok)
+	if err := vc.Auth().Token().RevokeSelf(""); err != nil {
+		t.Errorf("revoking the test's root token: %v", err)
+	}
+	scanForSecrets(t, vns, append(slices.Clone(old), next...), externalVault(e.vc, e.auditDir))
 }
