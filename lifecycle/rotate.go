@@ -255,6 +255,10 @@ func submitRekey(ctx context.Context, v RecoveryKeysAPI, keys *phases.RecoveryKe
 func verify(ctx context.Context, v RecoveryKeysAPI, keys *phases.RecoveryKeys, nonce string) error {
 	for i := 0; i < keys.Threshold; i++ {
 		r, err := v.RekeyRecoveryVerify(ctx, keys.Keys[i], nonce)
+		if err != nil && alreadyProvided(err) {
+			// A run killed mid-verification submitted this share already; Vault kept it.
+			continue
+		}
 		if err != nil {
 			return sharesErr("sys/rekey-recovery-key/verify (the old keys stay valid)", err)
 		}
@@ -263,6 +267,11 @@ func verify(ctx context.Context, v RecoveryKeysAPI, keys *phases.RecoveryKeys, n
 		}
 	}
 	return fmt.Errorf("sys/rekey-recovery-key/verify is not complete after %d new shares; the old keys stay valid", keys.Threshold)
+}
+
+// alreadyProvided: Vault holds this share from an earlier submission of the same operation.
+func alreadyProvided(err error) bool {
+	return vault.StatusCode(err) == 400 && strings.Contains(err.Error(), "has already been provided")
 }
 
 // sharesErr words a failed share submission without the share; Vault's own message names no

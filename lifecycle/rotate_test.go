@@ -124,6 +124,9 @@ func (f *fakeVault) RekeyRecoveryVerify(_ context.Context, share, nonce string) 
 	if nonce != r.verifyNonce {
 		return nil, badRequest("incorrect nonce")
 	}
+	if slices.Contains(r.verified, share) {
+		return nil, badRequest("given key has already been provided during this verify operation")
+	}
 	r.verified = append(r.verified, share)
 	if len(r.verified) < r.threshold {
 		return &vaultapi.RekeyVerificationUpdateResponse{Nonce: nonce}, nil
@@ -310,6 +313,10 @@ func TestRotateRecoveryKeysResumesAStagedVerification(t *testing.T) {
 		}
 	}
 	c.pend = &phases.RecoveryKeys{Keys: upd.KeysB64, Shares: 5, Threshold: 3}
+	// ...after submitting one of the new shares (what the e2e kill test caught).
+	if _, err := v.RekeyRecoveryVerify(ctx, c.pend.Keys[0], v.rekey.verifyNonce); err != nil {
+		t.Fatal(err)
+	}
 	res, err := RotateRecoveryKeys(ctx, v, c, opts)
 	if err != nil {
 		t.Fatal(err)
