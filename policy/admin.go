@@ -19,6 +19,8 @@ func Admin(s AdminScope) string {
 		"sys/policies/acl":                 {"list"},
 		"sys/policies/acl/*":               {"create", "read", "update", "delete", "list"},
 		"sys/capabilities":                 {"update"},
+		"sys/rotate":                       {"update", "sudo"}, // vaultctl rotate encryption-key
+		"sys/key-status":                   {"read"},           // its term, and status's key age
 		"sys/mounts":                       {"read"},
 		"sys/audit":                        {"read", "sudo"},
 		"sys/audit/*":                      {"create", "read", "update", "delete", "sudo"},
@@ -26,8 +28,6 @@ func Admin(s AdminScope) string {
 		"sys/storage/raft/autopilot/*":     {"read", "update"},
 		"sys/leases/lookup/*":              {"list", "sudo"},
 		"sys/leases/revoke-prefix/*":       {"update", "sudo"},
-		"sys/rotate":                       {"update", "sudo"}, // vaultctl rotate encryption-key
-		"sys/key-status":                   {"read"},           // its term, and status's key age
 	}
 	mount := func(m string, caps ...string) {
 		rules["sys/mounts/"+m] = []string{"create", "read", "update"}

@@ -64,13 +64,13 @@ func newRootCmd(opts *rootOptions) *cobra.Command {
 		newApplyCmd(opts),
 		newStatusCmd(opts),
 		newRecoveryKeysCmd(opts),
+		newRotateCmd(opts),
+		newImagesCmd(opts),
+		newPoliciesCmd(opts),
 		newCheckCmd(opts),
 		newInitCmd(opts),
 		newMigrateCmd(opts),
 		newAuditCmd(opts),
-		newRotateCmd(opts),
-		newImagesCmd(opts),
-		newPoliciesCmd(opts),
 	)
 	// Added now rather than when cobra runs, so that it refuses a mistyped shell like the
 	// other groups do.
