@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/vaultctl/vaultctl/config"
+	"github.com/vaultctl/vaultctl/lifecycle"
 	"github.com/vaultctl/vaultctl/phases"
 )
 
@@ -390,6 +391,8 @@ type StatusResult struct {
 	Vault  *phases.ClusterHealth
 	// VaultErr says why Vault's health could not be read.
 	VaultErr error
+	// Keys is the age record of the keys `vaultctl rotate` rotates (nil when Vault is unreachable).
+	Keys []lifecycle.KeyAge
 	// Warnings did not change the outcome, but the user should know (the VAULT_* environment).
 	Warnings []string
 }
@@ -406,6 +409,9 @@ func Status(ctx context.Context, c *Configuration) (*StatusResult, error) {
 		}
 		out.Phases = rows
 		out.Vault, out.VaultErr = ss.env.Health(ctx)
+		if out.VaultErr == nil {
+			out.Keys = KeyAges(ctx, ss.env)
+		}
 		return nil
 	})
 	if err != nil {

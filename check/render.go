@@ -246,10 +246,23 @@ func fileURI(abs string) string {
 
 // WriteSARIF writes a SARIF 2.1.0 log for GitHub code scanning and other SARIF viewers.
 func WriteSARIF(w io.Writer, r *Report) error {
-	driver := sarifDriver{Name: "vaultctl check", Version: r.ToolVersion,
+	return WriteSARIFFor(w, r, SARIFTool{Name: "vaultctl check", Rules: rules, Tags: []string{"security", "kubernetes", "vault"}})
+}
+
+// SARIFTool is the tool a SARIF log names: another vaultctl command (policies audit) writes
+// its own rules' findings with the same writer.
+type SARIFTool struct {
+	Name  string
+	Rules []Rule
+	Tags  []string
+}
+
+// WriteSARIFFor is WriteSARIF for the findings of tool t, whose rules they name.
+func WriteSARIFFor(w io.Writer, r *Report, t SARIFTool) error {
+	driver := sarifDriver{Name: t.Name, Version: r.ToolVersion,
 		InformationURI: "https://github.com/vaultctl/vaultctl"}
 	index := map[string]int{}
-	for i, rule := range rules {
+	for i, rule := range t.Rules {
 		index[rule.ID] = i
 		level, sev := "error", "7.5"
 		if rule.Severity == SeverityWarning {
@@ -262,7 +275,7 @@ func WriteSARIF(w io.Writer, r *Report) error {
 			FullDescription:      sarifText{Text: oneParagraph(rule.Checks)},
 			Help:                 sarifText{Text: help, Markdown: "**What it checks.** " + oneParagraph(rule.Checks) + "\n\n**How to fix.**\n\n```\n" + rule.Fix + "\n```"},
 			DefaultConfiguration: sarifRuleConfig{Level: level},
-			Properties:           sarifRuleProperty{Tags: []string{"security", "kubernetes", "vault"}, Precision: "high", ProblemSeverity: level, SecuritySeverity: sev},
+			Properties:           sarifRuleProperty{Tags: t.Tags, Precision: "high", ProblemSeverity: level, SecuritySeverity: sev},
 		})
 	}
 	base := r.BaseDir
@@ -274,7 +287,7 @@ func WriteSARIF(w io.Writer, r *Report) error {
 		// Say what relative URIs are relative to; a base URI ends with a slash.
 		run.OriginalURIBaseIDs = map[string]sarifArtifactLoc{srcRoot: {
 			URI:         strings.TrimSuffix(fileURI(base), "/") + "/",
-			Description: &sarifText{Text: "the working directory vaultctl check ran in"},
+			Description: &sarifText{Text: "the working directory " + t.Name + " ran in"},
 		}}
 	}
 	for i := range r.Findings {

@@ -9,6 +9,9 @@ const (
 	DefaultAgentImage    = "hashicorp/vault:1.21.1"
 )
 
+// DefaultRotationMaxAge is the quarter after which status asks for `vaultctl rotate`.
+const DefaultRotationMaxAge = 90 * 24 * time.Hour
+
 // DefaultMigrationKVPath puts each migrated Secret under its namespace on the first kv mount.
 const DefaultMigrationKVPath = "{mount}/{namespace}/{secret}"
 
@@ -37,6 +40,7 @@ func ApplyDefaults(c *Config) {
 	if v.Init.RecoveryThreshold == 0 {
 		v.Init.RecoveryThreshold = min(3, v.Init.RecoveryShares)
 	}
+	setDur(&v.Rotation.MaxAge, DefaultRotationMaxAge)
 	setStr(&v.Resources.CPU, "250m")
 	setStr(&v.Resources.Memory, "256Mi")
 	setStr(&v.Storage.DataSize, "10Gi")

@@ -57,8 +57,14 @@ type Vault struct {
 	TLS       TLS       `yaml:"tls" json:"tls" desc:"TLS for the Vault listener."`
 	Images    Images    `yaml:"images" json:"images" desc:"Container images; override for air-gapped registries."`
 	Init      Init      `yaml:"init" json:"init" desc:"operator init settings and recovery key custody."`
+	Rotation  Rotation  `yaml:"rotation" json:"rotation" desc:"Key rotation: how old the encryption key and the recovery keys may get before status warns."`
 	Resources Resources `yaml:"resources" json:"resources" desc:"Resource requests and limits for Vault pods."`
 	Storage   Storage   `yaml:"storage" json:"storage" desc:"Persistent volumes for Raft data and audit logs."`
+}
+
+// Rotation is how often the keys vaultctl rotates (vaultctl rotate) should be rotated.
+type Rotation struct {
+	MaxAge Duration `yaml:"maxAge" json:"maxAge" desc:"status warns when the encryption key or the recovery keys were last rotated longer ago than this (default 2160h, 90 days)."`
 }
 
 // Raft tunes integrated storage.

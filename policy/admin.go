@@ -19,6 +19,8 @@ func Admin(s AdminScope) string {
 		"sys/policies/acl":                 {"list"},
 		"sys/policies/acl/*":               {"create", "read", "update", "delete", "list"},
 		"sys/capabilities":                 {"update"},
+		"sys/rotate":                       {"update", "sudo"}, // vaultctl rotate encryption-key
+		"sys/key-status":                   {"read"},           // its term, and status's key age
 		"sys/mounts":                       {"read"},
 		"sys/audit":                        {"read", "sudo"},
 		"sys/audit/*":                      {"create", "read", "update", "delete", "sudo"},

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vaultctl/vaultctl/action"
+	"github.com/vaultctl/vaultctl/lifecycle"
 	"github.com/vaultctl/vaultctl/phases"
 )
 
@@ -20,8 +21,10 @@ type statusResult struct {
 	Phases     []statusPhase         `json:"phases"`
 	Vault      *phases.ClusterHealth `json:"vault"`
 	VaultError string                `json:"vaultError,omitempty"`
-	Error      string                `json:"error,omitempty"`
-	Warnings   []string              `json:"warnings"`
+	// Keys: when the keys vaultctl rotate rotates were last rotated, and whether they are due.
+	Keys     []lifecycle.KeyAge `json:"keys"`
+	Error    string             `json:"error,omitempty"`
+	Warnings []string           `json:"warnings"`
 }
 
 // statusPhase is a phase's checkpoint as the table shows it. The summary is what the phase
@@ -83,6 +86,18 @@ Exit code 1 when Vault is degraded or unreachable.`,
 					row.Summary, row.SummaryAsOf = r.Checkpoint.Summary, &t
 				}
 				res.Phases = append(res.Phases, row)
+			}
+			res.Keys = st.Keys
+			if res.Keys == nil {
+				res.Keys = []lifecycle.KeyAge{}
+			}
+			for _, k := range st.Keys {
+				if w := k.Warning(); w != "" {
+					res.Warnings = append(res.Warnings, w)
+					if opts.Output != "json" {
+						printNotes(opts.stderr, []string{w})
+					}
+				}
 			}
 			health, herr := st.Vault, st.VaultErr
 			res.Vault = health
@@ -158,6 +173,9 @@ func printStatus(opts *rootOptions, res statusResult) error {
 	state := "healthy"
 	if !health.Healthy {
 		state = "DEGRADED: " + strings.Join(health.Problems, "; ")
+	}
+	if err := printKeyAges(opts.stdout, res.Keys); err != nil {
+		return err
 	}
 	fmt.Fprintf(opts.stdout, "Vault: %s (%d/%d voters, leader %s, failure tolerance %d)\n", state, health.Voters, health.WantVoters, health.Leader, health.FailureTolerance)
 	tw = tabwriter.NewWriter(opts.stdout, 0, 4, 2, ' ', 0)
