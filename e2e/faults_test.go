@@ -88,6 +88,19 @@ func faultNamespace(ns string, rng *rand.Rand) ([]runtime.Object, []migrate.Work
 	return objs, ids
 }
 
+// calibrate is how long run takes uninterrupted, or the duration in the environment variable.
+func calibrate(t *testing.T, env string, run func()) time.Duration {
+	t.Helper()
+	if d, err := time.ParseDuration(os.Getenv(env)); err == nil && d > 0 {
+		return d
+	}
+	t0 := time.Now()
+	run()
+	d := time.Since(t0)
+	t.Logf("%s: an uninterrupted run takes %s; kills are uniform in [0, %s)", t.Name(), d.Round(10*time.Millisecond), d.Round(10*time.Millisecond))
+	return d
+}
+
 func templatesOfIDs(t *testing.T, cs kubernetes.Interface, ns string, ids []migrate.WorkloadID) map[string]string {
 	t.Helper()
 	out := map[string]string{}
@@ -143,10 +156,17 @@ func TestFaultMigrateKilledAtRandom(t *testing.T) {
 	rng := faultRand(t)
 	e := newMigrateEstate(t, "fault-mig-vault")
 	cs := kube(t)
-	maxDelay := 20 * time.Second
-	if d, err := time.ParseDuration(os.Getenv("FAULT_MAX_DELAY")); err == nil && d > 0 {
-		maxDelay = d
-	}
+	// The kill time is uniform over an uninterrupted run's length, measured first on a
+	// namespace of its own (FAULT_MAX_DELAY overrides it).
+	maxDelay := calibrate(t, "FAULT_MAX_DELAY", func() {
+		ns := "fault-mig-calibrate"
+		objs, _ := faultNamespace(ns, rng)
+		e.appNamespace(t, cs, ns)
+		createObjects(t, cs, objs)
+		if _, r := e.migrate(t, ns, "--yes", "--prune"); r.Code != 0 {
+			t.Fatalf("calibration run: exit %d\n%s", r.Code, r)
+		}
+	})
 	var longest time.Duration
 	for i := range faultTrials(t) {
 		ns := fmt.Sprintf("fault-mig-%d", i)
@@ -302,10 +322,18 @@ func TestFaultApplyKilledAtRandom(t *testing.T) {
 	setSandboxEnv()
 	t.Parallel()
 	rng := faultRand(t)
-	maxDelay := 15 * time.Second // an install from empty takes ~17 s here
-	if d, err := time.ParseDuration(os.Getenv("FAULT_MAX_DELAY")); err == nil && d > 0 {
-		maxDelay = d
-	}
+	maxDelay := calibrate(t, "FAULT_MAX_DELAY", func() {
+		vc := startVaultCluster(t)
+		ns := "fault-apply-calibrate"
+		t.Cleanup(func() { deleteNamespace(t, kube(t), ns) })
+		cfg := t.TempDir() + "/vaultctl.yaml"
+		auditDir := t.TempDir()
+		os.Chmod(auditDir, 0o777)
+		writeExternalConfig(t, cfg, externalConfig{Namespace: ns, Addr: vc.Addrs[0], AuditDir: auditDir})
+		if r := vaultctl(t, "apply", "-c", cfg, "-o", "json"); !parseRun(t, r).OK {
+			t.Fatalf("calibration apply failed:\n%s", r)
+		}
+	})
 	var longest time.Duration
 	for i := range faultTrials(t) {
 		delay := time.Duration(rng.Int64N(int64(maxDelay)))
