@@ -196,6 +196,12 @@ func copySecret(ctx context.Context, kv vault.KV, mount, path string, s *corev1.
 			custom = curMeta.CustomMetadata
 		}
 		diff := differingKeys(cur.Data, Base64KeysOf(custom), s.Data)
+		if len(diff) > 0 && custom[MetaManagedBy] == "" && sameEncoded(cur.Data, want) {
+			// A run killed between the data write and its marks left exactly this Secret's
+			// encoding without the base64 marker that decodes it (found by the fault suite):
+			// the same bytes, so mark it and go on.
+			diff = nil
+		}
 		switch {
 		case len(diff) == 0:
 			res = CopyResult{Outcome: CopyUnchanged, Version: cur.Version}
@@ -281,6 +287,19 @@ func differingKeys(kv map[string]any, base64Keys []string, data map[string][]byt
 	}
 	sort.Strings(diff)
 	return diff
+}
+
+// sameEncoded reports whether a KV entry's data is exactly what EncodeKV made of a Secret.
+func sameEncoded(kv, want map[string]any) bool {
+	if len(kv) != len(want) {
+		return false
+	}
+	for k, w := range want {
+		if v, ok := kv[k].(string); !ok || v != w {
+			return false
+		}
+	}
+	return true
 }
 
 // IsConflict reports whether err is a *ConflictError.

@@ -191,3 +191,33 @@ func TestBackupSecretFreshSameOutcomes(t *testing.T) {
 		}
 	}
 }
+
+// A run killed after the data write and before its marks leaves the encoded values without the
+// base64 marker (found by the fault suite, kill -9 at a random time): the next run must see its
+// own copy, not a conflict, and mark it.
+func TestCopySecretFinishesACopyKilledBeforeItsMarks(t *testing.T) {
+	ctx := context.Background()
+	kv := kvFake(t)
+	data := map[string][]byte{"bin": {0xff, 0xfe, 0x00}, "text": []byte("plain")}
+	want, _ := EncodeKV(data)
+	if _, err := kv.KVWrite(ctx, "secret", "team-a/db", want, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, fresh := range []bool{false, true} {
+		res, err := copySecret(ctx, kv, "secret", "team-a/db", testSecret(data), false, fresh)
+		if err != nil || res.Outcome != CopyUnchanged {
+			t.Fatalf("fresh=%v: %+v, %v; want unchanged", fresh, res, err)
+		}
+	}
+	meta, _ := kv.KVReadMetadata(ctx, "secret", "team-a/db")
+	if k := Base64KeysOf(meta.CustomMetadata); len(k) != 1 || k[0] != "bin" || meta.CustomMetadata[MetaManagedBy] == "" {
+		t.Errorf("marks after the resumed copy: %v", meta.CustomMetadata)
+	}
+	// Someone else's unmarked entry with other values is still a conflict.
+	if _, err := kv.KVWrite(ctx, "secret", "team-a/other", map[string]any{"bin": "AQ==", "text": "plain"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CopySecret(ctx, kv, "secret", "team-a/other", testSecret(map[string][]byte{"bin": {0x02}, "text": []byte("plain")}), false); !IsConflict(err) {
+		t.Errorf("an unmarked entry with other values: %v, want a conflict", err)
+	}
+}
