@@ -58,6 +58,12 @@ type Vault struct {
 	Init      Init      `yaml:"init" json:"init" desc:"operator init settings and recovery key custody."`
 	Resources Resources `yaml:"resources" json:"resources" desc:"Resource requests and limits for Vault pods."`
 	Storage   Storage   `yaml:"storage" json:"storage" desc:"Persistent volumes for Raft data and audit logs."`
+	Snapshots Snapshots `yaml:"snapshots" json:"snapshots" desc:"Where vaultctl keeps the Raft snapshots it takes itself (upgrade takes one before it changes the server)."`
+}
+
+// Snapshots is where vaultctl keeps the Raft snapshots it takes.
+type Snapshots struct {
+	Dir string `yaml:"dir" json:"dir" desc:"Directory, on the machine that runs vaultctl, for the snapshot upgrade takes first: one file per run (mode 0600) with a .json record beside it. Relative to the working directory."`
 }
 
 // Raft tunes integrated storage.

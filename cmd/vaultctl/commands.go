@@ -68,6 +68,7 @@ func newRootCmd(opts *rootOptions) *cobra.Command {
 		newInitCmd(opts),
 		newMigrateCmd(opts),
 		newAuditCmd(opts),
+		newUpgradeCmd(opts), newSnapshotCmd(opts),
 	)
 	// Added now rather than when cobra runs, so that it refuses a mistyped shell like the
 	// other groups do.
