@@ -145,13 +145,13 @@ func SnapshotRestore(ctx context.Context, c *Configuration, path string, o Snaps
 	return res, err
 }
 
-// waitActive waits until the node serves as the active node again: a restore reloads its
-// storage and keys.
+// waitActive waits until the node serves again, unsealed (a standby forwards to the active
+// node): a restore reloads its storage and keys.
 func waitActive(ctx context.Context, c vault.System, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		h, err := c.Health(ctx)
-		if err == nil && h.Initialized && !h.Sealed && !h.Standby {
+		if err == nil && h.Initialized && !h.Sealed {
 			return nil
 		}
 		if time.Now().After(deadline) {

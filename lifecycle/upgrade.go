@@ -99,6 +99,7 @@ type Cluster interface {
 type StepResult struct {
 	Step
 	Status   string        `json:"status"` // done, failed, not run
+	Started  time.Time     `json:"started,omitzero"`
 	Duration time.Duration `json:"duration"`
 	Detail   string        `json:"detail,omitempty"`
 }
@@ -150,7 +151,7 @@ func (u *Upgrader) Run(ctx context.Context, steps []Step) ([]StepResult, error) 
 	for i, s := range steps {
 		t0 := time.Now()
 		detail, err := u.run(ctx, s)
-		res[i].Duration, res[i].Detail = time.Since(t0), detail
+		res[i].Started, res[i].Duration, res[i].Detail = t0, time.Since(t0), detail
 		if err != nil {
 			res[i].Status = StepFailed
 			return res, u.stopped(s, err, res)
