@@ -93,7 +93,7 @@ func exactFile(cmd *cobra.Command, args []string) error {
 func runSnapshot(cmd *cobra.Command, opts *rootOptions, path string, restore *action.SnapshotRestoreOptions) error {
 	l, err := loadConfig(cmd, opts)
 	cw := configWarnings(l, err)
-	warnings := warningStrings(cw)
+	warnings := append([]string{}, warningStrings(cw)...)
 	if opts.Output != "json" {
 		printWarnings(opts.stderr, cw)
 	}

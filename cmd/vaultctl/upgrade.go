@@ -45,7 +45,7 @@ nothing (exit 3 when there is work).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			l, err := loadConfig(cmd, opts)
 			cw := configWarnings(l, err)
-			warnings := warningStrings(cw)
+			warnings := append([]string{}, warningStrings(cw)...)
 			if opts.Output != "json" {
 				printWarnings(opts.stderr, cw)
 			}
