@@ -117,6 +117,17 @@ func (p *podCluster) client(ctx context.Context, pod *corev1.Pod) (vault.Client,
 	return c, nil
 }
 
+// forget drops pod's client: a port-forward whose first connection found nothing listening
+// (Vault still starting) is dead, and the next call opens a new one.
+func (p *podCluster) forget(pod string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.conns[pod]; c != nil {
+		c.stop()
+		delete(p.conns, pod)
+	}
+}
+
 // anyNode is a phases.VaultAdmin that answers with the first serving pod whose Vault answers,
 // the active one first, avoiding skip.
 type anyNode struct {
@@ -150,8 +161,12 @@ func (a anyNode) Admin(ctx context.Context) (vault.Client, error) {
 			last = err
 			continue
 		}
-		if h, err := c.Health(ctx); err != nil || h.Sealed || !h.Initialized {
-			last = fmt.Errorf("%s: not unsealed yet (%v)", n, err)
+		if h, err := c.Health(ctx); err != nil {
+			a.p.forget(n)
+			last = fmt.Errorf("%s: %v", n, err)
+			continue
+		} else if h.Sealed || !h.Initialized {
+			last = fmt.Errorf("%s: not unsealed yet", n)
 			continue
 		}
 		return c, nil
@@ -220,6 +235,7 @@ func (p *podCluster) Rejoined(ctx context.Context, name, oldUID string) (bool, s
 	st, err := c.SealStatus(ctx)
 	switch {
 	case err != nil:
+		p.forget(name)
 		return false, "Vault to answer on the new pod", nil
 	case !st.Initialized:
 		return false, "Vault on the new pod to load its data (not initialized)", nil

@@ -14,11 +14,20 @@ import (
 	"time"
 
 	"github.com/vaultctl/vaultctl/lifecycle"
+	"github.com/vaultctl/vaultctl/phases"
 )
 
-func checkSnapshotSaveRestore(t *testing.T, cfgPath, ns string, ca []byte, token string) {
+func checkSnapshotSaveRestore(t *testing.T, cfgPath, ns string, ca []byte) {
 	ctx := context.Background()
-	vc := portForwardVault(t, ns, "vault-1", ca) // a standby: it forwards to the leader
+	vc := portForwardVault(t, ns, "vault-1", ca) // a standby may answer: it forwards to the leader
+	// A token of its own, made before the save: the restored data still holds it.
+	login, err := vc.Logical().WriteWithContext(ctx, "auth/kubernetes/login", map[string]any{
+		"role": phases.AdminRole, "jwt": saToken(t, kube(t), ns, phases.AdminServiceAccount),
+	})
+	if err != nil {
+		t.Fatalf("%s login: %v", phases.AdminRole, err)
+	}
+	token := login.Auth.ClientToken
 	vc.SetToken(token)
 	kv := vc.KVv2("secret")
 	if _, err := kv.Put(ctx, "snap/kept", map[string]any{"value": "written-before-save"}); err != nil {

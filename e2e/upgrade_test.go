@@ -410,6 +410,6 @@ func TestUpgradeRollsVaultPodsStandbysFirstWithoutOutage(t *testing.T) {
 	}
 
 	t.Run("snapshot save then restore", func(t *testing.T) {
-		checkSnapshotSaveRestore(t, cfgPath, ns, ca, token)
+		checkSnapshotSaveRestore(t, cfgPath, ns, ca)
 	})
 }
