@@ -412,4 +412,16 @@ func TestUpgradeRollsVaultPodsStandbysFirstWithoutOutage(t *testing.T) {
 	t.Run("snapshot save then restore", func(t *testing.T) {
 		checkSnapshotSaveRestore(t, cfgPath, ns, ca)
 	})
+
+	t.Run("no recovery key leaks", func(t *testing.T) {
+		sec, err := cs.CoreV1().Secrets(ns).Get(ctx, phases.CustodySecret, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, _ := openCustody(t, sec.Data)
+		if len(keys) != 3 {
+			t.Fatalf("custody holds %d keys, want 3", len(keys))
+		}
+		scanForSecrets(t, ns, keys)
+	})
 }
