@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -310,36 +309,7 @@ func (p *podCluster) NewLeader(ctx context.Context, old string) (string, string,
 	if op := pods[old]; op != nil && op.Labels["vault-active"] == "true" {
 		return "", fmt.Sprintf("%s to drop the label vault-active=true", old), nil
 	}
-	if ok, waiting := p.activeEndpointsAre(ctx, pods[h.Leader]); !ok {
-		return "", waiting, nil
-	}
 	return h.Leader, "", nil
-}
-
-// activeServiceName is the chart's Service that selects the leader only.
-const activeServiceName = charts.FullName + "-active"
-
-// activeEndpointsAre reports whether the active Service's EndpointSlices route to pod alone, as
-// clients see it (the labels move first, the endpoints follow). A cluster whose EndpointSlices
-// cannot be read is judged by the labels alone.
-func (p *podCluster) activeEndpointsAre(ctx context.Context, pod *corev1.Pod) (bool, string) {
-	eps, err := p.kube.DiscoveryV1().EndpointSlices(p.namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + activeServiceName})
-	if err != nil || len(eps.Items) == 0 {
-		return true, ""
-	}
-	var ready []string
-	for _, s := range eps.Items {
-		for _, e := range s.Endpoints {
-			if e.Conditions.Ready != nil && !*e.Conditions.Ready {
-				continue
-			}
-			ready = append(ready, e.Addresses...)
-		}
-	}
-	if len(ready) == 1 && ready[0] == pod.Status.PodIP {
-		return true, ""
-	}
-	return false, fmt.Sprintf("the %s Service's endpoints to be %s alone (now %v)", activeServiceName, pod.Name, ready)
 }
 
 var _ lifecycle.Cluster = (*podCluster)(nil)

@@ -21,7 +21,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -132,9 +131,10 @@ type read struct {
 }
 
 // activeServiceReader reads a KV key in a loop the way a client of the active Service would:
-// each request goes, as kube-proxy routes it, to a ready endpoint of the Service's
-// EndpointSlices (kept by the sandbox's kube-controller-manager from the vault-active=true
-// label), verifying the certificate for the Service's name.
+// each request goes to a pod the Service selects (vault-active=true, Ready, not terminating),
+// verifying the certificate for the Service's name. It selects the pods itself, as the
+// sandbox's runner does for injected pods: the sandbox's EndpointSlices stay empty, since the
+// API server refuses the runner's loopback pod addresses in them.
 type activeServiceReader struct {
 	mu    sync.Mutex
 	reads []read
@@ -156,21 +156,19 @@ func startActiveServiceReader(t *testing.T, cs kubernetes.Interface, ns string, 
 	readOnce := func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		eps, err := cs.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=vault-active"})
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=vault,component=server,vault-active=true"})
 		if err != nil {
 			return err
 		}
 		ip := ""
-		for _, s := range eps.Items {
-			for _, e := range s.Endpoints {
-				ready := e.Conditions.Ready == nil || *e.Conditions.Ready
-				if ready && len(e.Addresses) > 0 && ip == "" {
-					ip = e.Addresses[0]
-				}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp == nil && podReady(&p) && p.Status.PodIP != "" {
+				ip = p.Status.PodIP
+				break
 			}
 		}
 		if ip == "" {
-			return fmt.Errorf("the active Service has no ready endpoint")
+			return fmt.Errorf("the active Service selects no Ready pod")
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+ip+":8200/v1/secret/data/"+kvPath, nil)
 		req.Header.Set("X-Vault-Token", token)
