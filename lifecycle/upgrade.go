@@ -100,7 +100,7 @@ type StepResult struct {
 	Step
 	Status   string        `json:"status"` // done, failed, not run
 	Started  time.Time     `json:"started,omitzero"`
-	Duration time.Duration `json:"duration"`
+	Duration time.Duration `json:"durationNs"`
 	Detail   string        `json:"detail,omitempty"`
 }
 
@@ -114,10 +114,10 @@ const (
 // StepError is an upgrade stopped at a step: what failed, what state the cluster is in, and
 // the command that goes on.
 type StepError struct {
-	Step  Step
-	What  string
-	State string
-	Next  string
+	Step  Step   `json:"step"`
+	What  string `json:"what"`
+	State string `json:"state"`
+	Next  string `json:"next"`
 }
 
 func (e *StepError) Error() string {
