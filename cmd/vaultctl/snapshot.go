@@ -82,6 +82,21 @@ It holds the apply lock while it runs.`,
 	return cmd
 }
 
+// lifecycleAction loads the config for upgrade and snapshot and shows its warnings (in the
+// JSON document instead with -o json); warnings is never nil, as the JSON contract wants.
+func lifecycleAction(cmd *cobra.Command, opts *rootOptions) (*action.Configuration, []string, error) {
+	l, err := loadConfig(cmd, opts)
+	cw := configWarnings(l, err)
+	warnings := append([]string{}, warningStrings(cw)...)
+	if opts.Output != "json" {
+		printWarnings(opts.stderr, cw)
+	}
+	if err != nil {
+		return nil, warnings, withWarnings(exitUsage, err, warnings)
+	}
+	return &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}, warnings, nil
+}
+
 func exactFile(cmd *cobra.Command, args []string) error {
 	if len(args) != 1 {
 		return withCode(exitUsage, fmt.Errorf("%s takes one FILE, got %d arguments", commandName(cmd), len(args)))
@@ -91,18 +106,12 @@ func exactFile(cmd *cobra.Command, args []string) error {
 
 // runSnapshot saves (restore nil) or restores the snapshot at path.
 func runSnapshot(cmd *cobra.Command, opts *rootOptions, path string, restore *action.SnapshotRestoreOptions) error {
-	l, err := loadConfig(cmd, opts)
-	cw := configWarnings(l, err)
-	warnings := append([]string{}, warningStrings(cw)...)
-	if opts.Output != "json" {
-		printWarnings(opts.stderr, cw)
-	}
+	ac, warnings, err := lifecycleAction(cmd, opts)
 	if err != nil {
-		return withWarnings(exitUsage, err, warnings)
+		return err
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ac := &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}
 	var out *action.SnapshotResult
 	if restore == nil {
 		out, err = action.SnapshotSave(ctx, ac, path)

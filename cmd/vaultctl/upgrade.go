@@ -43,18 +43,12 @@ nothing (exit 3 when there is work).`,
 		Example: "  vaultctl upgrade --plan\n  vaultctl upgrade\n  vaultctl upgrade -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			l, err := loadConfig(cmd, opts)
-			cw := configWarnings(l, err)
-			warnings := append([]string{}, warningStrings(cw)...)
-			if opts.Output != "json" {
-				printWarnings(opts.stderr, cw)
-			}
+			ac, warnings, err := lifecycleAction(cmd, opts)
 			if err != nil {
-				return withWarnings(exitUsage, err, warnings)
+				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			ac := &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}
 			if opts.Output != "json" {
 				rep := newReporter(opts, true)
 				ac.Reporter, ac.Progress = rep, func(line string) { fmt.Fprintf(opts.stderr, "    ... %s\n", line) }
