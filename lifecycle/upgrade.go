@@ -164,14 +164,14 @@ func (u *Upgrader) Run(ctx context.Context, steps []Step) ([]StepResult, error) 
 func (u *Upgrader) run(ctx context.Context, s Step) (string, error) {
 	switch s.Kind {
 	case StepRestart:
-		// Never take a member away from a cluster that is already short of one: that is how
-		// quorum is lost.
-		ok, problems, err := u.Cluster.Healthy(ctx)
+		// Never take a member away from a cluster that is short of one: that is how quorum is
+		// lost. Right after a restart or a new leader, autopilot reports servers unhealthy
+		// until it has fresh stats from each, so wait for it rather than fail.
+		err := u.wait(ctx, "the cluster to be healthy before restarting "+s.Pod, func() (bool, string, error) {
+			return u.Cluster.Healthy(ctx)
+		})
 		if err != nil {
-			return "", err
-		}
-		if !ok {
-			return "", fmt.Errorf("the cluster is not healthy before restarting %s (%s); nothing was restarted by this step", s.Pod, problems)
+			return "", &notStarted{err}
 		}
 		u.progressf("restarting %s (%s)", s.Pod, s.Role)
 		if err := u.Cluster.DeletePod(ctx, s.Pod, s.UID); err != nil {
@@ -251,7 +251,10 @@ func (u *Upgrader) stopped(s Step, err error, res []StepResult) error {
 	if len(done) > 0 {
 		state = "done: " + strings.Join(done, ", ")
 	}
+	var ns *notStarted
 	switch {
+	case errors.As(err, &ns):
+		state += fmt.Sprintf("; %s was not restarted", s.Pod)
 	case s.Kind == StepRestart:
 		state += fmt.Sprintf("; %s was deleted and has not rejoined (kubectl get pod %s; kubectl logs %s)", s.Pod, s.Pod, s.Pod)
 	case s.Kind == StepStepDown:
@@ -267,6 +270,12 @@ func (u *Upgrader) stopped(s Step, err error, res []StepResult) error {
 	}
 	return &StepError{Step: s, What: err.Error(), State: state, Next: next}
 }
+
+// notStarted is a step that failed before it changed anything.
+type notStarted struct{ err error }
+
+func (e *notStarted) Error() string { return e.err.Error() }
+func (e *notStarted) Unwrap() error { return e.err }
 
 func (k StepKind) verb() string {
 	if k == StepStepDown {

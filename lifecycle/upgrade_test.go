@@ -158,11 +158,14 @@ func TestUpgraderStopsAtTheFirstProblem(t *testing.T) {
 
 func TestUpgraderRestartsNothingInADegradedCluster(t *testing.T) {
 	f := &fakeCluster{unhealthy: "2 of 3 voters", polls: map[string]int{}}
-	u := &Upgrader{Cluster: f, Poll: time.Millisecond, Timeout: time.Second}
+	u := &Upgrader{Cluster: f, Poll: time.Millisecond, Timeout: 20 * time.Millisecond}
 	_, err := u.Run(context.Background(), plan3())
 	var stop *StepError
 	if !errors.As(err, &stop) || !strings.Contains(stop.What, "2 of 3 voters") {
 		t.Fatalf("want a refusal naming the problem, got %v", err)
+	}
+	if !strings.Contains(stop.State, "vault-1 was not restarted") {
+		t.Errorf("state %q", stop.State)
 	}
 	if len(f.log) != 0 {
 		t.Errorf("a degraded cluster lost a pod: %v", f.log)
