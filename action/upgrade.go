@@ -50,14 +50,12 @@ type UpgradeResult struct {
 	Warnings []string             `json:"warnings,omitempty"`
 }
 
-// ErrUpgradeStopped marks an upgrade that stopped at a step (see UpgradeResult.Failure).
-var ErrUpgradeStopped = errors.New("upgrade stopped")
-
 // Upgrade applies a changed server chart to the in-cluster Vault and restarts the pods whose
 // template changed, without an outage: a Raft snapshot first, then the Helm upgrade (the server
 // phase), then the standbys one at a time, each back, unsealed, a voter and healthy before the
 // next, then the leader's step-down, a new leader, and the old leader's restart. It holds the
-// apply lock throughout and stops at the first problem. A second run finds nothing to do.
+// apply lock throughout and stops at the first problem (a *lifecycle.StepError, also in the
+// result's Failure). A second run finds nothing to do.
 func Upgrade(ctx context.Context, c *Configuration, o UpgradeOptions) (*UpgradeResult, error) {
 	cfg := c.config()
 	if cfg.External() {
@@ -187,7 +185,7 @@ func (c *Configuration) upgrade(ctx context.Context, ss *session, o UpgradeOptio
 			stop.What = fmt.Sprintf("interrupted: %v (%s)", cause, stop.What)
 		}
 		res.Failure = stop
-		return fmt.Errorf("%w: %s", ErrUpgradeStopped, stop.Error())
+		return stop
 	}
 	return err
 }
