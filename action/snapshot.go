@@ -134,7 +134,10 @@ func SnapshotRestore(ctx context.Context, c *Configuration, path string, o Snaps
 			return err
 		}
 		res.Restored = true
-		return waitActive(ctx, admin, 2*time.Minute)
+		if err := waitActive(ctx, admin, 2*time.Minute); err != nil {
+			return err
+		}
+		return waitHealthy(ctx, ss.env, 2*time.Minute)
 	})
 	if ss != nil {
 		res.Warnings = ss.warnings
@@ -143,6 +146,37 @@ func SnapshotRestore(ctx context.Context, c *Configuration, path string, o Snaps
 		}
 	}
 	return res, err
+}
+
+// waitHealthy waits until autopilot reports every voter healthy: followers catch up with the
+// restored store after the leader. It logs in afresh: the run's own token was issued after the
+// snapshot was taken, so the restored store does not know it.
+func waitHealthy(ctx context.Context, env *phases.Env, timeout time.Duration) error {
+	s := env.Vault
+	fresh := &phases.Session{Dialer: s.Dialer, Locate: s.Locate, Kube: s.Kube, Namespace: s.Namespace, AuthPath: s.AuthPath, FallbackToken: s.FallbackToken}
+	defer fresh.Close(context.WithoutCancel(ctx))
+	deadline := time.Now().Add(timeout)
+	for {
+		h, err := phases.ClusterHealthOf(ctx, fresh, env.Config.Vault.Replicas)
+		if err == nil && h.Healthy {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			why := "no answer"
+			if err != nil {
+				why = err.Error()
+			} else {
+				why = joinProblems(h.Problems)
+			}
+			return phases.Fail("run `vaultctl status` until it reports healthy; a follower that never catches up says why in its log",
+				"the snapshot was restored and Vault serves, but the cluster is not healthy after %s: %s", timeout, why)
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // waitActive waits until the node serves again, unsealed (a standby forwards to the active
