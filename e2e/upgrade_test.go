@@ -317,7 +317,9 @@ func TestUpgradeRollsVaultPodsStandbysFirstWithoutOutage(t *testing.T) {
 	if r.Code != 0 || !up.OK {
 		t.Fatalf("upgrade failed:\n%s", r)
 	}
-	t.Logf("upgrade:\n%s", r.Stderr)
+	for _, s := range up.Result.Steps {
+		t.Logf("MEASURED: %s %s (%s): %s in %s", s.Kind, s.Pod, s.Role, s.Status, s.Duration.Round(10*time.Millisecond))
+	}
 
 	// The snapshot came first, with its record.
 	if up.Result.SnapshotPath == "" || up.Result.Snapshot == nil || up.Result.Snapshot.Index == 0 {
