@@ -35,6 +35,8 @@ type UpgradeResult struct {
 	Plan bool `json:"plan"`
 	// NothingToDo: the chart is current and every pod runs the StatefulSet's template.
 	NothingToDo bool `json:"nothingToDo"`
+	// Preflight is set when it failed: nothing else ran.
+	Preflight *phases.Result `json:"preflight,omitempty"`
 	// Server is the server phase: its check (plan) or its apply (the Helm upgrade).
 	Server *phases.Result `json:"server,omitempty"`
 	// ChartChanges lists what the Helm upgrade changes; with Plan and chart changes, Steps
@@ -73,7 +75,7 @@ func Upgrade(ctx context.Context, c *Configuration, o UpgradeOptions) (*UpgradeR
 	if ss != nil {
 		res.Warnings = append(res.Warnings, ss.warnings...)
 		if ss.preflightFailed() {
-			res.Server = ss.preflight
+			res.Preflight = ss.preflight
 			return res, ss.preflight.Error
 		}
 	}
