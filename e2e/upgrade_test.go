@@ -21,6 +21,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -409,6 +410,10 @@ func TestUpgradeRollsVaultPodsStandbysFirstWithoutOutage(t *testing.T) {
 		t.Errorf("the second upgrade deleted pods: %v", order2[len(order):])
 	}
 
+	t.Run("stops at the first problem with the state and the next command, then resumes", func(t *testing.T) {
+		checkUpgradeStopsAndResumes(t, cs, ns, cfgPath, deletions)
+	})
+
 	t.Run("snapshot save then restore", func(t *testing.T) {
 		checkSnapshotSaveRestore(t, cfgPath, ns, ca)
 	})
@@ -438,4 +443,76 @@ func TestUpgradeRollsVaultPodsStandbysFirstWithoutOutage(t *testing.T) {
 		os.Remove(out)
 		scanForSecrets(t, ns, keys.Keys)
 	})
+}
+
+// checkUpgradeStopsAndResumes changes the config again and lets the first standby's
+// replacement never be created (a ResourceQuota on the namespace's pod count): upgrade stops at
+// that pod, touches no other, and says what state it left and what to run; once the quota is
+// gone and the cluster healthy again, a second upgrade restarts only the pods still outdated.
+func checkUpgradeStopsAndResumes(t *testing.T, cs kubernetes.Interface, ns, cfgPath string, deletions *deletionWatch) {
+	ctx := context.Background()
+	editConfig(t, cfgPath, "    performanceMultiplier: 2\n", "    performanceMultiplier: 3\n")
+	all, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quota := &corev1.ResourceQuota{ObjectMeta: metav1.ObjectMeta{Name: "no-more-pods"}, Spec: corev1.ResourceQuotaSpec{
+		Hard: corev1.ResourceList{corev1.ResourcePods: *resource.NewQuantity(int64(len(all.Items)-1), resource.DecimalSI)}}}
+	if _, err := cs.CoreV1().ResourceQuotas(ns).Create(ctx, quota, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the quota counted", func() error {
+		q, err := cs.CoreV1().ResourceQuotas(ns).Get(ctx, quota.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if _, ok := q.Status.Used[corev1.ResourcePods]; !ok {
+			return fmt.Errorf("no usage yet")
+		}
+		return nil
+	})
+	h, _ := statusJSON(t, cfgPath)
+	before, _ := deletions.snapshot()
+	stopped, r := runUpgrade(t, "-c", cfgPath, "--wait-timeout", "20s")
+	if r.Code != 1 || stopped.OK || stopped.Result.Failure == nil {
+		t.Fatalf("upgrade must stop when a pod does not come back:\n%s", r)
+	}
+	f := stopped.Result.Failure
+	first := stopped.Result.Steps[0]
+	if f.Step.Kind != lifecycle.StepRestart || f.Step.Pod != first.Pod || first.Pod == h.Leader ||
+		!strings.Contains(f.What, "the StatefulSet to recreate the pod") ||
+		!strings.Contains(f.State, first.Pod+" was deleted and has not rejoined") || !strings.Contains(f.Next, "vaultctl upgrade") {
+		t.Errorf("the failure must name the standby, what it waited for, the state and the next command: %+v", f)
+	}
+	for _, s := range stopped.Result.Steps[1:] {
+		if s.Status != lifecycle.StepNotRun {
+			t.Errorf("after the failure %s %s ran (%s)", s.Kind, s.Pod, s.Status)
+		}
+	}
+	if after, _ := deletions.snapshot(); !slices.Equal(after[len(before):], []string{first.Pod}) {
+		t.Errorf("the stopped upgrade deleted %v, want only %s", after[len(before):], first.Pod)
+	}
+
+	if err := cs.CoreV1().ResourceQuotas(ns).Delete(ctx, quota.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Minute, "the cluster healthy again", func() error {
+		if h, r := statusJSON(t, cfgPath); !h.Healthy || h.Voters != 3 {
+			return fmt.Errorf("%s", r.Stdout)
+		}
+		return nil
+	})
+	resumed, r := runUpgrade(t, "-c", cfgPath)
+	if r.Code != 0 || !resumed.OK {
+		t.Fatalf("the resumed upgrade failed:\n%s", r)
+	}
+	for _, s := range resumed.Result.Steps {
+		if s.Pod == first.Pod && s.Kind == lifecycle.StepRestart {
+			t.Errorf("the resumed upgrade restarted %s again, which already runs the new template", first.Pod)
+		}
+	}
+	if len(resumed.Result.Steps) != 3 {
+		t.Errorf("the resumed upgrade should restart the other standby and the leader (3 steps), got %+v", resumed.Result.Steps)
+	}
+	t.Logf("stopped at %s after %s; resumed with %d steps", first.Pod, first.Duration.Round(time.Second), len(resumed.Result.Steps))
 }
