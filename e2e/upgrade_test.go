@@ -77,42 +77,68 @@ func watchDeletions(t *testing.T, cs kubernetes.Interface, ns string) *deletionW
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	w, err := cs.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=vault,component=server"})
+	d := &deletionWatch{readyAt: map[string][]string{}, ready: map[string]bool{}, seen: map[string]bool{}}
+	opts := metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=vault,component=server"}
+	w, err := cs.CoreV1().Pods(ns).Watch(ctx, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &deletionWatch{readyAt: map[string][]string{}, ready: map[string]bool{}, seen: map[string]bool{}}
 	go func() {
-		for ev := range w.ResultChan() {
-			pod, ok := ev.Object.(*corev1.Pod)
-			if !ok {
-				continue
-			}
-			d.mu.Lock()
-			switch {
-			case ev.Type == watch.Deleted:
-				delete(d.ready, pod.Name)
-			case pod.DeletionTimestamp != nil:
-				if !d.seen[string(pod.UID)] {
-					d.seen[string(pod.UID)] = true
-					d.order = append(d.order, pod.Name)
-					var others []string
-					for n, r := range d.ready {
-						if r && n != pod.Name {
-							others = append(others, n)
-						}
-					}
-					slices.Sort(others)
-					d.readyAt[pod.Name] = others
+		// The API server ends watches after a while: watch again from the last version seen.
+		for {
+			for ev := range w.ResultChan() {
+				if ev.Type == watch.Error {
+					opts.ResourceVersion = "" // too old: start over (the dedupe by UID holds)
+					continue
 				}
-				d.ready[pod.Name] = false
-			default:
-				d.ready[pod.Name] = podReady(pod)
+				pod, ok := ev.Object.(*corev1.Pod)
+				if !ok {
+					continue
+				}
+				opts.ResourceVersion = pod.ResourceVersion
+				d.observe(ev.Type, pod)
 			}
-			d.mu.Unlock()
+			if ctx.Err() != nil {
+				return
+			}
+			next, err := cs.CoreV1().Pods(ns).Watch(ctx, opts)
+			if err != nil {
+				opts.ResourceVersion = ""
+				time.Sleep(200 * time.Millisecond)
+				next = watch.NewEmptyWatch()
+			}
+			w = next
 		}
 	}()
 	return d
+}
+
+// observe records a pod event; a deletion is the first event of a UID with a deletion
+// timestamp, or its DELETED event when the watch missed that.
+func (d *deletionWatch) observe(typ watch.EventType, pod *corev1.Pod) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	uid := string(pod.UID)
+	if (typ == watch.Deleted || pod.DeletionTimestamp != nil) && !d.seen[uid] {
+		d.seen[uid] = true
+		d.order = append(d.order, pod.Name)
+		var others []string
+		for n, r := range d.ready {
+			if r && n != pod.Name {
+				others = append(others, n)
+			}
+		}
+		slices.Sort(others)
+		d.readyAt[pod.Name] = others
+	}
+	switch {
+	case typ == watch.Deleted:
+		delete(d.ready, pod.Name)
+	case pod.DeletionTimestamp != nil:
+		d.ready[pod.Name] = false
+	default:
+		d.ready[pod.Name] = podReady(pod)
+	}
 }
 
 func (d *deletionWatch) snapshot() ([]string, map[string][]string) {
@@ -411,7 +437,7 @@ func TestUpgradeRollsVaultPodsStandbysFirstWithoutOutage(t *testing.T) {
 	}
 
 	t.Run("stops at the first problem with the state and the next command, then resumes", func(t *testing.T) {
-		checkUpgradeStopsAndResumes(t, cs, ns, cfgPath, deletions)
+		checkUpgradeStopsAndResumes(t, cs, ns, cfgPath)
 	})
 
 	t.Run("snapshot save then restore", func(t *testing.T) {
@@ -449,7 +475,7 @@ func TestUpgradeRollsVaultPodsStandbysFirstWithoutOutage(t *testing.T) {
 // replacement never be created (a ResourceQuota on the namespace's pod count): upgrade stops at
 // that pod, touches no other, and says what state it left and what to run; once the quota is
 // gone and the cluster healthy again, a second upgrade restarts only the pods still outdated.
-func checkUpgradeStopsAndResumes(t *testing.T, cs kubernetes.Interface, ns, cfgPath string, deletions *deletionWatch) {
+func checkUpgradeStopsAndResumes(t *testing.T, cs kubernetes.Interface, ns, cfgPath string) {
 	ctx := context.Background()
 	editConfig(t, cfgPath, "    performanceMultiplier: 2\n", "    performanceMultiplier: 3\n")
 	all, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
@@ -472,7 +498,18 @@ func checkUpgradeStopsAndResumes(t *testing.T, cs kubernetes.Interface, ns, cfgP
 		return nil
 	})
 	h, _ := statusJSON(t, cfgPath)
-	before, _ := deletions.snapshot()
+	uids := func() map[string]string {
+		pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=vault,component=server"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]string{}
+		for _, p := range pods.Items {
+			m[p.Name] = string(p.UID)
+		}
+		return m
+	}
+	before := uids()
 	stopped, r := runUpgrade(t, "-c", cfgPath, "--wait-timeout", "20s")
 	if r.Code != 1 || stopped.OK || stopped.Result.Failure == nil {
 		t.Fatalf("upgrade must stop when a pod does not come back:\n%s", r)
@@ -489,8 +526,11 @@ func checkUpgradeStopsAndResumes(t *testing.T, cs kubernetes.Interface, ns, cfgP
 			t.Errorf("after the failure %s %s ran (%s)", s.Kind, s.Pod, s.Status)
 		}
 	}
-	if after, _ := deletions.snapshot(); !slices.Equal(after[len(before):], []string{first.Pod}) {
-		t.Errorf("the stopped upgrade deleted %v, want only %s", after[len(before):], first.Pod)
+	after := uids()
+	for pod, uid := range before {
+		if gone := after[pod] != uid; gone != (pod == first.Pod) {
+			t.Errorf("%s: replaced %v by the stopped upgrade; want only %s replaced (before %v, after %v)", pod, gone, first.Pod, before, after)
+		}
 	}
 
 	if err := cs.CoreV1().ResourceQuotas(ns).Delete(ctx, quota.Name, metav1.DeleteOptions{}); err != nil {
