@@ -127,7 +127,10 @@ func SnapshotRestore(ctx context.Context, c *Configuration, path string, o Snaps
 			return err
 		}
 		phases.Progressf(ctx, "restoring %s", path)
-		if err := lifecycle.Restore(ctx, l, path, o.Force && check.Foreign); err != nil {
+		// --force sends snapshot-force only where Vault's check would refuse or vaultctl
+		// cannot tell: a snapshot of this very cluster keeps Vault's own verification.
+		force := o.Force && (check.Foreign || check.Record == nil)
+		if err := lifecycle.Restore(ctx, l, path, force); err != nil {
 			if vault.IsForbidden(err) {
 				return phases.Fail("run `vaultctl apply` first: it grants vaultctl-admin sys/storage/raft/snapshot (or set VAULT_TOKEN)", "restoring the snapshot: permission denied")
 			}
