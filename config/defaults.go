@@ -45,6 +45,7 @@ func ApplyDefaults(c *Config) {
 	setStr(&v.Resources.Memory, "256Mi")
 	setStr(&v.Storage.DataSize, "10Gi")
 	setStr(&v.Storage.AuditSize, "10Gi")
+	setStr(&v.Snapshots.Dir, "vaultctl-snapshots")
 
 	if c.Injector.Enabled == nil {
 		enabled := true

@@ -60,6 +60,12 @@ type Vault struct {
 	Rotation  Rotation  `yaml:"rotation" json:"rotation" desc:"Key rotation: how old the encryption key and the recovery keys may get before status warns."`
 	Resources Resources `yaml:"resources" json:"resources" desc:"Resource requests and limits for Vault pods."`
 	Storage   Storage   `yaml:"storage" json:"storage" desc:"Persistent volumes for Raft data and audit logs."`
+	Snapshots Snapshots `yaml:"snapshots" json:"snapshots" desc:"Where vaultctl keeps the Raft snapshots it takes itself (upgrade takes one before it changes the server)."`
+}
+
+// Snapshots is where vaultctl keeps the Raft snapshots it takes.
+type Snapshots struct {
+	Dir string `yaml:"dir" json:"dir" desc:"Directory, on the machine that runs vaultctl, for the snapshot upgrade takes first: one file per run (mode 0600) with a .json record beside it. Relative to the working directory."`
 }
 
 // Rotation is how often the keys vaultctl rotates (vaultctl rotate) should be rotated.

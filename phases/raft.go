@@ -62,6 +62,12 @@ func (e *Env) Health(ctx context.Context) (*ClusterHealth, error) {
 	return clusterHealth(ctx, e.session(), e.Config.Vault.Replicas)
 }
 
+// ClusterHealthOf reads autopilot's view through s, for callers with a Vault client of their
+// own (upgrade reaches each pod itself while pods restart).
+func ClusterHealthOf(ctx context.Context, s VaultAdmin, replicas int) (*ClusterHealth, error) {
+	return clusterHealth(ctx, s, replicas)
+}
+
 func clusterHealth(ctx context.Context, s VaultAdmin, replicas int) (*ClusterHealth, error) {
 	v, err := s.Admin(ctx)
 	if err != nil {

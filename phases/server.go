@@ -136,7 +136,7 @@ func (p *Server) Check(ctx context.Context) (Diff, error) {
 		d.Facts = append(d.Facts, c.Detail)
 	}
 	if len(pods.restarts) > 0 {
-		d.Facts = append(d.Facts, fmt.Sprintf("OnDelete updates restart nothing: restart the pods one at a time, standbys first and the leader (label vault-active=true) last, with `kubectl delete pod -n %s POD`, waiting for each to rejoin", ns))
+		d.Facts = append(d.Facts, "OnDelete updates restart nothing: run `vaultctl upgrade` to restart them one at a time (a Raft snapshot first, standbys, then the leader after a step-down)")
 	}
 	return d, nil
 }

@@ -40,6 +40,15 @@ func Admin(s AdminScope) string {
 		// vaultctl doctor: what Vault itself says an agent's token may read, by its accessor.
 		"sys/capabilities-accessor": {"update"},
 	}
+	// upgrade and snapshot: Raft snapshots saved and restored, and the leader's step-down
+	// before its restart (Vault counts all three as root paths: sudo).
+	for path, caps := range map[string][]string{
+		"sys/storage/raft/snapshot":       {"read", "update", "sudo"},
+		"sys/storage/raft/snapshot-force": {"update", "sudo"},
+		"sys/step-down":                   {"update", "sudo"},
+	} {
+		rules[path] = caps
+	}
 	mount := func(m string, caps ...string) {
 		rules["sys/mounts/"+m] = []string{"create", "read", "update"}
 		rules[m+"/*"] = caps

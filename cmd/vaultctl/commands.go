@@ -74,6 +74,7 @@ func newRootCmd(opts *rootOptions) *cobra.Command {
 		newCICmd(opts),
 		newDoctorCmd(opts),
 		newLeasesCmd(opts),
+		newUpgradeCmd(opts), newSnapshotCmd(opts),
 	)
 	// Added now rather than when cobra runs, so that it refuses a mistyped shell like the
 	// other groups do.
