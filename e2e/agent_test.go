@@ -716,7 +716,7 @@ func TestAgentInClusterVaultThroughServiceName(t *testing.T) {
 	defer cancel()
 	claimPVs(t, cs, ns, inClusterClaims())
 	t.Cleanup(func() { deleteNamespace(t, cs, ns) })
-	ensureNamespace(t, cs, appNS)
+	ensureNamespace(t, cs, appNS, map[string]string{injectorLabel: ns}) // the estate's injector sees only these
 	t.Cleanup(func() { deleteNamespace(t, cs, appNS) })
 	ensureServiceAccount(t, cs, appNS, "app")
 	cfgPath := filepath.Join(t.TempDir(), "vaultctl.yaml")

@@ -158,9 +158,13 @@ func raftServers(ctx context.Context, c *vaultapi.Client) ([]raftServer, error) 
 }
 
 // ensureNamespace creates ns unless it exists.
-func ensureNamespace(t testing.TB, cs kubernetes.Interface, ns string) {
+func ensureNamespace(t testing.TB, cs kubernetes.Interface, ns string, labels ...map[string]string) {
 	t.Helper()
-	_, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	meta := metav1.ObjectMeta{Name: ns}
+	if len(labels) > 0 {
+		meta.Labels = labels[0]
+	}
+	_, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: meta}, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("create namespace %s: %v", ns, err)
 	}

@@ -136,7 +136,7 @@ func TestMigrateClientJWTBindsReviewers(t *testing.T) {
 // the policies live in the API server.
 func testMigrateAdmittedByNetworkPolicies(t *testing.T, cs kubernetes.Interface, cfgPath, vns, ns string) {
 	ctx := context.Background()
-	ensureNamespace(t, cs, ns)
+	ensureNamespace(t, cs, ns, map[string]string{injectorLabel: vns})
 	t.Cleanup(func() { deleteNamespace(t, cs, ns) })
 	objs := guardedApp(ns, "ic-migrated-pass")
 	createObjects(t, cs, objs)

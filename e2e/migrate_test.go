@@ -61,13 +61,7 @@ func newMigrateEstateWith(t *testing.T, vns string, c externalConfig) *migrateEs
 	os.Chmod(e.auditDir, 0o777)
 	e.cfg = filepath.Join(t.TempDir(), "vaultctl.yaml")
 	c.Namespace, c.Addr, c.AuditDir = vns, e.vc.Addrs[0], e.auditDir
-	writeExternalConfig(t, e.cfg, c)
-	f, err := os.OpenFile(e.cfg, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprintf(f, "injector:\n  namespaceLabels:\n    %s: %s\n", injectorLabel, vns)
-	f.Close()
+	writeExternalConfig(t, e.cfg, c) // its injector sees only namespaces labelled for vns
 	if res := vaultctl(t, "apply", "-c", e.cfg, "-o", "json"); !parseRun(t, res).OK {
 		t.Fatalf("apply of the estate failed:\n%s", res)
 	}

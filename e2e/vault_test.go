@@ -78,10 +78,17 @@ kubernetesAuth:
   devices:
     - {path: file, type: file, options: {file_path: %[11]s/audit.log}}
     - {path: file-backup, type: file, options: {file_path: %[11]s/audit-backup.log}}
-`, sb.Kubeconfig, c.Addr, c.Namespace, sb.VaultCACert, sb.KMSRegion, sb.KMSKeyAlias, sb.KMSEndpoint, c.KeepRoot, sb.APIServerURL, extra, c.AuditDir)
+`+injectorScope(c.Namespace), sb.Kubeconfig, c.Addr, c.Namespace, sb.VaultCACert, sb.KMSRegion, sb.KMSKeyAlias, sb.KMSEndpoint, c.KeepRoot, sb.APIServerURL, extra, c.AuditDir)
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// injectorScope keeps an estate's injector to the namespaces labelled for it: the e2e estates
+// share one cluster, and an injector that selects every namespace would inject the other
+// estates' pods when its webhook sorts first by name, as the API server calls them.
+func injectorScope(vns string) string {
+	return "injector:\n  namespaceLabels:\n    " + injectorLabel + ": " + vns + "\n"
 }
 
 func reviewerLine(mode string) string {

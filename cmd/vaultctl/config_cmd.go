@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/vaultctl/vaultctl/action"
 	"github.com/vaultctl/vaultctl/config"
 )
 
@@ -126,6 +127,23 @@ func warningStrings(ws []config.Problem) []string {
 		out = append(out, w.String())
 	}
 	return out
+}
+
+// loadConfigWarned is loadConfig for a command: the config's warnings are printed on stderr
+// (not with -o json, whose document carries them) and returned for that document, whether or not
+// the config loaded.
+func loadConfigWarned(cmd *cobra.Command, opts *rootOptions) (*config.Loaded, []string, error) {
+	l, err := loadConfig(cmd, opts)
+	cw := configWarnings(l, err)
+	if opts.Output != "json" {
+		printWarnings(opts.stderr, cw)
+	}
+	return l, warningStrings(cw), err
+}
+
+// actionConfig is what every action of a command is given.
+func actionConfig(opts *rootOptions, l *config.Loaded) *action.Configuration {
+	return &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}
 }
 
 func printWarnings(w io.Writer, ws []config.Problem) {

@@ -66,16 +66,12 @@ func newDoctorCmd(opts *rootOptions) *cobra.Command {
 				return withCode(exitUsage, err)
 			}
 			res := doctorResult{Command: commandName(cmd), Pods: []string{}, Findings: []doctor.Finding{}, Warnings: []string{}}
-			l, err := loadConfig(cmd, opts)
-			cw := configWarnings(l, err)
-			res.Warnings = append(res.Warnings, warningStrings(cw)...)
-			if opts.Output != "json" {
-				printWarnings(opts.stderr, cw)
-			}
+			l, warnings, err := loadConfigWarned(cmd, opts)
+			res.Warnings = append(res.Warnings, warnings...)
 			if err != nil {
 				return withWarnings(exitUsage, err, res.Warnings)
 			}
-			out, err := action.Doctor(cmd.Context(), &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}, target)
+			out, err := action.Doctor(cmd.Context(), actionConfig(opts, l), target)
 			if out != nil {
 				res.Warnings = append(res.Warnings, out.Warnings...)
 				if opts.Output != "json" {

@@ -74,12 +74,8 @@ func newLeasesCmd(opts *rootOptions) *cobra.Command {
 				return withCode(exitUsage, fmt.Errorf("--revoke-prefix needs a prefix, e.g. database/creds/ROLE: revoking every lease is not offered"))
 			}
 			res := leasesResult{Command: commandName(cmd), Prefixes: []leases.Prefix{}, Revoked: []leases.Revocation{}, Warnings: []string{}}
-			l, err := loadConfig(cmd, opts)
-			cw := configWarnings(l, err)
-			res.Warnings = append(res.Warnings, warningStrings(cw)...)
-			if opts.Output != "json" {
-				printWarnings(opts.stderr, cw)
-			}
+			l, warnings, err := loadConfigWarned(cmd, opts)
+			res.Warnings = append(res.Warnings, warnings...)
 			if err != nil {
 				return withWarnings(exitUsage, err, res.Warnings)
 			}
@@ -96,7 +92,7 @@ func newLeasesCmd(opts *rootOptions) *cobra.Command {
 				a := strings.ToLower(strings.TrimSpace(line))
 				return a == "y" || a == "yes"
 			}
-			out, err := action.Leases(cmd.Context(), &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}, o)
+			out, err := action.Leases(cmd.Context(), actionConfig(opts, l), o)
 			if out != nil {
 				res.Warnings = append(res.Warnings, out.Warnings...)
 				if opts.Output != "json" {

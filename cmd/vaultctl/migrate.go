@@ -188,12 +188,8 @@ func runMigrateNamespace(cmd *cobra.Command, opts *rootOptions, namespace string
 		}
 	}
 
-	l, err := loadConfig(cmd, opts)
-	cw := configWarnings(l, err)
-	res.Warnings = append(res.Warnings, warningStrings(cw)...)
-	if opts.Output != "json" {
-		printWarnings(opts.stderr, cw)
-	}
+	l, warnings, err := loadConfigWarned(cmd, opts)
+	res.Warnings = append(res.Warnings, warnings...)
 	if err != nil {
 		res.ConfigErrors = configProblems(err)
 		return fail(exitUsage, err)
@@ -201,7 +197,7 @@ func runMigrateNamespace(cmd *cobra.Command, opts *rootOptions, namespace string
 
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ac := &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}
+	ac := actionConfig(opts, l)
 	if !f.plan && !f.writeConfig {
 		return runMigrateApply(ctx, cmd, opts, ac, l.Config, namespace, f, entrypoints, res)
 	}

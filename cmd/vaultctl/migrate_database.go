@@ -150,19 +150,15 @@ func runMigrateDatabase(cmd *cobra.Command, opts *rootOptions, workload string, 
 		}
 		entrypoints = append(entrypoints, e)
 	}
-	l, err := loadConfig(cmd, opts)
-	cw := configWarnings(l, err)
-	res.Warnings = append(res.Warnings, warningStrings(cw)...)
-	if opts.Output != "json" {
-		printWarnings(opts.stderr, cw)
-	}
+	l, warnings, err := loadConfigWarned(cmd, opts)
+	res.Warnings = append(res.Warnings, warnings...)
 	if err != nil {
 		res.ConfigErrors = configProblems(err)
 		return fail(exitUsage, err)
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ac := &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}
+	ac := actionConfig(opts, l)
 	if opts.Output != "json" && !f.plan {
 		ac.Progress = func(line string) { fmt.Fprintln(opts.stderr, line) }
 	}

@@ -121,16 +121,6 @@ type migrateStatusResult struct {
 	Warnings     []string           `json:"warnings"`
 }
 
-func wavesSetup(cmd *cobra.Command, opts *rootOptions, warnings *[]string) (*config.Loaded, error) {
-	l, err := loadConfig(cmd, opts)
-	cw := configWarnings(l, err)
-	*warnings = append(*warnings, warningStrings(cw)...)
-	if opts.Output != "json" {
-		printWarnings(opts.stderr, cw)
-	}
-	return l, err
-}
-
 func runMigrateStatus(cmd *cobra.Command, opts *rootOptions, f wavesFlags) error {
 	res := migrateStatusResult{Command: commandName(cmd), Waves: []waves.WaveStatus{}, Warnings: []string{}}
 	fail := func(code int, err error) error {
@@ -142,7 +132,8 @@ func runMigrateStatus(cmd *cobra.Command, opts *rootOptions, f wavesFlags) error
 		}
 		return withCode(code, err)
 	}
-	l, err := wavesSetup(cmd, opts, &res.Warnings)
+	l, warnings, err := loadConfigWarned(cmd, opts)
+	res.Warnings = append(res.Warnings, warnings...)
 	if err != nil {
 		res.ConfigErrors = configProblems(err)
 		return fail(exitUsage, err)
@@ -152,7 +143,7 @@ func runMigrateStatus(cmd *cobra.Command, opts *rootOptions, f wavesFlags) error
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ac := &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}
+	ac := actionConfig(opts, l)
 	out, err := action.WavesStatus(ctx, ac, action.WavesOptions{Manifests: f.manifests})
 	if out != nil {
 		res.Warnings = append(res.Warnings, out.Warnings...)
@@ -275,7 +266,8 @@ func runMigrateWave(cmd *cobra.Command, opts *rootOptions, name string, f wavesF
 		}
 		return fail(exitUsage, fmt.Errorf("running %s changes the cluster and Vault: pass --yes to run it without a terminal (see the plan first with --plan)", what))
 	}
-	l, err := wavesSetup(cmd, opts, &res.Warnings)
+	l, warnings, err := loadConfigWarned(cmd, opts)
+	res.Warnings = append(res.Warnings, warnings...)
 	if err != nil {
 		res.ConfigErrors = configProblems(err)
 		return fail(exitUsage, err)
@@ -285,7 +277,7 @@ func runMigrateWave(cmd *cobra.Command, opts *rootOptions, name string, f wavesF
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	ac := &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}
+	ac := actionConfig(opts, l)
 	if opts.Output != "json" {
 		ac.Progress = func(line string) { fmt.Fprintln(opts.stderr, line) }
 	}

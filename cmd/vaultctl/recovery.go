@@ -29,16 +29,11 @@ the file. With vault.init.pgpKeys the keys are still PGP-encrypted, one per key 
 			if out == "" {
 				return withCode(exitUsage, fmt.Errorf("--out FILE is required; the keys are never printed"))
 			}
-			l, err := loadConfig(cmd, opts)
-			cw := configWarnings(l, err)
-			warnings := warningStrings(cw)
-			if opts.Output != "json" {
-				printWarnings(opts.stderr, cw)
-			}
+			l, warnings, err := loadConfigWarned(cmd, opts)
 			if err != nil {
 				return withWarnings(exitUsage, err, warnings)
 			}
-			keys, err := action.RecoveryKeys(cmd.Context(), &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)})
+			keys, err := action.RecoveryKeys(cmd.Context(), actionConfig(opts, l))
 			if err != nil {
 				return withWarnings(exitFailed, phases.WithHint(err), warnings)
 			}

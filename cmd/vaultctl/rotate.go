@@ -100,16 +100,11 @@ Recovery keys PGP-encrypted to holders (vault.init.pgpKeys) are theirs to rekey.
 // commandConfiguration loads the config for a command that runs one action, printing its
 // warnings in text mode; the error is ready to return.
 func commandConfiguration(cmd *cobra.Command, opts *rootOptions) (*action.Configuration, *config.Source, []string, error) {
-	l, err := loadConfig(cmd, opts)
-	cw := configWarnings(l, err)
-	warnings := warningStrings(cw)
-	if opts.Output != "json" {
-		printWarnings(opts.stderr, cw)
-	}
+	l, warnings, err := loadConfigWarned(cmd, opts)
 	if err != nil {
 		return nil, nil, nil, withWarnings(exitUsage, err, warnings)
 	}
-	return &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}, l.Source, warnings, nil
+	return actionConfig(opts, l), l.Source, warnings, nil
 }
 
 // printKeyAges is status's table of key ages, before Vault's health.

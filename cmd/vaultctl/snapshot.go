@@ -82,21 +82,6 @@ It holds the apply lock while it runs.`,
 	return cmd
 }
 
-// lifecycleAction loads the config for upgrade and snapshot and shows its warnings (in the
-// JSON document instead with -o json); warnings is never nil, as the JSON contract wants.
-func lifecycleAction(cmd *cobra.Command, opts *rootOptions) (*action.Configuration, []string, error) {
-	l, err := loadConfig(cmd, opts)
-	cw := configWarnings(l, err)
-	warnings := append([]string{}, warningStrings(cw)...)
-	if opts.Output != "json" {
-		printWarnings(opts.stderr, cw)
-	}
-	if err != nil {
-		return nil, warnings, withWarnings(exitUsage, err, warnings)
-	}
-	return &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)}, warnings, nil
-}
-
 func exactFile(cmd *cobra.Command, args []string) error {
 	if len(args) != 1 {
 		return withCode(exitUsage, fmt.Errorf("%s takes one FILE, got %d arguments", commandName(cmd), len(args)))
@@ -106,7 +91,7 @@ func exactFile(cmd *cobra.Command, args []string) error {
 
 // runSnapshot saves (restore nil) or restores the snapshot at path.
 func runSnapshot(cmd *cobra.Command, opts *rootOptions, path string, restore *action.SnapshotRestoreOptions) error {
-	ac, warnings, err := lifecycleAction(cmd, opts)
+	ac, _, warnings, err := commandConfiguration(cmd, opts)
 	if err != nil {
 		return err
 	}

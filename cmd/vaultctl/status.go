@@ -53,16 +53,12 @@ Exit code 1 when Vault is degraded or unreachable.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res := statusResult{Command: commandName(cmd), Phases: []statusPhase{}, Warnings: []string{}}
-			l, err := loadConfig(cmd, opts)
-			cw := configWarnings(l, err)
-			res.Warnings = append(res.Warnings, warningStrings(cw)...)
-			if opts.Output != "json" {
-				printWarnings(opts.stderr, cw)
-			}
+			l, warnings, err := loadConfigWarned(cmd, opts)
+			res.Warnings = append(res.Warnings, warnings...)
 			if err != nil {
 				return withWarnings(exitUsage, err, res.Warnings)
 			}
-			st, err := action.Status(cmd.Context(), &action.Configuration{Config: l.Config, Version: vaultctlVersion(), Debug: newDebugLog(opts)})
+			st, err := action.Status(cmd.Context(), actionConfig(opts, l))
 			if st != nil {
 				res.Warnings = append(res.Warnings, st.Warnings...)
 				if opts.Output != "json" {

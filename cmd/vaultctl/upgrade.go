@@ -43,7 +43,7 @@ nothing (exit 3 when there is work).`,
 		Example: "  vaultctl upgrade --plan\n  vaultctl upgrade\n  vaultctl upgrade -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ac, warnings, err := lifecycleAction(cmd, opts)
+			ac, _, warnings, err := commandConfiguration(cmd, opts)
 			if err != nil {
 				return err
 			}
