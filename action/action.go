@@ -165,6 +165,7 @@ func (c *Configuration) run(ctx context.Context, s scope, work func(ctx context.
 		if err != nil {
 			return ss, err
 		}
+		env.PreviousRunDied = lock.TookOverDead
 		parent := ctx // release even when the run's context ended with the lock
 		defer func() {
 			if err := lock.Release(parent); err != nil {

@@ -79,6 +79,9 @@ type Lock struct {
 	LockTiming
 	// Log hears the lock's steps (taken, renewed, released) for -v; nil: silent.
 	Log func(line string)
+	// TookOverDead is set by Acquire when the holder was a process of this machine that no
+	// longer runs: what that run left half done (a pending Helm revision) is nobody else's.
+	TookOverDead bool
 
 	mu     sync.Mutex
 	stop   chan struct{}
@@ -175,6 +178,7 @@ func (l *Lock) Acquire(ctx context.Context) (context.Context, error) {
 				take = "took"
 			case deadLocalHolder(holder, l.Host):
 				take = fmt.Sprintf("took over from %s (a process of this machine that no longer runs)", holder)
+				l.TookOverDead = true
 			default:
 				if r := recordOf(cur); r != seen {
 					seen, seenAt = r, l.Clock.Now()

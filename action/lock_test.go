@@ -204,6 +204,9 @@ func TestDeadHolderOnThisMachineIsTakenOverAtOnce(t *testing.T) {
 	if h := holderNow(t, cs); h != "box/1" {
 		t.Fatalf("holder %q", h)
 	}
+	if !l.TookOverDead {
+		t.Error("TookOverDead not set: a pending Helm revision of the dead run would wait out its grace")
+	}
 }
 
 func TestLostLeaseCancelsTheRunWithTheCause(t *testing.T) {

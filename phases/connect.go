@@ -40,8 +40,10 @@ func Connect(ctx context.Context, cfg *config.Config) (*Env, error) {
 			Description: "vaultctl apply",
 			// A pending revision is a killed run's once the apply Lease is ours again (it expires
 			// or was deleted by someone who knows that run died); a minute still covers a helm
-			// command someone runs by hand at the same moment.
-			PendingGrace: time.Minute,
+			// command someone runs by hand at the same moment, unless the Lease was taken from
+			// a vaultctl of this machine that died: then the revision is that run's (found by
+			// the fault suite: a re-run right after a kill during the injector's install).
+			PendingGrace: pendingGrace(env),
 		})
 	}
 	s := newSession(env)
@@ -135,4 +137,13 @@ func inClusterVault(pfCtx context.Context, env *Env) func(ctx context.Context) (
 		}
 		return vault.Endpoint{Address: fmt.Sprintf("https://127.0.0.1:%d", port), CAPEM: secret.Data["ca.crt"]}, nil
 	}
+}
+
+// pendingGrace is how old a pending Helm revision must be before apply takes it for a killed
+// run's (see Connect).
+func pendingGrace(env *Env) time.Duration {
+	if env.PreviousRunDied {
+		return time.Nanosecond // zero means the Helm timeout
+	}
+	return time.Minute
 }

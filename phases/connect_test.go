@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/vaultctl/vaultctl/config"
 )
@@ -37,5 +38,14 @@ func TestConnectTakesVaultAddrWhereTheConfigIsSilent(t *testing.T) {
 	// The phases that hand the address on see it too: the injector's externalVaultAddr.
 	if in := phaseNamed(env, "injector").Inputs().(InjectorInputs); in.Address != "https://vault.from-env:8200" {
 		t.Fatalf("injector inputs address %q", in.Address)
+	}
+}
+
+func TestPendingGraceIsShortOnlyAfterADeadRun(t *testing.T) {
+	if g := pendingGrace(&Env{}); g != time.Minute {
+		t.Errorf("grace after a live or unknown run = %s, want 1m (a helm command run by hand)", g)
+	}
+	if g := pendingGrace(&Env{PreviousRunDied: true}); g <= 0 || g >= time.Second {
+		t.Errorf("grace after a dead local run = %s, want at once (and not 0, which means the Helm timeout)", g)
 	}
 }

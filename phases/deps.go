@@ -41,6 +41,10 @@ type KMSHandle struct {
 // hold it: All hands each phase its typed inputs (computed from Config, and hashed for its
 // checkpoint) and the handles it uses, so what a phase reads is what its Inputs say.
 type Env struct {
+	// PreviousRunDied: the action's Lease was taken over from a vaultctl of this machine that
+	// no longer runs, so what it left pending is its own (set by the action layer).
+	PreviousRunDied bool
+
 	Config      *config.Config
 	Kube        kubernetes.Interface
 	KubeREST    *rest.Config // for Helm and port-forwarding
