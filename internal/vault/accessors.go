@@ -71,22 +71,5 @@ func (c *httpClient) CapabilitiesAccessor(ctx context.Context, accessor string, 
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string][]string, len(paths))
-	for _, p := range paths {
-		var caps []string
-		if s != nil {
-			if list, ok := s.Data[p].([]any); ok {
-				for _, c := range list {
-					if str, ok := c.(string); ok {
-						caps = append(caps, str)
-					}
-				}
-			}
-		}
-		if len(caps) == 0 {
-			caps = []string{"deny"}
-		}
-		out[p] = caps
-	}
-	return out, nil
+	return capabilitiesByPath(s, paths), nil
 }

@@ -467,6 +467,12 @@ func (c *httpClient) CapabilitiesSelf(ctx context.Context, paths ...string) (map
 	if err != nil {
 		return nil, err
 	}
+	return capabilitiesByPath(s, paths), nil
+}
+
+// capabilitiesByPath reads a sys/capabilities* answer: each path's capabilities, ["deny"]
+// where Vault gave none.
+func capabilitiesByPath(s *vaultapi.Secret, paths []string) map[string][]string {
 	out := make(map[string][]string, len(paths))
 	for _, p := range paths {
 		var caps []string
@@ -484,7 +490,7 @@ func (c *httpClient) CapabilitiesSelf(ctx context.Context, paths ...string) (map
 		}
 		out[p] = caps
 	}
-	return out, nil
+	return out
 }
 
 // Leases
