@@ -174,13 +174,9 @@ func runMigrateNamespace(cmd *cobra.Command, opts *rootOptions, namespace string
 	if !f.plan && !f.writeConfig && !f.yes && !(isTerminal(opts.stdin) && opts.Output != "json") {
 		return fail(exitUsage, fmt.Errorf("migrate namespace %s changes the cluster and Vault: pass --yes to run it without a terminal (see the plan first with --plan)", namespace))
 	}
-	var entrypoints []migrate.Entrypoint
-	for _, s := range f.entrypoints {
-		e, err := migrate.ParseEntrypoint(s)
-		if err != nil {
-			return fail(exitUsage, err)
-		}
-		entrypoints = append(entrypoints, e)
+	entrypoints, err := parseEntrypoints(f.entrypoints)
+	if err != nil {
+		return fail(exitUsage, err)
 	}
 	for _, w := range f.workloads {
 		if _, err := migrate.ParseWorkload(w); err != nil {
@@ -417,4 +413,17 @@ func printMigrateReport(w io.Writer, ns string, out *action.MigrateResult) {
 	for _, f := range out.GitOps {
 		fmt.Fprintln(w, "wrote:", f)
 	}
+}
+
+// parseEntrypoints reads the --entrypoint values of migrate namespace and migrate database.
+func parseEntrypoints(flags []string) ([]migrate.Entrypoint, error) {
+	var out []migrate.Entrypoint
+	for _, s := range flags {
+		e, err := migrate.ParseEntrypoint(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }

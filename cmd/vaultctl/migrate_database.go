@@ -142,13 +142,9 @@ func runMigrateDatabase(cmd *cobra.Command, opts *rootOptions, workload string, 
 	case !f.plan && !f.yes && !(isTerminal(opts.stdin) && opts.Output != "json"):
 		return fail(exitUsage, fmt.Errorf("migrate database %s changes the cluster and Vault: pass --yes to run it without a terminal (see the plan first with --plan)", id))
 	}
-	var entrypoints []migrate.Entrypoint
-	for _, s := range f.entrypoints {
-		e, err := migrate.ParseEntrypoint(s)
-		if err != nil {
-			return fail(exitUsage, err)
-		}
-		entrypoints = append(entrypoints, e)
+	entrypoints, err := parseEntrypoints(f.entrypoints)
+	if err != nil {
+		return fail(exitUsage, err)
 	}
 	l, warnings, err := loadConfigWarned(cmd, opts)
 	res.Warnings = append(res.Warnings, warnings...)

@@ -132,14 +132,9 @@ func runMigrateStatus(cmd *cobra.Command, opts *rootOptions, f wavesFlags) error
 		}
 		return withCode(code, err)
 	}
-	l, warnings, err := loadConfigWarned(cmd, opts)
-	res.Warnings = append(res.Warnings, warnings...)
+	l, err := loadWavesConfig(cmd, opts, &res.Warnings, &res.ConfigErrors)
 	if err != nil {
-		res.ConfigErrors = configProblems(err)
 		return fail(exitUsage, err)
-	}
-	if len(l.Config.Migration.Waves) == 0 {
-		return fail(exitUsage, errors.New("the config has no migration.waves: add the plan (see config.example.yaml)"))
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -266,14 +261,9 @@ func runMigrateWave(cmd *cobra.Command, opts *rootOptions, name string, f wavesF
 		}
 		return fail(exitUsage, fmt.Errorf("running %s changes the cluster and Vault: pass --yes to run it without a terminal (see the plan first with --plan)", what))
 	}
-	l, warnings, err := loadConfigWarned(cmd, opts)
-	res.Warnings = append(res.Warnings, warnings...)
+	l, err := loadWavesConfig(cmd, opts, &res.Warnings, &res.ConfigErrors)
 	if err != nil {
-		res.ConfigErrors = configProblems(err)
 		return fail(exitUsage, err)
-	}
-	if len(l.Config.Migration.Waves) == 0 {
-		return fail(exitUsage, errors.New("the config has no migration.waves: add the plan (see config.example.yaml)"))
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -401,4 +391,19 @@ func blockedNames(gs []waves.GateResult) string {
 		names = append(names, g.Gate)
 	}
 	return strings.Join(names, ", ")
+}
+
+// loadWavesConfig loads the config for the wave commands, which need migration.waves; its
+// warnings and problems go into the command's JSON document.
+func loadWavesConfig(cmd *cobra.Command, opts *rootOptions, warnings *[]string, problems *[]config.Problem) (*config.Loaded, error) {
+	l, ws, err := loadConfigWarned(cmd, opts)
+	*warnings = append(*warnings, ws...)
+	if err != nil {
+		*problems = configProblems(err)
+		return nil, err
+	}
+	if len(l.Config.Migration.Waves) == 0 {
+		return nil, errors.New("the config has no migration.waves: add the plan (see config.example.yaml)")
+	}
+	return l, nil
 }
