@@ -37,24 +37,8 @@ bench_sandbox apply-scale --postgres=false
 config() {
   local count=$1 i id
   {
+    bench_vault_config
     cat <<EOF
-apiVersion: vaultctl.io/v1alpha1
-kind: Platform
-cluster:
-  kubeconfig: $KUBECONFIG
-vault:
-  mode: external
-  address: $VAULT_ADDR
-  tls:
-    caCert: $VAULT_CACERT
-  seal:
-    awskms:
-      region: $AWS_REGION
-      kmsKeyId: alias/vault-unseal-key
-      endpoint: $AWS_ENDPOINT_URL_KMS
-  init:
-    recoveryShares: 3
-    recoveryThreshold: 2
 kv:
   - path: secret
     description: apply-scale bench

@@ -4,6 +4,7 @@
 #   bench_build                  # VAULTCTL_TOOLS_DIR, bin/vaultctl; sets $bin and ${sandbox[@]}
 #   bench_sandbox NAME [FLAGS]   # $work, a sandbox in $work/sandbox ($sbdir), its env loaded;
 #                                # stopped and removed on exit unless BENCH_KEEP=1
+#   bench_vault_config           # prints the head of a config for the sandbox's external Vault
 
 bench_build() {
   cd "$repo"
@@ -43,4 +44,28 @@ bench_sandbox() {
     { cat "$work/sandbox-up.log" >&2; exit 1; }
   eval "$("${sandbox[@]}" env --dir "$sbdir")"
   mkdir -p "$work/audit"
+}
+
+# bench_vault_config prints the part of a vaultctl config every bench shares: the sandbox's
+# cluster, its external Vault and KMS (from the env bench_sandbox loaded). Sections follow.
+bench_vault_config() {
+  cat <<EOF
+apiVersion: vaultctl.io/v1alpha1
+kind: Platform
+cluster:
+  kubeconfig: $KUBECONFIG
+vault:
+  mode: external
+  address: $VAULT_ADDR
+  tls:
+    caCert: $VAULT_CACERT
+  seal:
+    awskms:
+      region: $AWS_REGION
+      kmsKeyId: alias/vault-unseal-key
+      endpoint: $AWS_ENDPOINT_URL_KMS
+  init:
+    recoveryShares: 3
+    recoveryThreshold: 2
+EOF
 }

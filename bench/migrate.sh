@@ -49,24 +49,7 @@ mb=$work/migratebench
 # The injector sees only namespaces with this label (as in the e2e estates).
 label_key=bench.vaultctl.io/injector label_val=vault
 cfg=$work/vaultctl.yaml
-cat >"$cfg" <<EOF
-apiVersion: vaultctl.io/v1alpha1
-kind: Platform
-cluster:
-  kubeconfig: $KUBECONFIG
-vault:
-  mode: external
-  address: $VAULT_ADDR
-  tls:
-    caCert: $VAULT_CACERT
-  seal:
-    awskms:
-      region: $AWS_REGION
-      kmsKeyId: alias/vault-unseal-key
-      endpoint: $AWS_ENDPOINT_URL_KMS
-  init:
-    recoveryShares: 3
-    recoveryThreshold: 2
+{ bench_vault_config; cat <<EOF
 injector:
   namespaceLabels:
     $label_key: $label_val
@@ -80,6 +63,7 @@ audit:
 migration:
   defaults: {ttl: 1h, maxTTL: 4h}
 EOF
+} >"$cfg"
 "$bin" config validate -c "$cfg" >"$work/validate.out" 2>&1 || { cat "$work/validate.out" >&2; exit 1; }
 
 echo "installing the estate with vaultctl apply ..."
